@@ -1,0 +1,155 @@
+//! In-memory caches, all moka: upstream bearer tokens, kept per (upstream, scope) until shortly
+//! before they expire.
+//!
+//! Concurrent misses for one key run one fill (`try_get_with`), so a burst of cold pulls causes
+//! one token request, not one per client. Errors are never cached. This module does not know how
+//! a token is fetched; the caller supplies the fill.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use crate::metrics::Metrics;
+
+/// A cached bearer token with its own lifetime.
+#[derive(Clone)]
+pub struct Token {
+    pub value: Arc<str>,
+    pub ttl: Duration,
+}
+
+struct TokenExpiry;
+
+impl Expiry<(String, String), Token> for TokenExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &(String, String),
+        value: &Token,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Bearer tokens keyed by (upstream key, scope).
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: Cache<(String, String), Token>,
+    metrics: Arc<Metrics>,
+}
+
+impl TokenCache {
+    pub fn new(metrics: Arc<Metrics>) -> TokenCache {
+        TokenCache {
+            inner: Cache::builder()
+                .max_capacity(10_000)
+                .expire_after(TokenExpiry)
+                .build(),
+            metrics,
+        }
+    }
+
+    /// The cached token for the key, or the result of `fill` (run once for concurrent callers).
+    pub async fn get_or_fetch<E, F>(&self, upstream: &str, scope: &str, fill: F) -> Result<Token, Arc<E>>
+    where
+        F: Future<Output = Result<Token, E>>,
+        E: Send + Sync + 'static,
+    {
+        let key = (upstream.to_owned(), scope.to_owned());
+        if let Some(t) = self.inner.get(&key).await {
+            self.record("hit");
+            return Ok(t);
+        }
+        self.record("miss");
+        self.inner.try_get_with(key, fill).await
+    }
+
+    /// Forgets a token the upstream refused.
+    pub async fn invalidate(&self, upstream: &str, scope: &str) {
+        self.inner
+            .invalidate(&(upstream.to_owned(), scope.to_owned()))
+            .await;
+    }
+
+    fn record(&self, result: &str) {
+        self.metrics
+            .cache_requests
+            .with_label_values(&["token", result])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_misses_fill_once_and_errors_are_not_cached() {
+        let cache = TokenCache::new(Arc::new(Metrics::new()));
+        let fills = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let cache = cache.clone();
+            let fills = fills.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_fetch("u", "s", async {
+                        fills.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<_, ()>(Token {
+                            value: "t".into(),
+                            ttl: Duration::from_secs(60),
+                        })
+                    })
+                    .await
+                    .map(|t| t.value.to_string())
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), "t");
+        }
+        assert_eq!(fills.load(Ordering::SeqCst), 1);
+
+        let r = cache
+            .get_or_fetch("u", "other", async { Err::<Token, _>("boom") })
+            .await;
+        assert!(r.is_err());
+        let r = cache
+            .get_or_fetch("u", "other", async {
+                Ok::<_, &str>(Token {
+                    value: "fresh".into(),
+                    ttl: Duration::from_secs(60),
+                })
+            })
+            .await;
+        assert_eq!(&*r.unwrap().value, "fresh");
+    }
+
+    #[tokio::test]
+    async fn tokens_expire_after_their_ttl() {
+        let cache = TokenCache::new(Arc::new(Metrics::new()));
+        let short = Token {
+            value: "a".into(),
+            ttl: Duration::from_millis(50),
+        };
+        cache
+            .get_or_fetch("u", "s", async { Ok::<_, ()>(short) })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let t = cache
+            .get_or_fetch("u", "s", async {
+                Ok::<_, ()>(Token {
+                    value: "b".into(),
+                    ttl: Duration::from_secs(60),
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(&*t.value, "b");
+    }
+}

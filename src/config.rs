@@ -1,0 +1,707 @@
+//! Configuration: the YAML file (or the embedded default) plus `PORTCULLIS__A__B` environment
+//! overrides, read with the `config` crate into raw serde structs ([`raw`]), then validated into
+//! the typed [`Config`] that the rest of the program uses.
+//!
+//! Everything that can be wrong with a configuration is found here, at start-up, and reported with
+//! the key and the file it came from: unknown keys, bad URLs, unreadable credential or certificate
+//! files. This module reads files named by the configuration but opens no network connection.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use url::Url;
+
+/// The configuration `portcullis serve` runs on when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.yaml");
+
+/// Where a configuration came from, for error messages.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Embedded,
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Embedded => f.write_str("<embedded default config>"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}: {error}")]
+    Read {
+        source_name: Source,
+        error: config::ConfigError,
+    },
+    #[error("{source_name}: key `{key}`: {reason}")]
+    Invalid {
+        source_name: Source,
+        key: String,
+        reason: String,
+    },
+    #[error("{source_name}: key `{key}`: cannot read {}: {error}", path.display())]
+    File {
+        source_name: Source,
+        key: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// A password or token. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+    /// Where the password came from (`password_file /run/secrets/x`, `password_env X`, `password`).
+    pub origin: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// The registry's base URL (scheme, host, optional port; no path).
+    pub url: Url,
+    pub credentials: Option<Credentials>,
+    /// Extra CA certificates trusted for this upstream, on top of the system and webpki roots.
+    pub ca_certs: Vec<CertificateDer<'static>>,
+}
+
+#[derive(Debug)]
+pub struct TlsConfig {
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub cert_path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_manifest_bytes: usize,
+    pub max_connections: usize,
+    /// Bound on small upstream JSON documents: token responses, error bodies.
+    pub max_token_bytes: usize,
+    /// Bound on one page of a referrers response (or the fallback index).
+    pub max_referrers_bytes: usize,
+    pub max_redirects: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// From sending an upstream request to receiving its response headers.
+    pub response_header: Duration,
+    /// Longest pause between two chunks of a body being read or streamed.
+    pub read_idle: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub pool_idle: Duration,
+    /// How long a client may take to send its request headers (and the TLS handshake).
+    pub client_header: Duration,
+    /// How long in-flight requests may run after SIGTERM before they are cut.
+    pub shutdown_grace: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub source: Source,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub default_upstream: String,
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+}
+
+pub mod raw {
+    //! The configuration as written: serde structs, every key optional where a default exists,
+    //! unknown keys rejected.
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawConfig {
+        pub listen: String,
+        pub admin_listen: String,
+        pub tls: Option<RawTls>,
+        pub default_upstream: String,
+        pub upstreams: BTreeMap<String, RawUpstream>,
+        #[serde(default)]
+        pub limits: RawLimits,
+        #[serde(default)]
+        pub timeouts: RawTimeouts,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawTls {
+        pub cert: PathBuf,
+        pub key: PathBuf,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawUpstream {
+        pub url: String,
+        pub username: Option<String>,
+        pub password: Option<String>,
+        pub password_file: Option<PathBuf>,
+        pub password_env: Option<String>,
+        pub ca_file: Option<PathBuf>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct RawLimits {
+        pub max_manifest_bytes: usize,
+        pub max_connections: usize,
+        pub max_token_bytes: usize,
+        pub max_referrers_bytes: usize,
+        pub max_redirects: usize,
+    }
+
+    impl Default for RawLimits {
+        fn default() -> Self {
+            RawLimits {
+                max_manifest_bytes: 4 * 1024 * 1024,
+                max_connections: 4096,
+                max_token_bytes: 64 * 1024,
+                max_referrers_bytes: 4 * 1024 * 1024,
+                max_redirects: 5,
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct RawTimeouts {
+        #[serde(with = "humantime_serde")]
+        pub connect: Duration,
+        #[serde(with = "humantime_serde")]
+        pub response_header: Duration,
+        #[serde(with = "humantime_serde")]
+        pub read_idle: Duration,
+        #[serde(with = "humantime_serde")]
+        pub pool_idle: Duration,
+        #[serde(with = "humantime_serde")]
+        pub client_header: Duration,
+        #[serde(with = "humantime_serde")]
+        pub shutdown_grace: Duration,
+    }
+
+    impl Default for RawTimeouts {
+        fn default() -> Self {
+            RawTimeouts {
+                connect: Duration::from_secs(5),
+                response_header: Duration::from_secs(30),
+                read_idle: Duration::from_secs(30),
+                pool_idle: Duration::from_secs(90),
+                client_header: Duration::from_secs(10),
+                shutdown_grace: Duration::from_secs(30),
+            }
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads `path` (or the embedded default), applies `PORTCULLIS__*` environment overrides and
+    /// validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env = config::Environment::with_prefix("PORTCULLIS")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        Self::load_with_env(path, env)
+    }
+
+    fn load_with_env(
+        path: Option<&Path>,
+        env: config::Environment,
+    ) -> Result<Config, ConfigError> {
+        let source = match path {
+            Some(p) => Source::File(p.to_path_buf()),
+            None => Source::Embedded,
+        };
+        let builder = config::Config::builder();
+        let builder = match path {
+            Some(p) => builder.add_source(
+                config::File::from(p)
+                    .format(config::FileFormat::Yaml)
+                    .required(true),
+            ),
+            None => builder.add_source(config::File::from_str(
+                EMBEDDED_DEFAULT,
+                config::FileFormat::Yaml,
+            )),
+        };
+        let read_err = |error| ConfigError::Read {
+            source_name: source.clone(),
+            error,
+        };
+        let raw: raw::RawConfig = builder
+            .add_source(env)
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(read_err)?;
+        let base_dir = path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Validator { source, base_dir }.validate(raw)
+    }
+}
+
+/// Turns a [`raw::RawConfig`] into a [`Config`], resolving relative file paths against the
+/// directory of the configuration file.
+struct Validator {
+    source: Source,
+    base_dir: PathBuf,
+}
+
+impl Validator {
+    fn invalid(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            source_name: self.source.clone(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn read_file(&self, key: &str, p: &Path) -> Result<(PathBuf, Vec<u8>), ConfigError> {
+        let path = self.path(p);
+        std::fs::read(&path)
+            .map(|bytes| (path.clone(), bytes))
+            .map_err(|error| ConfigError::File {
+                source_name: self.source.clone(),
+                key: key.to_owned(),
+                path,
+                error,
+            })
+    }
+
+    fn addr(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+        s.parse()
+            .map_err(|e| self.invalid(key, format!("{s:?} is not an address like 0.0.0.0:5000: {e}")))
+    }
+
+    fn validate(self, raw: raw::RawConfig) -> Result<Config, ConfigError> {
+        let listen = self.addr("listen", &raw.listen)?;
+        let admin_listen = self.addr("admin_listen", &raw.admin_listen)?;
+        if listen == admin_listen {
+            return Err(self.invalid(
+                "admin_listen",
+                "must differ from `listen`: metrics are never served on the registry listener",
+            ));
+        }
+        let tls = raw.tls.as_ref().map(|t| self.tls(t)).transpose()?;
+
+        if raw.upstreams.is_empty() {
+            return Err(self.invalid("upstreams", "at least one upstream is required"));
+        }
+        let mut upstreams = BTreeMap::new();
+        for (name, up) in &raw.upstreams {
+            upstreams.insert(name.clone(), self.upstream(name, up)?);
+        }
+        if !upstreams.contains_key(&raw.default_upstream) {
+            return Err(self.invalid(
+                "default_upstream",
+                format!(
+                    "{:?} is not one of the configured upstreams ({})",
+                    raw.default_upstream,
+                    upstreams.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+
+        let l = &raw.limits;
+        for (key, v) in [
+            ("limits.max_manifest_bytes", l.max_manifest_bytes),
+            ("limits.max_connections", l.max_connections),
+            ("limits.max_token_bytes", l.max_token_bytes),
+            ("limits.max_referrers_bytes", l.max_referrers_bytes),
+        ] {
+            if v == 0 {
+                return Err(self.invalid(key, "must be greater than 0"));
+            }
+        }
+        let t = &raw.timeouts;
+        for (key, v) in [
+            ("timeouts.connect", t.connect),
+            ("timeouts.response_header", t.response_header),
+            ("timeouts.read_idle", t.read_idle),
+            ("timeouts.client_header", t.client_header),
+        ] {
+            if v.is_zero() {
+                return Err(self.invalid(key, "must be greater than 0"));
+            }
+        }
+
+        Ok(Config {
+            listen,
+            admin_listen,
+            tls,
+            default_upstream: raw.default_upstream.clone(),
+            upstreams,
+            limits: Limits {
+                max_manifest_bytes: l.max_manifest_bytes,
+                max_connections: l.max_connections,
+                max_token_bytes: l.max_token_bytes,
+                max_referrers_bytes: l.max_referrers_bytes,
+                max_redirects: l.max_redirects,
+            },
+            timeouts: Timeouts {
+                connect: t.connect,
+                response_header: t.response_header,
+                read_idle: t.read_idle,
+                pool_idle: t.pool_idle,
+                client_header: t.client_header,
+                shutdown_grace: t.shutdown_grace,
+            },
+            source: self.source,
+        })
+    }
+
+    fn tls(&self, t: &raw::RawTls) -> Result<TlsConfig, ConfigError> {
+        let (cert_path, cert_pem) = self.read_file("tls.cert", &t.cert)?;
+        let cert_chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.invalid("tls.cert", format!("{}: {e}", cert_path.display())))?;
+        if cert_chain.is_empty() {
+            return Err(self.invalid(
+                "tls.cert",
+                format!("{} holds no PEM certificate", cert_path.display()),
+            ));
+        }
+        let (key_path, key_pem) = self.read_file("tls.key", &t.key)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+            self.invalid(
+                "tls.key",
+                format!("{} holds no usable PEM private key: {e}", key_path.display()),
+            )
+        })?;
+        Ok(TlsConfig {
+            cert_chain,
+            key,
+            cert_path,
+        })
+    }
+
+    fn upstream(&self, name: &str, up: &raw::RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+        let key = |k: &str| format!("upstreams.{name}.{k}");
+        if name.is_empty() || name.contains('/') || name.chars().any(char::is_whitespace) {
+            return Err(self.invalid(
+                format!("upstreams.{name}"),
+                "an upstream key is a registry host name such as ghcr.io (no slash, no spaces)",
+            ));
+        }
+        let url = Url::parse(&up.url)
+            .map_err(|e| self.invalid(key("url"), format!("{:?} is not a URL: {e}", up.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(self.invalid(key("url"), "scheme must be https (or http, written so)"));
+        }
+        if url.host_str().is_none() {
+            return Err(self.invalid(key("url"), "has no host"));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(self.invalid(
+                key("url"),
+                "must be a base URL such as https://ghcr.io, without path or query",
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(self.invalid(
+                key("url"),
+                "must not carry credentials; use username and password_file",
+            ));
+        }
+
+        let sources = [
+            up.password.is_some(),
+            up.password_file.is_some(),
+            up.password_env.is_some(),
+        ]
+        .into_iter()
+        .filter(|s| *s)
+        .count();
+        if sources > 1 {
+            return Err(self.invalid(
+                key("password"),
+                "give at most one of password, password_file, password_env",
+            ));
+        }
+        let password = if let Some(p) = &up.password {
+            Some((Secret(p.clone()), "password".to_owned()))
+        } else if let Some(f) = &up.password_file {
+            let (path, bytes) = self.read_file(&key("password_file"), f)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| self.invalid(key("password_file"), "is not UTF-8 text"))?;
+            let secret = text.trim_end_matches(['\r', '\n']).to_owned();
+            Some((Secret(secret), format!("password_file {}", path.display())))
+        } else if let Some(var) = &up.password_env {
+            let value = std::env::var(var).map_err(|_| {
+                self.invalid(
+                    key("password_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?;
+            Some((Secret(value), format!("password_env {var}")))
+        } else {
+            None
+        };
+        let credentials = match (&up.username, password) {
+            (Some(username), Some((password, origin))) => Some(Credentials {
+                username: username.clone(),
+                password,
+                origin,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(self.invalid(
+                    key("username"),
+                    "is set but no password, password_file or password_env is",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.invalid(key("username"), "a password is set but no username"))
+            }
+        };
+
+        let ca_certs = match &up.ca_file {
+            None => Vec::new(),
+            Some(f) => {
+                let (path, pem) = self.read_file(&key("ca_file"), f)?;
+                let certs = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.invalid(key("ca_file"), format!("{}: {e}", path.display())))?;
+                if certs.is_empty() {
+                    return Err(self.invalid(
+                        key("ca_file"),
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                }
+                certs
+            }
+        };
+        Ok(UpstreamConfig {
+            url,
+            credentials,
+            ca_certs,
+        })
+    }
+}
+
+/// What `check-config` prints: the validated configuration in words (never a secret) and, for
+/// an image name, which upstream and repository it maps to.
+pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigError> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "configuration {} is valid", config.source);
+    let _ = writeln!(out, "listen: {}{}", config.listen, if config.tls.is_some() { " (TLS)" } else { "" });
+    let _ = writeln!(out, "admin_listen: {}", config.admin_listen);
+    let _ = writeln!(out, "default_upstream: {}", config.default_upstream);
+    let _ = writeln!(out, "upstreams:");
+    for (key, up) in &config.upstreams {
+        let auth = match &up.credentials {
+            None => "anonymous".to_owned(),
+            Some(c) => format!("user {} ({})", c.username, c.origin),
+        };
+        let ca = if up.ca_certs.is_empty() {
+            String::new()
+        } else {
+            format!(", {} extra CA certificate(s)", up.ca_certs.len())
+        };
+        let _ = writeln!(out, "  {key}: {} [{auth}{ca}]", up.url);
+    }
+    if let Some(image) = image {
+        // Drop a `@digest` or `:tag` suffix: routing only depends on the name.
+        let name = image.split('@').next().unwrap_or(image);
+        let name = match name.rfind(':') {
+            Some(i) if !name[i..].contains('/') => &name[..i],
+            _ => name,
+        };
+        let (key, repo) = crate::upstream::mapping::resolve_name(
+            name,
+            None,
+            &config.default_upstream,
+            |k| config.upstreams.contains_key(k),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            source_name: config.source.clone(),
+            key: "IMAGE".to_owned(),
+            reason: format!("{image:?}: {e}"),
+        })?;
+        let why = if name.starts_with(&format!("{key}/")) {
+            "its first path segment is a configured upstream"
+        } else {
+            "no configured upstream prefixes it, so the default upstream serves it"
+        };
+        let url = config.upstreams.get(&key).map(|u| u.url.as_str()).unwrap_or("?");
+        let _ = writeln!(out, "image {image}: {key}/{repo} via upstream {key} ({url}) because {why}");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_str(yaml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load_with_env(
+            Some(&path),
+            config::Environment::with_prefix("PORTCULLIS_TEST_NONE"),
+        )
+    }
+
+    const MINIMAL: &str = "listen: 127.0.0.1:5000\nadmin_listen: 127.0.0.1:9095\ndefault_upstream: r.local\nupstreams:\n  r.local: { url: 'http://127.0.0.1:5001' }\n";
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::load_with_env(None, config::Environment::with_prefix("PORTCULLIS_TEST_NONE"))
+            .unwrap();
+        assert_eq!(c.default_upstream, "docker.io");
+        for k in ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io"] {
+            assert!(c.upstreams.contains_key(k), "{k}");
+        }
+        assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let c = load_str(MINIMAL).unwrap();
+        assert_eq!(c.upstreams["r.local"].url.as_str(), "http://127.0.0.1:5001/");
+        assert_eq!(c.timeouts.connect, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_str(&format!("{MINIMAL}bogus: 1\n")).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        let err = load_str(&MINIMAL.replace("url:", "urll:")).unwrap_err().to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_and_default_are_named() {
+        let err = load_str(&MINIMAL.replace("http://127.0.0.1:5001", "ftp://x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("upstreams.r.local.url"), "{err}");
+        let err = load_str(&MINIMAL.replace("default_upstream: r.local", "default_upstream: nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("default_upstream") && err.contains("nope"), "{err}");
+        let err = load_str(&MINIMAL.replace("http://127.0.0.1:5001", "https://h/path"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("base URL"), "{err}");
+    }
+
+    #[test]
+    fn missing_password_file_is_named() {
+        let yaml = MINIMAL.replace(
+            "{ url: 'http://127.0.0.1:5001' }",
+            "{ url: 'http://127.0.0.1:5001', username: u, password_file: nope.txt }",
+        );
+        let err = load_str(&yaml).unwrap_err().to_string();
+        assert!(err.contains("upstreams.r.local.password_file"), "{err}");
+        assert!(err.contains("nope.txt"), "{err}");
+    }
+
+    #[test]
+    fn password_file_is_read_relative_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = std::fs::File::create(dir.path().join("pw")).unwrap();
+        writeln!(f, "s3cret").unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            MINIMAL.replace(
+                "{ url: 'http://127.0.0.1:5001' }",
+                "{ url: 'http://127.0.0.1:5001', username: u, password_file: pw }",
+            ),
+        )
+        .unwrap();
+        let c = Config::load_with_env(
+            Some(&path),
+            config::Environment::with_prefix("PORTCULLIS_TEST_NONE"),
+        )
+        .unwrap();
+        let creds = c.upstreams["r.local"].credentials.clone().unwrap();
+        assert_eq!(creds.password.expose(), "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let env = config::Environment::with_prefix("PORTCULLIS")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(
+                [
+                    ("PORTCULLIS__LISTEN".to_owned(), "127.0.0.1:6000".to_owned()),
+                    (
+                        "PORTCULLIS__LIMITS__MAX_MANIFEST_BYTES".to_owned(),
+                        "1024".to_owned(),
+                    ),
+                    ("PORTCULLIS__TIMEOUTS__CONNECT".to_owned(), "2s".to_owned()),
+                ]
+                .into_iter()
+                .collect(),
+            ));
+        let c = Config::load_with_env(Some(&path), env).unwrap();
+        assert_eq!(c.listen.port(), 6000);
+        assert_eq!(c.limits.max_manifest_bytes, 1024);
+        assert_eq!(c.timeouts.connect, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/portcullis.yaml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/portcullis.yaml"), "{err}");
+    }
+}

@@ -1,0 +1,20 @@
+//! portcullis: a pull-through, verifying OCI registry proxy.
+//!
+//! Module map:
+//! - [`config`]: YAML + environment → validated [`config::Config`].
+//! - [`server`]: listeners, TLS, connection limits, graceful shutdown; [`admin`]: `/metrics`,
+//!   `/healthz`, `/readyz`.
+//! - [`registry_api`]: the read-only distribution API clients see, its routes, name/reference
+//!   types and OCI error bodies.
+//! - [`upstream`]: hyper clients to upstream registries, token auth, addressing.
+//! - [`cache`]: moka caches (upstream tokens).
+//! - [`metrics`]: every Prometheus metric.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cache;
+pub mod config;
+pub mod metrics;
+pub mod registry_api;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,147 @@
+//! Every Prometheus metric portcullis exports, defined in one place and served on the admin
+//! listener.
+//!
+//! Labels are bounded by construction: routes, methods, status codes, configured upstream keys and
+//! fixed kinds. A tag, digest, repository name or credential is never a label value. This module
+//! does not decide *when* to record; the request pipeline records once per request.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Latency buckets (seconds) from a warm cache hit to a slow upstream.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// Client requests by route, method and status.
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    /// Requests sent to upstreams by upstream key, kind and status (or `error`).
+    pub upstream_requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    /// Blob bytes streamed to clients, by upstream.
+    pub blob_bytes: IntCounterVec,
+    /// Cache lookups by cache and result (`hit` / `miss`).
+    pub cache_requests: IntCounterVec,
+    /// Open client connections by listener.
+    pub connections: IntGaugeVec,
+    /// 1 while the proxy accepts requests, 0 once shutdown has begun.
+    pub ready: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        // Invariant: every name, help text and label set below is a valid literal, registered once,
+        // so construction and registration cannot fail.
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let http_requests = counter(
+            "portcullis_http_requests_total",
+            "Registry API requests by route, method and response status.",
+            &["route", "method", "status"],
+        );
+        let http_duration = histogram(
+            "portcullis_http_request_duration_seconds",
+            "Time to response headers for registry API requests, by route.",
+            &["route"],
+        );
+        let upstream_requests = counter(
+            "portcullis_upstream_requests_total",
+            "Requests sent to upstream registries by upstream, kind and status (or error).",
+            &["upstream", "kind", "status"],
+        );
+        let upstream_duration = histogram(
+            "portcullis_upstream_request_duration_seconds",
+            "Time to response headers for upstream requests, by upstream and kind.",
+            &["upstream", "kind"],
+        );
+        let blob_bytes = counter(
+            "portcullis_blob_bytes_total",
+            "Blob bytes streamed to clients, by upstream.",
+            &["upstream"],
+        );
+        let cache_requests = counter(
+            "portcullis_cache_requests_total",
+            "Cache lookups by cache and result.",
+            &["cache", "result"],
+        );
+        let connections =
+            IntGaugeVec::new(Opts::new("portcullis_connections", "Open client connections by listener."), &["listener"])
+                .expect("valid metric");
+        registry
+            .register(Box::new(connections.clone()))
+            .expect("unique metric");
+        let ready = IntGauge::new("portcullis_ready", "1 while accepting requests.")
+            .expect("valid metric");
+        registry.register(Box::new(ready.clone())).expect("unique metric");
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            upstream_requests,
+            upstream_duration,
+            blob_bytes,
+            cache_requests,
+            connections,
+            ready,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on metric families that are malformed, which the typed
+        // constructors above cannot produce; an empty page is the safe answer if it ever did.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+            buf.clear();
+        }
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_recorded_values() {
+        let m = Metrics::new();
+        m.http_requests
+            .with_label_values(&["manifest", "GET", "200"])
+            .inc();
+        m.upstream_requests
+            .with_label_values(&["docker.io", "manifest", "200"])
+            .inc_by(2);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.contains(
+            r#"portcullis_http_requests_total{method="GET",route="manifest",status="200"} 1"#
+        ));
+        assert!(text.contains(
+            r#"portcullis_upstream_requests_total{kind="manifest",status="200",upstream="docker.io"} 2"#
+        ));
+    }
+}

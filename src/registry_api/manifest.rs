@@ -1,0 +1,217 @@
+//! Manifests: fetched whole into memory (bounded), their digest computed over the raw bytes and
+//! checked against the requested digest and the upstream's `Docker-Content-Digest`, then served
+//! byte for byte. A manifest is never re-serialised.
+//!
+//! `HEAD` asks the upstream with `HEAD` too (registries such as Docker Hub do not count it as a
+//! pull) and answers the same headers without a body.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+
+use super::error::{ApiError, DigestMismatch};
+use super::reference::{Digest, Reference};
+use super::{upstream_failure, RequestCtx};
+use crate::upstream::body::{self, BodyError, ResponseBody};
+use crate::upstream::{Kind, UpstreamError, UpstreamRequest};
+
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// Sent when the client names no manifest types: everything a pull can handle.
+const DEFAULT_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// A manifest as fetched: its raw bytes and the digest of exactly those bytes.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub digest: Digest,
+    pub media_type: HeaderValue,
+    pub bytes: Bytes,
+}
+
+pub async fn handle(ctx: &RequestCtx, reference: Reference) -> Result<Response<ResponseBody>, ApiError> {
+    if ctx.method == Method::HEAD {
+        return head(ctx, &reference).await;
+    }
+    let m = fetch(ctx, &reference).await?;
+    Ok(respond(&m, true))
+}
+
+/// The answer for a fetched manifest, with or without its body.
+pub fn respond(m: &FetchedManifest, with_body: bool) -> Response<ResponseBody> {
+    let body = if with_body {
+        body::full(m.bytes.clone())
+    } else {
+        body::empty()
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, m.media_type.clone());
+    h.insert(CONTENT_LENGTH, HeaderValue::from(m.bytes.len()));
+    h.insert(DOCKER_CONTENT_DIGEST, digest_header(&m.digest));
+    resp
+}
+
+fn digest_header(d: &Digest) -> HeaderValue {
+    // Invariant: a Digest renders as `<alg>:<hex>`, always a valid header value.
+    HeaderValue::from_str(&d.to_string()).expect("digest is a valid header value")
+}
+
+/// The `Accept` headers to send upstream: the client's, so the upstream picks the manifest it
+/// would pick for the client, or every manifest type when the client named none.
+fn accept_headers(client: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for v in client.get_all(ACCEPT) {
+        out.append(ACCEPT, v.clone());
+    }
+    if out.is_empty() {
+        out.insert(ACCEPT, HeaderValue::from_static(DEFAULT_ACCEPT));
+    }
+    out
+}
+
+fn request<'a>(ctx: &'a RequestCtx, method: Method, reference: &Reference) -> UpstreamRequest<'a> {
+    UpstreamRequest {
+        kind: Kind::Manifest,
+        method,
+        repo: Some(&ctx.image.repo),
+        path_and_query: format!("/v2/{}/manifests/{}", ctx.image.repo, reference),
+        headers: accept_headers(&ctx.headers),
+    }
+}
+
+/// Fetches a manifest and proves its digest: the bytes must hash to the requested digest (when
+/// one was requested) and to the upstream's `Docker-Content-Digest` (when it sent one).
+pub async fn fetch(ctx: &RequestCtx, reference: &Reference) -> Result<FetchedManifest, ApiError> {
+    let upstream = &ctx.upstream;
+    let resp = upstream.send(request(ctx, Method::GET, reference)).await?;
+    if resp.status() != StatusCode::OK {
+        return Err(upstream_failure(ctx, resp, || manifest_unknown(ctx, reference)).await);
+    }
+    let limit = upstream.limits.max_manifest_bytes;
+    let (parts, bytes) = upstream.read_body(resp, limit).await.map_err(|e| match e {
+        UpstreamError::Body {
+            error: BodyError::TooLarge { .. },
+            upstream,
+        } => ApiError::ManifestTooLarge {
+            upstream,
+            image: ctx.image.clone(),
+            limit,
+        },
+        other => ApiError::Upstream(other),
+    })?;
+
+    let claimed = header_digest(ctx, &parts.headers)?;
+    let algorithm = reference
+        .digest()
+        .map(Digest::algorithm)
+        .or(claimed.as_ref().map(Digest::algorithm))
+        .unwrap_or(super::reference::Algorithm::Sha256);
+    let actual = algorithm.digest(&bytes);
+    let mismatch = |expected: &Digest, expected_from| {
+        ApiError::DigestMismatch(Box::new(DigestMismatch {
+            upstream: upstream.key.clone(),
+            image: ctx.image.clone(),
+            expected: expected.clone(),
+            expected_from,
+            actual: actual.clone(),
+        }))
+    };
+    if let Some(requested) = reference.digest() {
+        if *requested != actual {
+            return Err(mismatch(requested, "requested digest"));
+        }
+    }
+    if let Some(claimed) = &claimed {
+        if !claimed.matches(&bytes) {
+            return Err(mismatch(claimed, "Docker-Content-Digest"));
+        }
+    }
+
+    let media_type = match parts.headers.get(CONTENT_TYPE) {
+        Some(ct) => ct.clone(),
+        None => media_type_field(&bytes).ok_or_else(|| ApiError::UpstreamInvalid {
+            upstream: upstream.key.clone(),
+            image: ctx.image.clone(),
+            reason: "manifest has neither a Content-Type nor a mediaType field".to_owned(),
+        })?,
+    };
+    Ok(FetchedManifest {
+        digest: actual,
+        media_type,
+        bytes,
+    })
+}
+
+/// `HEAD`: the upstream's headers, with its digest checked against a requested one. An upstream
+/// that does not say the digest is asked with `GET` so the answer is still exact.
+async fn head(ctx: &RequestCtx, reference: &Reference) -> Result<Response<ResponseBody>, ApiError> {
+    let upstream = &ctx.upstream;
+    let resp = upstream.send(request(ctx, Method::HEAD, reference)).await?;
+    if resp.status() != StatusCode::OK {
+        return Err(upstream_failure(ctx, resp, || manifest_unknown(ctx, reference)).await);
+    }
+    let headers = resp.headers().clone();
+    drop(resp);
+    let (Some(claimed), Some(content_type), Some(length)) = (
+        header_digest(ctx, &headers)?,
+        headers.get(CONTENT_TYPE),
+        headers.get(CONTENT_LENGTH),
+    ) else {
+        let m = fetch(ctx, reference).await?;
+        return Ok(respond(&m, false));
+    };
+    if let Some(requested) = reference.digest() {
+        if *requested != claimed {
+            return Err(ApiError::DigestMismatch(Box::new(DigestMismatch {
+                upstream: upstream.key.clone(),
+                image: ctx.image.clone(),
+                expected: requested.clone(),
+                expected_from: "requested digest",
+                actual: claimed,
+            })));
+        }
+    }
+    let mut out = Response::new(body::empty());
+    let h = out.headers_mut();
+    h.insert(CONTENT_TYPE, content_type.clone());
+    h.insert(CONTENT_LENGTH, length.clone());
+    h.insert(DOCKER_CONTENT_DIGEST, digest_header(&claimed));
+    Ok(out)
+}
+
+/// The upstream's `Docker-Content-Digest`, parsed; a malformed one is an invalid answer.
+fn header_digest(ctx: &RequestCtx, headers: &HeaderMap) -> Result<Option<Digest>, ApiError> {
+    let Some(v) = headers.get(DOCKER_CONTENT_DIGEST) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::UpstreamInvalid {
+            upstream: ctx.upstream.key.clone(),
+            image: ctx.image.clone(),
+            reason: "Docker-Content-Digest header is not a valid digest".to_owned(),
+        })
+}
+
+fn manifest_unknown(ctx: &RequestCtx, reference: &Reference) -> ApiError {
+    ApiError::ManifestUnknown {
+        image: ctx.image.clone(),
+        reference: reference.clone(),
+    }
+}
+
+/// The `mediaType` field of a manifest, for upstreams that send no `Content-Type`.
+fn media_type_field(bytes: &[u8]) -> Option<HeaderValue> {
+    #[derive(serde::Deserialize)]
+    struct MediaTypeOnly {
+        #[serde(rename = "mediaType")]
+        media_type: String,
+    }
+    let m: MediaTypeOnly = serde_json::from_slice(bytes).ok()?;
+    HeaderValue::from_str(&m.media_type).ok()
+}

@@ -1,0 +1,93 @@
+//! Reading upstream bodies with bounds: [`read_bounded`] collects a small document (manifest,
+//! token, index) up to a byte limit, [`stream`] passes a large one (blob) through chunk by chunk.
+//! Both give up when the upstream pauses longer than the idle timeout between chunks.
+//!
+//! This module owns no policy about *which* limit applies; callers pass it.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, TryStreamExt};
+use http_body::Frame;
+use http_body_util::{combinators::BoxBody, BodyExt, BodyStream, StreamBody};
+use hyper::body::Incoming;
+
+/// The body type portcullis answers with.
+pub type ResponseBody = BoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("body exceeds the {limit}-byte limit")]
+    TooLarge { limit: usize },
+    #[error("upstream sent nothing for {after:?} in the middle of a body")]
+    Idle { after: Duration },
+    #[error("body transfer failed: {0}")]
+    Transport(#[source] hyper::Error),
+}
+
+/// Reads the whole body into memory, failing as soon as it would exceed `limit` bytes (checked
+/// against `Content-Length` by the caller where present, and here against what actually arrives).
+pub async fn read_bounded(body: Incoming, limit: usize, idle: Duration) -> Result<Bytes, BodyError> {
+    let mut stream = BodyStream::new(body);
+    let mut buf = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => return Err(BodyError::Idle { after: idle }),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(BodyError::Transport)?,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Passes the body through without buffering it. Each chunk is handed to `on_chunk` (byte
+/// accounting); a pause longer than `idle` ends the stream with an error, which aborts the
+/// client's response rather than leaving it hanging. Dropping the returned body (client gone)
+/// drops the upstream body and so its connection.
+pub fn stream(
+    body: Incoming,
+    idle: Duration,
+    on_chunk: impl Fn(usize) + Send + Sync + 'static,
+) -> ResponseBody {
+    let frames = tokio_stream::StreamExt::timeout(BodyStream::new(body), idle)
+        .map(move |item| match item {
+            Err(_) => Err(BoxError::from(BodyError::Idle { after: idle })),
+            Ok(Err(e)) => Err(BoxError::from(BodyError::Transport(e))),
+            Ok(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    on_chunk(data.len());
+                }
+                Ok(frame)
+            }
+        })
+        .into_stream();
+    BodyExt::boxed(StreamBody::new(frames))
+}
+
+/// A complete in-memory body.
+pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> ResponseBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Drains nothing: used where a body is discarded on purpose (the connection may then not be
+/// reused, which is the safe choice for a body of unknown length).
+pub fn discard(_body: Incoming) {}
+
+#[allow(dead_code)]
+fn _assert_frame_type(_: Frame<Bytes>) {}
