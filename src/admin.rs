@@ -9,7 +9,8 @@ use crate::metrics::Metrics;
 use crate::upstream::body::{self, ResponseBody};
 
 pub fn handle<B>(req: &Request<B>, metrics: &Metrics, ready: bool) -> Response<ResponseBody> {
-    let (status, content_type, bytes): (StatusCode, &'static str, Vec<u8>) = match req.uri().path() {
+    let (status, content_type, bytes): (StatusCode, &'static str, Vec<u8>) = match req.uri().path()
+    {
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",

@@ -53,7 +53,12 @@ impl TokenCache {
     }
 
     /// The cached token for the key, or the result of `fill` (run once for concurrent callers).
-    pub async fn get_or_fetch<E, F>(&self, upstream: &str, scope: &str, fill: F) -> Result<Token, Arc<E>>
+    pub async fn get_or_fetch<E, F>(
+        &self,
+        upstream: &str,
+        scope: &str,
+        fill: F,
+    ) -> Result<Token, Arc<E>>
     where
         F: Future<Output = Result<Token, E>>,
         E: Send + Sync + 'static,

@@ -240,10 +240,7 @@ impl Config {
         Self::load_with_env(path, env)
     }
 
-    fn load_with_env(
-        path: Option<&Path>,
-        env: config::Environment,
-    ) -> Result<Config, ConfigError> {
+    fn load_with_env(path: Option<&Path>, env: config::Environment) -> Result<Config, ConfigError> {
         let source = match path {
             Some(p) => Source::File(p.to_path_buf()),
             None => Source::Embedded,
@@ -314,14 +311,18 @@ impl Validator {
     }
 
     fn addr(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-        s.parse()
-            .map_err(|e| self.invalid(key, format!("{s:?} is not an address like 0.0.0.0:5000: {e}")))
+        s.parse().map_err(|e| {
+            self.invalid(
+                key,
+                format!("{s:?} is not an address like 0.0.0.0:5000: {e}"),
+            )
+        })
     }
 
     fn validate(self, raw: raw::RawConfig) -> Result<Config, ConfigError> {
         let listen = self.addr("listen", &raw.listen)?;
         let admin_listen = self.addr("admin_listen", &raw.admin_listen)?;
-        if listen == admin_listen {
+        if listen == admin_listen && listen.port() != 0 {
             return Err(self.invalid(
                 "admin_listen",
                 "must differ from `listen`: metrics are never served on the registry listener",
@@ -410,7 +411,10 @@ impl Validator {
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             self.invalid(
                 "tls.key",
-                format!("{} holds no usable PEM private key: {e}", key_path.display()),
+                format!(
+                    "{} holds no usable PEM private key: {e}",
+                    key_path.display()
+                ),
             )
         })?;
         Ok(TlsConfig {
@@ -506,7 +510,9 @@ impl Validator {
                 let (path, pem) = self.read_file(&key("ca_file"), f)?;
                 let certs = CertificateDer::pem_slice_iter(&pem)
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| self.invalid(key("ca_file"), format!("{}: {e}", path.display())))?;
+                    .map_err(|e| {
+                        self.invalid(key("ca_file"), format!("{}: {e}", path.display()))
+                    })?;
                 if certs.is_empty() {
                     return Err(self.invalid(
                         key("ca_file"),
@@ -531,7 +537,12 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "configuration {} is valid", config.source);
-    let _ = writeln!(out, "listen: {}{}", config.listen, if config.tls.is_some() { " (TLS)" } else { "" });
+    let _ = writeln!(
+        out,
+        "listen: {}{}",
+        config.listen,
+        if config.tls.is_some() { " (TLS)" } else { "" }
+    );
     let _ = writeln!(out, "admin_listen: {}", config.admin_listen);
     let _ = writeln!(out, "default_upstream: {}", config.default_upstream);
     let _ = writeln!(out, "upstreams:");
@@ -554,24 +565,29 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
             Some(i) if !name[i..].contains('/') => &name[..i],
             _ => name,
         };
-        let (key, repo) = crate::upstream::mapping::resolve_name(
-            name,
-            None,
-            &config.default_upstream,
-            |k| config.upstreams.contains_key(k),
-        )
-        .map_err(|e| ConfigError::Invalid {
-            source_name: config.source.clone(),
-            key: "IMAGE".to_owned(),
-            reason: format!("{image:?}: {e}"),
-        })?;
+        let (key, repo) =
+            crate::upstream::mapping::resolve_name(name, None, &config.default_upstream, |k| {
+                config.upstreams.contains_key(k)
+            })
+            .map_err(|e| ConfigError::Invalid {
+                source_name: config.source.clone(),
+                key: "IMAGE".to_owned(),
+                reason: format!("{image:?}: {e}"),
+            })?;
         let why = if name.starts_with(&format!("{key}/")) {
             "its first path segment is a configured upstream"
         } else {
             "no configured upstream prefixes it, so the default upstream serves it"
         };
-        let url = config.upstreams.get(&key).map(|u| u.url.as_str()).unwrap_or("?");
-        let _ = writeln!(out, "image {image}: {key}/{repo} via upstream {key} ({url}) because {why}");
+        let url = config
+            .upstreams
+            .get(&key)
+            .map(|u| u.url.as_str())
+            .unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "image {image}: {key}/{repo} via upstream {key} ({url}) because {why}"
+        );
     }
     Ok(out)
 }
@@ -595,10 +611,19 @@ mod tests {
 
     #[test]
     fn embedded_default_is_valid() {
-        let c = Config::load_with_env(None, config::Environment::with_prefix("PORTCULLIS_TEST_NONE"))
-            .unwrap();
+        let c = Config::load_with_env(
+            None,
+            config::Environment::with_prefix("PORTCULLIS_TEST_NONE"),
+        )
+        .unwrap();
         assert_eq!(c.default_upstream, "docker.io");
-        for k in ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io"] {
+        for k in [
+            "docker.io",
+            "ghcr.io",
+            "quay.io",
+            "registry.k8s.io",
+            "gcr.io",
+        ] {
             assert!(c.upstreams.contains_key(k), "{k}");
         }
         assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024);
@@ -607,15 +632,22 @@ mod tests {
     #[test]
     fn minimal_file_gets_defaults() {
         let c = load_str(MINIMAL).unwrap();
-        assert_eq!(c.upstreams["r.local"].url.as_str(), "http://127.0.0.1:5001/");
+        assert_eq!(
+            c.upstreams["r.local"].url.as_str(),
+            "http://127.0.0.1:5001/"
+        );
         assert_eq!(c.timeouts.connect, Duration::from_secs(5));
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let err = load_str(&format!("{MINIMAL}bogus: 1\n")).unwrap_err().to_string();
+        let err = load_str(&format!("{MINIMAL}bogus: 1\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bogus"), "{err}");
-        let err = load_str(&MINIMAL.replace("url:", "urll:")).unwrap_err().to_string();
+        let err = load_str(&MINIMAL.replace("url:", "urll:"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("urll"), "{err}");
     }
 
@@ -628,7 +660,10 @@ mod tests {
         let err = load_str(&MINIMAL.replace("default_upstream: r.local", "default_upstream: nope"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("default_upstream") && err.contains("nope"), "{err}");
+        assert!(
+            err.contains("default_upstream") && err.contains("nope"),
+            "{err}"
+        );
         let err = load_str(&MINIMAL.replace("http://127.0.0.1:5001", "https://h/path"))
             .unwrap_err()
             .to_string();

@@ -11,7 +11,11 @@ use portcullis::config::Config;
 use portcullis::server::Server;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "A pull-through, verifying OCI registry proxy")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A pull-through, verifying OCI registry proxy"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -78,7 +82,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::CheckConfig { config, image } => {
             let config = Config::load(Some(&config))?;
-            print!("{}", portcullis::config::describe(&config, image.as_deref())?);
+            print!(
+                "{}",
+                portcullis::config::describe(&config, image.as_deref())?
+            );
             Ok(())
         }
     }

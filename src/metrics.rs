@@ -40,7 +40,9 @@ impl Metrics {
         // so construction and registration cannot fail.
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
@@ -49,7 +51,9 @@ impl Metrics {
                 labels,
             )
             .expect("valid metric");
-            registry.register(Box::new(h.clone())).expect("unique metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
             h
         };
         let http_requests = counter(
@@ -82,15 +86,22 @@ impl Metrics {
             "Cache lookups by cache and result.",
             &["cache", "result"],
         );
-        let connections =
-            IntGaugeVec::new(Opts::new("portcullis_connections", "Open client connections by listener."), &["listener"])
-                .expect("valid metric");
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_connections",
+                "Open client connections by listener.",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
         registry
             .register(Box::new(connections.clone()))
             .expect("unique metric");
-        let ready = IntGauge::new("portcullis_ready", "1 while accepting requests.")
-            .expect("valid metric");
-        registry.register(Box::new(ready.clone())).expect("unique metric");
+        let ready =
+            IntGauge::new("portcullis_ready", "1 while accepting requests.").expect("valid metric");
+        registry
+            .register(Box::new(ready.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
             http_requests,

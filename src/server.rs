@@ -35,7 +35,10 @@ use crate::upstream::{self, Upstream, UpstreamError};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {error}")]
-    Bind { addr: SocketAddr, error: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     #[error("TLS certificate {path}: {error}")]
     Tls { path: String, error: rustls::Error },
     #[error(transparent)]
@@ -119,8 +122,22 @@ impl Server {
             }
         };
         let tasks = vec![
-            tokio::spawn(accept_loop(api_listener, tls, api, rx.clone(), api_limits, metrics.clone())),
-            tokio::spawn(accept_loop(admin_listener, None, admin, rx, admin_limits, metrics.clone())),
+            tokio::spawn(accept_loop(
+                api_listener,
+                tls,
+                api,
+                rx.clone(),
+                api_limits,
+                metrics.clone(),
+            )),
+            tokio::spawn(accept_loop(
+                admin_listener,
+                None,
+                admin,
+                rx,
+                admin_limits,
+                metrics.clone(),
+            )),
         ];
         tracing::info!(
             %api_addr,
@@ -159,7 +176,8 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
-    l.local_addr().map_err(|error| ServerError::Bind { addr, error })
+    l.local_addr()
+        .map_err(|error| ServerError::Bind { addr, error })
 }
 
 fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
@@ -269,7 +287,10 @@ async fn accept_loop<H, F>(
         });
     }
     drop(listener);
-    tracing::info!(listener = limits.name, "stopped accepting; draining connections");
+    tracing::info!(
+        listener = limits.name,
+        "stopped accepting; draining connections"
+    );
     tokio::select! {
         _ = graceful.shutdown() => {
             tracing::info!(listener = limits.name, "all connections closed");

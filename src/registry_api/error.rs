@@ -29,12 +29,17 @@ pub enum ApiError {
     #[error("no such endpoint: {0}")]
     NoRoute(String),
     #[error("manifest {reference} is not known in {image}")]
-    ManifestUnknown { image: ImageName, reference: Reference },
+    ManifestUnknown {
+        image: ImageName,
+        reference: Reference,
+    },
     #[error("blob {digest} is not known in {image}")]
     BlobUnknown { image: ImageName, digest: Digest },
     #[error("repository {image} is not known upstream")]
     NameUnknown { image: ImageName },
-    #[error("upstream {upstream} refused access to {image} ({status}); check the upstream credentials")]
+    #[error(
+        "upstream {upstream} refused access to {image} ({status}); check the upstream credentials"
+    )]
     UpstreamDenied {
         upstream: String,
         image: ImageName,
@@ -139,7 +144,9 @@ impl ApiError {
                 json!({ "image": image.to_string(), "digest": digest.to_string() })
             }
             NameUnknown { image } => json!({ "image": image.to_string() }),
-            UpstreamDenied { upstream, status, .. } => {
+            UpstreamDenied {
+                upstream, status, ..
+            } => {
                 json!({ "upstream": upstream, "upstream_status": status.as_u16() })
             }
             UpstreamThrottled { upstream, .. } => json!({ "upstream": upstream }),
@@ -209,8 +216,14 @@ mod tests {
     #[test]
     fn reference_errors_map_to_their_codes() {
         let tag = "-x".parse::<Reference>().unwrap_err();
-        assert_eq!(ApiError::from_reference(tag).status_and_code().1, "TAG_INVALID");
+        assert_eq!(
+            ApiError::from_reference(tag).status_and_code().1,
+            "TAG_INVALID"
+        );
         let dig = "sha256:xyz".parse::<Reference>().unwrap_err();
-        assert_eq!(ApiError::from_reference(dig).status_and_code().1, "DIGEST_INVALID");
+        assert_eq!(
+            ApiError::from_reference(dig).status_and_code().1,
+            "DIGEST_INVALID"
+        );
     }
 }

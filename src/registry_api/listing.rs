@@ -53,7 +53,10 @@ pub async fn tags(ctx: &RequestCtx) -> Result<Response<ResponseBody>, ApiError> 
     Ok(out)
 }
 
-pub async fn referrers(ctx: &RequestCtx, digest: Digest) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn referrers(
+    ctx: &RequestCtx,
+    digest: Digest,
+) -> Result<Response<ResponseBody>, ApiError> {
     let upstream = &ctx.upstream;
     let artifact_type = ctx.query("artifactType").map(str::to_owned);
     let query = pass_query(ctx, &["artifactType"]);
@@ -87,7 +90,11 @@ pub async fn referrers(ctx: &RequestCtx, digest: Digest) -> Result<Response<Resp
         });
     }
     let mut out = index_response(ctx, bytes);
-    copy_header(&parts.headers, out.headers_mut(), http::HeaderName::from_static(FILTERS_APPLIED));
+    copy_header(
+        &parts.headers,
+        out.headers_mut(),
+        http::HeaderName::from_static(FILTERS_APPLIED),
+    );
     if let Some(link) = parts.headers.get(LINK).and_then(|l| rewrite_link(ctx, l)) {
         out.headers_mut().insert(LINK, link);
     }
@@ -158,7 +165,8 @@ fn index_response(ctx: &RequestCtx, bytes: Bytes) -> Response<ResponseBody> {
     let mut out = Response::new(body);
     out.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(INDEX_MEDIA_TYPE));
-    out.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    out.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
     out
 }
 

@@ -31,7 +31,10 @@ pub struct FetchedManifest {
     pub bytes: Bytes,
 }
 
-pub async fn handle(ctx: &RequestCtx, reference: Reference) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn handle(
+    ctx: &RequestCtx,
+    reference: Reference,
+) -> Result<Response<ResponseBody>, ApiError> {
     if ctx.method == Method::HEAD {
         return head(ctx, &reference).await;
     }

@@ -116,9 +116,16 @@ impl Proxy {
         let query: Vec<(String, String)> = req
             .uri()
             .query()
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
-        let ns = query.iter().find(|(k, _)| k == "ns").map(|(_, v)| v.clone());
+        let ns = query
+            .iter()
+            .find(|(k, _)| k == "ns")
+            .map(|(_, v)| v.clone());
         let (upstream, image) = self.upstreams.resolve(name, ns.as_deref())?;
         let ctx = RequestCtx {
             method: method.clone(),

@@ -30,7 +30,9 @@ static ALGORITHM: LazyLock<Regex> = LazyLock::new(|| {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("invalid repository name {0:?}: components must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*")]
+    #[error(
+        "invalid repository name {0:?}: components must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*"
+    )]
     Name(String),
     #[error("repository name is longer than {MAX_NAME_LEN} characters")]
     NameTooLong,
@@ -324,9 +326,15 @@ mod tests {
         let d: Digest = format!("sha256:{hex}").parse().unwrap();
         assert_eq!(d.to_string(), format!("sha256:{hex}"));
         assert_eq!(d.fallback_tag().as_str(), format!("sha256-{hex}"));
-        assert!(format!("sha256:{}", "A".repeat(64)).parse::<Digest>().is_err());
-        assert!(format!("sha256:{}", "a".repeat(63)).parse::<Digest>().is_err());
-        assert!(format!("sha512:{}", "a".repeat(128)).parse::<Digest>().is_ok());
+        assert!(format!("sha256:{}", "A".repeat(64))
+            .parse::<Digest>()
+            .is_err());
+        assert!(format!("sha256:{}", "a".repeat(63))
+            .parse::<Digest>()
+            .is_err());
+        assert!(format!("sha512:{}", "a".repeat(128))
+            .parse::<Digest>()
+            .is_ok());
         assert!(matches!(
             format!("md5:{hex}").parse::<Digest>(),
             Err(ParseError::Algorithm(_))
@@ -347,7 +355,10 @@ mod tests {
 
     #[test]
     fn references() {
-        assert!(matches!("latest".parse::<Reference>(), Ok(Reference::Tag(_))));
+        assert!(matches!(
+            "latest".parse::<Reference>(),
+            Ok(Reference::Tag(_))
+        ));
         assert!(matches!(
             format!("sha256:{}", "0".repeat(64)).parse::<Reference>(),
             Ok(Reference::Digest(_))

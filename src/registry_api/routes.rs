@@ -28,10 +28,21 @@ impl Route<'_> {
     pub fn label(&self) -> &'static str {
         match self {
             Route::Ping => "ping",
-            Route::Repo { op: RepoOp::Manifest(_), .. } => "manifest",
-            Route::Repo { op: RepoOp::Blob(_), .. } => "blob",
-            Route::Repo { op: RepoOp::Tags, .. } => "tags",
-            Route::Repo { op: RepoOp::Referrers(_), .. } => "referrers",
+            Route::Repo {
+                op: RepoOp::Manifest(_),
+                ..
+            } => "manifest",
+            Route::Repo {
+                op: RepoOp::Blob(_),
+                ..
+            } => "blob",
+            Route::Repo {
+                op: RepoOp::Tags, ..
+            } => "tags",
+            Route::Repo {
+                op: RepoOp::Referrers(_),
+                ..
+            } => "referrers",
             Route::Upload => "upload",
             Route::Unknown => "unknown",
         }
@@ -59,20 +70,32 @@ pub fn parse(path: &str) -> Route<'_> {
     };
     if let Some(name) = rest.strip_suffix("/tags/list") {
         if !name.is_empty() {
-            return Route::Repo { name, op: RepoOp::Tags };
+            return Route::Repo {
+                name,
+                op: RepoOp::Tags,
+            };
         }
     }
     if rest.contains("/blobs/uploads") {
         return Route::Upload;
     }
     if let Some((name, reference)) = split_last(rest, "manifests") {
-        return Route::Repo { name, op: RepoOp::Manifest(reference) };
+        return Route::Repo {
+            name,
+            op: RepoOp::Manifest(reference),
+        };
     }
     if let Some((name, digest)) = split_last(rest, "blobs") {
-        return Route::Repo { name, op: RepoOp::Blob(digest) };
+        return Route::Repo {
+            name,
+            op: RepoOp::Blob(digest),
+        };
     }
     if let Some((name, digest)) = split_last(rest, "referrers") {
-        return Route::Repo { name, op: RepoOp::Referrers(digest) };
+        return Route::Repo {
+            name,
+            op: RepoOp::Referrers(digest),
+        };
     }
     Route::Unknown
 }
@@ -86,25 +109,51 @@ mod tests {
         assert_eq!(parse("/v2/"), Route::Ping);
         assert_eq!(
             parse("/v2/library/alpine/manifests/latest"),
-            Route::Repo { name: "library/alpine", op: RepoOp::Manifest("latest") }
+            Route::Repo {
+                name: "library/alpine",
+                op: RepoOp::Manifest("latest")
+            }
         );
         assert_eq!(
             parse("/v2/ghcr.io/a/b/blobs/sha256:ab"),
-            Route::Repo { name: "ghcr.io/a/b", op: RepoOp::Blob("sha256:ab") }
+            Route::Repo {
+                name: "ghcr.io/a/b",
+                op: RepoOp::Blob("sha256:ab")
+            }
         );
-        assert_eq!(parse("/v2/a/tags/list"), Route::Repo { name: "a", op: RepoOp::Tags });
+        assert_eq!(
+            parse("/v2/a/tags/list"),
+            Route::Repo {
+                name: "a",
+                op: RepoOp::Tags
+            }
+        );
         assert_eq!(
             parse("/v2/a/referrers/sha256:00"),
-            Route::Repo { name: "a", op: RepoOp::Referrers("sha256:00") }
+            Route::Repo {
+                name: "a",
+                op: RepoOp::Referrers("sha256:00")
+            }
         );
         assert_eq!(parse("/v2/a/blobs/uploads/"), Route::Upload);
         assert_eq!(parse("/v2/a/blobs/uploads/123"), Route::Upload);
         // A repository may itself be called "manifests": the last marker wins.
         assert_eq!(
             parse("/v2/x/manifests/manifests/v1"),
-            Route::Repo { name: "x/manifests", op: RepoOp::Manifest("v1") }
+            Route::Repo {
+                name: "x/manifests",
+                op: RepoOp::Manifest("v1")
+            }
         );
-        for unknown in ["/", "/v1/x", "/v2/x", "/v2/x/manifests/", "/v2//manifests/a", "/v2/tags/list", "/v2/a/manifests/b/c"] {
+        for unknown in [
+            "/",
+            "/v1/x",
+            "/v2/x",
+            "/v2/x/manifests/",
+            "/v2//manifests/a",
+            "/v2/tags/list",
+            "/v2/a/manifests/b/c",
+        ] {
             assert_eq!(parse(unknown), Route::Unknown, "{unknown}");
         }
     }

@@ -20,10 +20,7 @@ use crate::config::Credentials;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheme {
     Basic,
-    Bearer {
-        realm: Url,
-        service: Option<String>,
-    },
+    Bearer { realm: Url, service: Option<String> },
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -69,7 +66,9 @@ pub fn parse_challenge(
         });
     }
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ChallengeError::UnsupportedScheme(scheme.chars().take(32).collect()));
+        return Err(ChallengeError::UnsupportedScheme(
+            scheme.chars().take(32).collect(),
+        ));
     }
     let params = parse_params(rest)?;
     let get = |k: &str| {
@@ -188,7 +187,10 @@ impl TokenResponse {
         let token = self.token.or(self.access_token).filter(|t| !t.is_empty())?;
         let lifetime = self.expires_in.unwrap_or(60).max(1);
         let margin = (lifetime / 10).clamp(1, 30);
-        Some((token, Duration::from_secs(lifetime.saturating_sub(margin).max(1))))
+        Some((
+            token,
+            Duration::from_secs(lifetime.saturating_sub(margin).max(1)),
+        ))
     }
 }
 
@@ -251,7 +253,9 @@ mod tests {
             Scheme::Basic
         );
         let c = parse_challenge(
-            Some(&hv(r#"bearer realm=https://t.example/token , service="a\"b""#)),
+            Some(&hv(
+                r#"bearer realm=https://t.example/token , service="a\"b""#,
+            )),
             true,
         )
         .unwrap();
@@ -286,9 +290,11 @@ mod tests {
 
     #[test]
     fn token_lifetime_keeps_a_margin() {
-        let t: TokenResponse =
-            serde_json::from_str(r#"{"token":"abc","expires_in":300}"#).unwrap();
-        assert_eq!(t.into_token(), Some(("abc".into(), Duration::from_secs(270))));
+        let t: TokenResponse = serde_json::from_str(r#"{"token":"abc","expires_in":300}"#).unwrap();
+        assert_eq!(
+            t.into_token(),
+            Some(("abc".into(), Duration::from_secs(270)))
+        );
         let t: TokenResponse = serde_json::from_str(r#"{"access_token":"x"}"#).unwrap();
         assert_eq!(t.into_token(), Some(("x".into(), Duration::from_secs(54))));
         let t: TokenResponse = serde_json::from_str(r#"{"token":""}"#).unwrap();

@@ -28,7 +28,11 @@ pub enum BodyError {
 
 /// Reads the whole body into memory, failing as soon as it would exceed `limit` bytes (checked
 /// against `Content-Length` by the caller where present, and here against what actually arrives).
-pub async fn read_bounded(body: Incoming, limit: usize, idle: Duration) -> Result<Bytes, BodyError> {
+pub async fn read_bounded(
+    body: Incoming,
+    limit: usize,
+    idle: Duration,
+) -> Result<Bytes, BodyError> {
     let mut stream = BodyStream::new(body);
     let mut buf = BytesMut::new();
     loop {

@@ -64,7 +64,13 @@ impl Upstreams {
             .get(&key)
             .cloned()
             .ok_or_else(|| MappingError::UnknownRegistry(key.clone()))?;
-        Ok((upstream, ImageName { registry: key, repo }))
+        Ok((
+            upstream,
+            ImageName {
+                registry: key,
+                repo,
+            },
+        ))
     }
 }
 
@@ -86,7 +92,9 @@ pub fn resolve_name(
         Some(ns) => {
             let key = canonical(ns);
             if !is_configured(&key) {
-                return Err(MappingError::UnknownRegistry(ns.chars().take(100).collect()));
+                return Err(MappingError::UnknownRegistry(
+                    ns.chars().take(100).collect(),
+                ));
             }
             (key, path_name)
         }
@@ -108,8 +116,7 @@ mod tests {
 
     fn resolve(path: &str, ns: Option<&str>) -> Result<(String, String), MappingError> {
         let keys = ["docker.io", "ghcr.io", "registry.local:5001"];
-        resolve_name(path, ns, "docker.io", |k| keys.contains(&k))
-            .map(|(k, r)| (k, r.to_string()))
+        resolve_name(path, ns, "docker.io", |k| keys.contains(&k)).map(|(k, r)| (k, r.to_string()))
     }
 
     fn ok(k: &str, r: &str) -> Result<(String, String), MappingError> {
@@ -118,8 +125,14 @@ mod tests {
 
     #[test]
     fn mirror_form() {
-        assert_eq!(resolve("company/app", Some("ghcr.io")), ok("ghcr.io", "company/app"));
-        assert_eq!(resolve("alpine", Some("docker.io")), ok("docker.io", "library/alpine"));
+        assert_eq!(
+            resolve("company/app", Some("ghcr.io")),
+            ok("ghcr.io", "company/app")
+        );
+        assert_eq!(
+            resolve("alpine", Some("docker.io")),
+            ok("docker.io", "library/alpine")
+        );
         assert_eq!(
             resolve("library/alpine", Some("index.docker.io")),
             ok("docker.io", "library/alpine")
@@ -129,13 +142,22 @@ mod tests {
             Err(MappingError::UnknownRegistry("evil.example".into()))
         );
         // ns wins over a prefix-looking first segment.
-        assert_eq!(resolve("ghcr.io/x", Some("docker.io")), ok("docker.io", "ghcr.io/x"));
+        assert_eq!(
+            resolve("ghcr.io/x", Some("docker.io")),
+            ok("docker.io", "ghcr.io/x")
+        );
     }
 
     #[test]
     fn prefix_form() {
-        assert_eq!(resolve("ghcr.io/company/app", None), ok("ghcr.io", "company/app"));
-        assert_eq!(resolve("docker.io/alpine", None), ok("docker.io", "library/alpine"));
+        assert_eq!(
+            resolve("ghcr.io/company/app", None),
+            ok("ghcr.io", "company/app")
+        );
+        assert_eq!(
+            resolve("docker.io/alpine", None),
+            ok("docker.io", "library/alpine")
+        );
         assert_eq!(
             resolve("registry.local:5001/team/app", None),
             ok("registry.local:5001", "team/app")
@@ -152,7 +174,13 @@ mod tests {
 
     #[test]
     fn invalid_names() {
-        assert!(matches!(resolve("Bad/Name", None), Err(MappingError::Name(_))));
-        assert!(matches!(resolve("ghcr.io/", None), Err(MappingError::Name(_))));
+        assert!(matches!(
+            resolve("Bad/Name", None),
+            Err(MappingError::Name(_))
+        ));
+        assert!(matches!(
+            resolve("ghcr.io/", None),
+            Err(MappingError::Name(_))
+        ));
     }
 }

@@ -132,10 +132,12 @@ impl Upstream {
     ) -> Result<Upstream, UpstreamError> {
         let mut roots = base_roots.clone();
         for cert in &cfg.ca_certs {
-            roots.add(cert.clone()).map_err(|e| UpstreamError::Transport {
-                upstream: key.to_owned(),
-                reason: format!("CA certificate from ca_file is unusable: {e}"),
-            })?;
+            roots
+                .add(cert.clone())
+                .map_err(|e| UpstreamError::Transport {
+                    upstream: key.to_owned(),
+                    reason: format!("CA certificate from ca_file is unusable: {e}"),
+                })?;
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
@@ -183,7 +185,10 @@ impl Upstream {
 
     /// Sends a request, authenticating as the upstream asks: a cached token or basic credentials
     /// up front when the scheme is known, else one retry after a 401 challenge.
-    pub async fn send(&self, req: UpstreamRequest<'_>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        req: UpstreamRequest<'_>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let uri = self.uri(&req.path_and_query)?;
         let scope = req.repo.map(|r| auth::pull_scope(r.as_str()));
         let scope = scope.as_deref().unwrap_or("");
@@ -193,13 +198,22 @@ impl Upstream {
             None => None,
         };
         let resp = self
-            .send_once(req.kind, &req.method, &uri, &req.headers, authorization.as_ref())
+            .send_once(
+                req.kind,
+                &req.method,
+                &uri,
+                &req.headers,
+                authorization.as_ref(),
+            )
             .await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
 
-        let challenge = match auth::parse_challenge(resp.headers().get(WWW_AUTHENTICATE), self.is_https()) {
+        let challenge = match auth::parse_challenge(
+            resp.headers().get(WWW_AUTHENTICATE),
+            self.is_https(),
+        ) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(upstream = %self.key, error = %e, "401 without a usable challenge");
@@ -217,8 +231,14 @@ impl Upstream {
         let authorization = self
             .authorization(&challenge.scheme, scope, Some(&challenge))
             .await?;
-        self.send_once(req.kind, &req.method, &uri, &req.headers, authorization.as_ref())
-            .await
+        self.send_once(
+            req.kind,
+            &req.method,
+            &uri,
+            &req.headers,
+            authorization.as_ref(),
+        )
+        .await
     }
 
     /// Follows the redirects of a blob download (to storage hosts such as S3 or a CDN), without
@@ -246,10 +266,8 @@ impl Upstream {
                 "https" => {}
                 "http" if !self.is_https() => {}
                 _ => {
-                    return Err(self.redirect_error(&format!(
-                        "refusing redirect to a {} URL",
-                        next.scheme()
-                    )))
+                    return Err(self
+                        .redirect_error(&format!("refusing redirect to a {} URL", next.scheme())))
                 }
             }
             let uri: Uri = next
@@ -272,7 +290,11 @@ impl Upstream {
     }
 
     /// Reads a small body whole, bounded by `limit` (checked against `Content-Length` first).
-    pub async fn read_body(&self, resp: Response<Incoming>, limit: usize) -> Result<(http::response::Parts, Bytes), UpstreamError> {
+    pub async fn read_body(
+        &self,
+        resp: Response<Incoming>,
+        limit: usize,
+    ) -> Result<(http::response::Parts, Bytes), UpstreamError> {
         let (parts, body) = resp.into_parts();
         let declared = parts
             .headers
@@ -350,17 +372,23 @@ impl Upstream {
                     .unwrap_or_else(|| scope.to_owned());
                 let token = self
                     .tokens
-                    .get_or_fetch(&self.key, scope, self.fetch_token(realm, service.as_deref(), &wanted))
+                    .get_or_fetch(
+                        &self.key,
+                        scope,
+                        self.fetch_token(realm, service.as_deref(), &wanted),
+                    )
                     .await
                     .map_err(|e| UpstreamError::Auth {
                         upstream: self.key.clone(),
                         reason: e.to_string(),
                     })?;
-                auth::bearer_header(&token.value).map(Some).ok_or_else(|| UpstreamError::Auth {
-                    upstream: self.key.clone(),
-                    reason: "token service returned a token that is not a valid header value"
-                        .to_owned(),
-                })
+                auth::bearer_header(&token.value)
+                    .map(Some)
+                    .ok_or_else(|| UpstreamError::Auth {
+                        upstream: self.key.clone(),
+                        reason: "token service returned a token that is not a valid header value"
+                            .to_owned(),
+                    })
             }
         }
     }
@@ -391,7 +419,13 @@ impl Upstream {
             .map_err(|_| auth_err("token realm is not a valid URI".into()))?;
         let basic = self.credentials.as_ref().map(auth::basic_header);
         let resp = self
-            .send_once(Kind::Token, &Method::GET, &uri, &HeaderMap::new(), basic.as_ref())
+            .send_once(
+                Kind::Token,
+                &Method::GET,
+                &uri,
+                &HeaderMap::new(),
+                basic.as_ref(),
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(auth_err(format!(
@@ -433,13 +467,16 @@ impl Upstream {
         if let Some(a) = authorization {
             builder = builder.header(AUTHORIZATION, a.clone());
         }
-        let request = builder.body(Empty::new()).map_err(|e| UpstreamError::Transport {
-            upstream: self.key.clone(),
-            reason: format!("building request: {e}"),
-        })?;
+        let request = builder
+            .body(Empty::new())
+            .map_err(|e| UpstreamError::Transport {
+                upstream: self.key.clone(),
+                reason: format!("building request: {e}"),
+            })?;
 
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeouts.response_header, self.client.request(request)).await;
+        let outcome =
+            tokio::time::timeout(self.timeouts.response_header, self.client.request(request)).await;
         let labels_status;
         let result = match outcome {
             Err(_) => {
@@ -498,10 +535,7 @@ pub fn first_oci_error(bytes: &[u8]) -> (Option<String>, Option<String>) {
     }
     match serde_json::from_slice::<Body>(bytes) {
         Ok(b) => match b.errors.into_iter().next() {
-            Some(i) => (
-                i.code,
-                i.message.map(|m| m.chars().take(300).collect()),
-            ),
+            Some(i) => (i.code, i.message.map(|m| m.chars().take(300).collect())),
             None => (None, None),
         },
         Err(_) => (None, None),

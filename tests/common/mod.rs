@@ -1,0 +1,133 @@
+//! Shared test harness: running the real `portcullis` binary on a config, and small helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A `portcullis serve` child process; killed on drop.
+pub struct ProxyProcess {
+    pub child: Child,
+    pub api: SocketAddr,
+    pub admin: SocketAddr,
+    /// Log lines (JSON) printed after start-up.
+    pub logs: mpsc::Receiver<String>,
+}
+
+impl ProxyProcess {
+    /// Starts the binary with `config_path`, waiting until it logs its listening addresses.
+    pub fn start(config_path: &Path) -> ProxyProcess {
+        Self::start_with_env(config_path, &[])
+    }
+
+    pub fn start_with_env(config_path: &Path, env: &[(&str, &str)]) -> ProxyProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(["--log-format", "json", "serve", "--config"])
+            .arg(config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn portcullis");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("portcullis did not report its listening addresses");
+                }
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                eprintln!("portcullis: {line}");
+                continue;
+            };
+            if v["message"] == "portcullis listening" {
+                let api = v["api_addr"].as_str().unwrap().parse().unwrap();
+                let admin = v["admin_addr"].as_str().unwrap().parse().unwrap();
+                return ProxyProcess {
+                    child,
+                    api,
+                    admin,
+                    logs: rx,
+                };
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    /// Peak resident set size (VmHWM) of the proxy process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, returning its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("portcullis did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config file for the proxy, listening on ephemeral ports, with `upstreams_yaml` (the
+/// indented body of the `upstreams:` map) and `default` upstream.
+pub fn write_config(
+    dir: &Path,
+    default: &str,
+    upstreams_yaml: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("portcullis.yaml");
+    let text = format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefault_upstream: {default}\nupstreams:\n{upstreams_yaml}\n{extra}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// sha256 of bytes as `sha256:<hex>`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
