@@ -23,6 +23,9 @@ impl ProxyProcess {
         Self::start_with_env(config_path, &[])
     }
 
+    // The child is either returned inside a ProxyProcess (whose Drop kills and waits) or killed
+    // and waited for before the panic.
+    #[allow(clippy::zombie_processes)]
     pub fn start_with_env(config_path: &Path, env: &[(&str, &str)]) -> ProxyProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
         cmd.args(["--log-format", "json", "serve", "--config"])
@@ -51,6 +54,7 @@ impl ProxyProcess {
                 Ok(l) => l,
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("portcullis did not report its listening addresses");
                 }
             };
