@@ -1,0 +1,132 @@
+//! The command line: `check-config` on good and bad files, start-up errors that name the key and
+//! the file, and TLS serving with HTTP/2 negotiated by ALPN.
+
+mod common;
+mod fake;
+
+use std::process::Command;
+
+fn portcullis(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_describes_routing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "hunter2\n").unwrap();
+    let path = common::write_config(
+        dir.path(),
+        "docker.io",
+        "  docker.io: { url: \"https://registry-1.docker.io\" }\n  ghcr.io: { url: \"https://ghcr.io\", username: bot, password_file: pw }",
+        "",
+    );
+    let p = path.to_str().unwrap();
+    let (code, out, err) = portcullis(&["check-config", "--config", p, "ghcr.io/company/app:v1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("is valid"), "{out}");
+    assert!(
+        out.contains("image ghcr.io/company/app:v1: ghcr.io/company/app via upstream ghcr.io"),
+        "{out}"
+    );
+    assert!(out.contains("user bot (password_file"), "{out}");
+    assert!(!out.contains("hunter2"), "a password must never be printed");
+
+    let (code, out, _) = portcullis(&["check-config", "--config", p, "alpine"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("docker.io/library/alpine via upstream docker.io"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_configs_are_start_up_errors_naming_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("unknown: 1", "unknown"),
+        (
+            "limits: { max_manifest_bytes: 0 }",
+            "limits.max_manifest_bytes",
+        ),
+        ("tls: { cert: missing.crt, key: missing.key }", "tls.cert"),
+    ];
+    for (extra, key) in cases {
+        let path = common::write_config(
+            dir.path(),
+            "r.local",
+            "  r.local: { url: \"http://127.0.0.1:1\" }",
+            extra,
+        );
+        let p = path.to_str().unwrap();
+        for cmd in [
+            &["check-config", "--config", p][..],
+            &["serve", "--config", p][..],
+        ] {
+            let (code, _, err) = portcullis(cmd);
+            assert_eq!(code, 2, "{cmd:?}: {err}");
+            assert!(err.contains(key), "{cmd:?}: {err}");
+            assert!(err.contains("portcullis.yaml"), "{cmd:?}: {err}");
+        }
+    }
+    let path = common::write_config(
+        dir.path(),
+        "r.local",
+        "  r.local: { url: \"not a url\" }",
+        "",
+    );
+    let (code, _, err) = portcullis(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("upstreams.r.local.url"), "{err}");
+}
+
+#[tokio::test]
+async fn serves_tls_with_http2_via_alpn() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("tls.key"), cert.key_pair.serialize_pem()).unwrap();
+    let path = common::write_config(
+        dir.path(),
+        "r.local",
+        "  r.local: { url: \"http://127.0.0.1:1\" }",
+        "tls: { cert: tls.crt, key: tls.key }",
+    );
+    let proxy = fake::Proxy::start_file(&path, dir).await;
+    let port = proxy.url.rsplit(':').next().unwrap().to_owned();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://localhost:{port}/v2/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+
+    let http1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+        .http1_only()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let resp = http1
+        .get(format!("https://localhost:{port}/v2/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+}
