@@ -794,7 +794,13 @@ async fn referrers_pass_through_and_fall_back_to_the_tag_schema() {
                     "404 page not found",
                 );
             }
-            if s.path == format!("/v2/team/app/manifests/{tag}") {
+            // Like distribution: an index is only served to a client that accepts one.
+            let accepts_index = s
+                .headers
+                .get("accept")
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(|a| a.contains("application/vnd.oci.image.index.v1+json"));
+            if s.path == format!("/v2/team/app/manifests/{tag}") && accepts_index {
                 return respond(
                     StatusCode::OK,
                     &[("content-type", "application/vnd.oci.image.index.v1+json")],
@@ -811,6 +817,7 @@ async fn referrers_pass_through_and_fall_back_to_the_tag_schema() {
     let proxy = Proxy::in_front_of(&old, "").await;
     let resp = client()
         .get(format!("{}/v2/team/app/referrers/{subject}", proxy.url))
+        .header("accept", "*/*")
         .send()
         .await
         .unwrap();

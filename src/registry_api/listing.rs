@@ -109,7 +109,9 @@ async fn fallback(
     artifact_type: Option<&str>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let tag = Reference::Tag(digest.fallback_tag());
-    let index = match manifest::fetch(ctx, &tag).await {
+    // Asked as an OCI index whatever the client accepts: distribution answers 404 to a request
+    // for an index whose Accept does not name it, which would hide every referrer.
+    let index = match manifest::fetch_as(ctx, &tag, INDEX_MEDIA_TYPE).await {
         Ok(m) => Some(m),
         Err(ApiError::ManifestUnknown { .. }) => None,
         Err(e) => return Err(e),

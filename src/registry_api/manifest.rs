@@ -75,21 +75,49 @@ fn accept_headers(client: &HeaderMap) -> HeaderMap {
     out
 }
 
-fn request<'a>(ctx: &'a RequestCtx, method: Method, reference: &Reference) -> UpstreamRequest<'a> {
+fn request<'a>(
+    ctx: &'a RequestCtx,
+    method: Method,
+    reference: &Reference,
+    accept: HeaderMap,
+) -> UpstreamRequest<'a> {
     UpstreamRequest {
         kind: Kind::Manifest,
         method,
         repo: Some(&ctx.image.repo),
         path_and_query: format!("/v2/{}/manifests/{}", ctx.image.repo, reference),
-        headers: accept_headers(&ctx.headers),
+        headers: accept,
     }
+}
+
+/// Fetches a manifest as the client asked for it (its `Accept` headers) and proves its digest.
+pub async fn fetch(ctx: &RequestCtx, reference: &Reference) -> Result<FetchedManifest, ApiError> {
+    fetch_accepting(ctx, reference, accept_headers(&ctx.headers)).await
+}
+
+/// Fetches a manifest of one media type, whatever the client accepts: for documents the proxy
+/// itself reads, such as the referrers fallback index.
+pub async fn fetch_as(
+    ctx: &RequestCtx,
+    reference: &Reference,
+    media_type: &'static str,
+) -> Result<FetchedManifest, ApiError> {
+    let mut accept = HeaderMap::new();
+    accept.insert(ACCEPT, HeaderValue::from_static(media_type));
+    fetch_accepting(ctx, reference, accept).await
 }
 
 /// Fetches a manifest and proves its digest: the bytes must hash to the requested digest (when
 /// one was requested) and to the upstream's `Docker-Content-Digest` (when it sent one).
-pub async fn fetch(ctx: &RequestCtx, reference: &Reference) -> Result<FetchedManifest, ApiError> {
+async fn fetch_accepting(
+    ctx: &RequestCtx,
+    reference: &Reference,
+    accept: HeaderMap,
+) -> Result<FetchedManifest, ApiError> {
     let upstream = &ctx.upstream;
-    let resp = upstream.send(request(ctx, Method::GET, reference)).await?;
+    let resp = upstream
+        .send(request(ctx, Method::GET, reference, accept))
+        .await?;
     if resp.status() != StatusCode::OK {
         return Err(upstream_failure(ctx, resp, || manifest_unknown(ctx, reference)).await);
     }
@@ -152,7 +180,14 @@ pub async fn fetch(ctx: &RequestCtx, reference: &Reference) -> Result<FetchedMan
 /// that does not say the digest is asked with `GET` so the answer is still exact.
 async fn head(ctx: &RequestCtx, reference: &Reference) -> Result<Response<ResponseBody>, ApiError> {
     let upstream = &ctx.upstream;
-    let resp = upstream.send(request(ctx, Method::HEAD, reference)).await?;
+    let resp = upstream
+        .send(request(
+            ctx,
+            Method::HEAD,
+            reference,
+            accept_headers(&ctx.headers),
+        ))
+        .await?;
     if resp.status() != StatusCode::OK {
         return Err(upstream_failure(ctx, resp, || manifest_unknown(ctx, reference)).await);
     }

@@ -1,0 +1,1538 @@
+//! End-to-end tests against real third-party parts: CNCF distribution (`docker-registry`) as the
+//! upstream, `skopeo` and containerd (`ctr`) as clients, the real `portcullis` binary in between.
+//!
+//! Each test starts its own registry (and containerd) on 127.0.0.1 in a temporary directory, pushes
+//! a small OCI image built here by hand (one tar layer, config, manifest; plus a two-platform
+//! index), then pulls it through the proxy in every addressing form and proves that the proxy
+//! serves exactly the bytes the registry holds.
+//!
+//! Needs `docker-registry`, `skopeo`, `containerd` and `ctr` on PATH (Debian packages
+//! `docker-registry skopeo containerd`), and root for containerd. A missing tool is a test failure,
+//! unless `PORTCULLIS_SKIP_E2E=1` is set, which turns it into a skip. Every process started here
+//! is killed by PID when its guard drops; every wait has a deadline.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::{sha256, write_config, ProxyProcess};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Upstream credentials for the basic-auth test. The htpasswd line is a committed fixture so the
+/// test needs no bcrypt tool at run time; it was generated with
+/// `python3 -c 'import bcrypt; print(bcrypt.hashpw(b"e2e-upstream-Pw-4f9c21d7", bcrypt.gensalt(rounds=5)).decode())'`
+/// (PyPI bcrypt 5.0.0). distribution accepts `$2b$` hashes.
+const UPSTREAM_USER: &str = "e2e-user";
+const UPSTREAM_PASSWORD: &str = "e2e-upstream-Pw-4f9c21d7";
+const UPSTREAM_BCRYPT: &str = "$2b$05$nwRJ/X4WpHHz.Y4WXWvAAuXq9nU5Z5ur/ykatiaLR9eWQ2tj7mI4a";
+
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+// === tool checks ===
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// True when the test can run. Missing prerequisites fail the test, unless `PORTCULLIS_SKIP_E2E=1`.
+fn prerequisites(tools: &[&str], needs_root: bool) -> bool {
+    let mut missing: Vec<String> = tools
+        .iter()
+        .filter(|t| !on_path(t))
+        .map(|t| format!("`{t}` on PATH"))
+        .collect();
+    if needs_root && !is_root() {
+        missing.push("root (containerd)".to_owned());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let what = missing.join(", ");
+    if std::env::var("PORTCULLIS_SKIP_E2E").as_deref() == Ok("1") {
+        eprintln!("SKIPPED (PORTCULLIS_SKIP_E2E=1): this e2e test needs {what}");
+        return false;
+    }
+    panic!(
+        "this e2e test needs {what}. Install with `apt-get install -y --no-install-recommends \
+         docker-registry skopeo containerd`, or set PORTCULLIS_SKIP_E2E=1 to skip it."
+    );
+}
+
+// === processes ===
+
+/// A background process, killed (by PID) and reaped on drop.
+struct Daemon {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Daemon {
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = without_proxy_env(cmd)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        Daemon { name, child, log }
+    }
+
+    /// Panics with the process's log if it has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "{} exited early ({status}); its log:\n{}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Child processes must reach 127.0.0.1 directly, whatever the environment says.
+fn without_proxy_env(cmd: &mut Command) -> &mut Command {
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+struct Finished {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Runs a command to completion within `COMMAND_TIMEOUT`, killing it when the time is up.
+fn run(cmd: &mut Command) -> Finished {
+    let desc = format!("{cmd:?}");
+    let mut child = without_proxy_env(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {desc}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{desc} did not finish within {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let desc = format!("{cmd:?}");
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{desc} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+// === the upstream registry ===
+
+/// `docker-registry serve` (CNCF distribution) on 127.0.0.1, storing in a temporary directory.
+struct Registry {
+    _daemon: Daemon,
+    /// `127.0.0.1:PORT`
+    addr: String,
+}
+
+impl Registry {
+    async fn start(dir: &Path, htpasswd: Option<&Path>) -> Registry {
+        std::fs::create_dir_all(dir).unwrap();
+        let storage = dir.join("storage");
+        let auth = htpasswd
+            .map(|p| {
+                format!(
+                    "auth: {{htpasswd: {{realm: portcullis-e2e, path: {}}}}}\n",
+                    p.display()
+                )
+            })
+            .unwrap_or_default();
+        // A port picked here may be taken before the registry binds it: try a few.
+        for _ in 0..3 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let config = dir.join("registry.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
+                     storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+                     http: {{addr: {addr}}}\n{auth}",
+                    storage.display()
+                ),
+            )
+            .unwrap();
+            let mut daemon = Daemon::spawn(
+                "docker-registry",
+                Command::new("docker-registry").arg("serve").arg(&config),
+                dir.join("registry.log"),
+            );
+            let client = http_client();
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if daemon.child.try_wait().unwrap().is_some() {
+                    break; // most likely the port was taken; try another
+                }
+                if let Ok(resp) = client.get(format!("http://{addr}/v2/")).send().await {
+                    // 401 is ready too: the auth test's registry challenges every request.
+                    let s = resp.status().as_u16();
+                    assert!(
+                        s == 200 || s == 401,
+                        "GET /v2/ on docker-registry answered {s}"
+                    );
+                    return Registry {
+                        _daemon: daemon,
+                        addr,
+                    };
+                }
+                if Instant::now() > deadline {
+                    daemon.assert_running();
+                    panic!("docker-registry on {addr} not ready within {START_TIMEOUT:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            eprintln!(
+                "docker-registry exited at start; retrying. Log:\n{}",
+                std::fs::read_to_string(&daemon.log).unwrap_or_default()
+            );
+        }
+        panic!("docker-registry failed to start three times (see the logs above)");
+    }
+}
+
+// === the test image ===
+
+/// `amd64` / `arm64` for the machine running the test: containerd only unpacks its own platform.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// An OCI image layout under construction.
+struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    fn new(dir: PathBuf) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout { dir }
+    }
+
+    /// Stores a blob; returns its descriptor.
+    fn put(&self, media_type: &str, bytes: &[u8]) -> Value {
+        let digest = sha256(bytes);
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        std::fs::write(self.dir.join("blobs/sha256").join(hex), bytes).unwrap();
+        json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
+    }
+
+    /// Stores a JSON document as a blob; returns its descriptor.
+    fn put_json(&self, media_type: &str, doc: &Value) -> Value {
+        self.put(media_type, &serde_json::to_vec_pretty(doc).unwrap())
+    }
+
+    /// One platform's image: a tar layer holding `files`, its config and its manifest.
+    fn image(&self, arch: &str, files: &[(&str, &[u8], u32)]) -> Value {
+        let layer = tar_layer(files);
+        let layer_desc = self.put(OCI_LAYER_TAR, &layer);
+        let config = json!({
+            "created": "2024-01-01T00:00:00Z",
+            "architecture": arch,
+            "os": "linux",
+            "config": { "Cmd": ["/bin/busybox", "cat", "/etc/portcullis-e2e.txt"] },
+            "rootfs": { "type": "layers", "diff_ids": [sha256(&layer)] },
+            "history": [{ "created": "2024-01-01T00:00:00Z", "created_by": "tests/e2e_real.rs" }]
+        });
+        let config_desc = self.put_json(OCI_CONFIG, &config);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config_desc,
+            "layers": [layer_desc]
+        });
+        self.put_json(OCI_MANIFEST, &manifest)
+    }
+}
+
+/// An uncompressed tar with fixed owners and times; parent directories get their own entries.
+fn tar_layer(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs: Vec<&str> = files
+        .iter()
+        .filter_map(|(path, _, _)| path.rsplit_once('/').map(|(d, _)| d))
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    for dir in dirs {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(1_704_067_200);
+        builder
+            .append_data(&mut h, format!("{dir}/"), std::io::empty())
+            .unwrap();
+    }
+    for (path, data, mode) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(*mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_704_067_200);
+        builder.append_data(&mut h, path, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// Builds the test layout: tag `v1` = an image for the host platform (with `/bin/busybox` when
+/// busybox-static is installed, so it is runnable), tag `multi` = an index of that image and an
+/// image for another platform.
+fn build_layout(dir: &Path) -> PathBuf {
+    let layout = Layout::new(dir.join("layout"));
+    let text: &[u8] = b"hello from the portcullis e2e test\n";
+    let busybox = std::fs::read("/bin/busybox").ok();
+    let mut files: Vec<(&str, &[u8], u32)> = vec![("etc/portcullis-e2e.txt", text, 0o644)];
+    if let Some(b) = &busybox {
+        files.push(("bin/busybox", b, 0o755));
+    }
+    let host = host_arch();
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let host_image = layout.image(host, &files);
+    let other_image = layout.image(
+        other,
+        &[("etc/portcullis-e2e.txt", b"other platform\n", 0o644)],
+    );
+
+    let with = |desc: &Value, key: &str, value: Value| {
+        let mut d = desc.clone();
+        d[key] = value;
+        d
+    };
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            with(&host_image, "platform", json!({ "architecture": host, "os": "linux" })),
+            with(&other_image, "platform", json!({ "architecture": other, "os": "linux" })),
+        ]
+    });
+    let index_desc = layout.put_json(OCI_INDEX, &index);
+    let ref_name = |name: &str| json!({ "org.opencontainers.image.ref.name": name });
+    let top = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            with(&host_image, "annotations", ref_name("v1")),
+            with(&index_desc, "annotations", ref_name("multi")),
+        ]
+    });
+    std::fs::write(
+        layout.dir.join("index.json"),
+        serde_json::to_vec_pretty(&top).unwrap(),
+    )
+    .unwrap();
+    layout.dir
+}
+
+// === skopeo ===
+
+/// `skopeo` with no host policy, auth file or proxy settings leaking in.
+struct Skopeo {
+    authfile: PathBuf,
+}
+
+impl Skopeo {
+    fn new(dir: &Path) -> Skopeo {
+        let authfile = dir.join("skopeo-auth.json");
+        std::fs::write(&authfile, br#"{"auths":{}}"#).unwrap();
+        Skopeo { authfile }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("skopeo");
+        cmd.env("REGISTRY_AUTH_FILE", &self.authfile)
+            .arg("--insecure-policy")
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Vec<u8> {
+        run_ok(&mut self.cmd(args))
+    }
+
+    /// Pushes `oci:LAYOUT:v1` to `company/app:v1` and `oci:LAYOUT:multi` (all platforms) to
+    /// `company/multi:v1`.
+    fn push(&self, layout: &Path, registry: &str, creds: Option<&str>) {
+        for (tag, repo) in [("v1", "company/app:v1"), ("multi", "company/multi:v1")] {
+            let src = format!("oci:{}:{tag}", layout.display());
+            let dst = format!("docker://{registry}/{repo}");
+            let mut args = vec!["copy", "--all", "--dest-tls-verify=false"];
+            if let Some(c) = creds {
+                args.extend(["--dest-creds", c]);
+            }
+            args.extend([src.as_str(), dst.as_str()]);
+            self.run(&args);
+        }
+    }
+
+    /// `skopeo inspect --raw`: the manifest bytes exactly as served.
+    fn raw_manifest(&self, image: &str, creds: Option<&str>) -> Vec<u8> {
+        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+        if let Some(c) = creds {
+            args.extend(["--creds", c]);
+        }
+        let image = format!("docker://{image}");
+        args.push(&image);
+        self.run(&args)
+    }
+
+    /// `skopeo copy --all ... dir:OUT`; returns every file of OUT.
+    fn copy_to_dir(
+        &self,
+        image: &str,
+        out: &Path,
+        creds: Option<&str>,
+    ) -> BTreeMap<String, Vec<u8>> {
+        let src = format!("docker://{image}");
+        let dst = format!("dir:{}", out.display());
+        let mut args = vec!["copy", "--all", "--src-tls-verify=false"];
+        if let Some(c) = creds {
+            args.extend(["--src-creds", c]);
+        }
+        args.extend([src.as_str(), dst.as_str()]);
+        self.run(&args);
+        read_files(out)
+    }
+}
+
+fn read_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Two `skopeo copy dir:` results must hold the same files with the same bytes.
+fn assert_same_files(
+    what: &str,
+    direct: &BTreeMap<String, Vec<u8>>,
+    proxied: &BTreeMap<String, Vec<u8>>,
+) {
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(direct), names(proxied), "{what}: different files");
+    for (name, bytes) in direct {
+        assert!(
+            proxied[name] == *bytes,
+            "{what}: {name} differs (direct {} bytes {}, proxied {} bytes {})",
+            bytes.len(),
+            sha256(bytes),
+            proxied[name].len(),
+            sha256(&proxied[name])
+        );
+    }
+    // Blob files are named by their digest: the names alone prove the layer and config arrived.
+    assert!(
+        direct.len() >= 4,
+        "{what}: expected manifest, version and blobs, got {:?}",
+        names(direct)
+    );
+}
+
+// === HTTP helpers ===
+
+struct Fetched {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Fetched {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+    }
+}
+
+async fn fetch(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    auth: Option<(&str, &str)>,
+    accept: &str,
+) -> Fetched {
+    let mut req = client.request(method, url).header("accept", accept);
+    if let Some((user, password)) = auth {
+        req = req.basic_auth(user, Some(password));
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap().to_vec();
+    Fetched {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Fetched {
+    fetch(client, reqwest::Method::GET, url, None, MANIFEST_ACCEPT).await
+}
+
+/// A manifest fetched straight from the registry: its bytes must hash to `Docker-Content-Digest`.
+async fn direct_manifest(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    reference: &str,
+    auth: Option<(&str, &str)>,
+) -> Fetched {
+    let url = format!("http://{registry}/v2/{repo}/manifests/{reference}");
+    let m = fetch(client, reqwest::Method::GET, &url, auth, MANIFEST_ACCEPT).await;
+    assert_eq!(m.status, 200, "{url}: {}", String::from_utf8_lossy(&m.body));
+    assert_eq!(m.header("docker-content-digest"), sha256(&m.body), "{url}");
+    m
+}
+
+/// The digests of every blob a manifest names (config and layers).
+fn blob_digests(manifest: &[u8]) -> Vec<String> {
+    let v: Value = serde_json::from_slice(manifest).unwrap();
+    let mut out = vec![v["config"]["digest"].as_str().unwrap().to_owned()];
+    for layer in v["layers"].as_array().unwrap() {
+        out.push(layer["digest"].as_str().unwrap().to_owned());
+    }
+    out
+}
+
+/// Uploads a blob (POST, then PUT with `?digest=`); returns its descriptor.
+async fn push_blob(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    media_type: &str,
+    bytes: &[u8],
+) -> Value {
+    let digest = sha256(bytes);
+    let base = reqwest::Url::parse(&format!("http://{registry}/v2/{repo}/blobs/uploads/")).unwrap();
+    let started = client.post(base.clone()).send().await.unwrap();
+    assert_eq!(
+        started.status().as_u16(),
+        202,
+        "starting an upload to {base}"
+    );
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    let mut url = base.join(&location).unwrap();
+    url.query_pairs_mut().append_pair("digest", &digest);
+    let done = client
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status().as_u16(),
+        201,
+        "finishing the upload of {digest}"
+    );
+    json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
+}
+
+async fn push_manifest(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    bytes: &[u8],
+) {
+    let url = format!("http://{registry}/v2/{repo}/manifests/{reference}");
+    let resp = client
+        .put(&url)
+        .header("content-type", media_type)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(
+        status,
+        201,
+        "PUT {url}: {}",
+        resp.text().await.unwrap_or_default()
+    );
+}
+
+const SBOM_TYPE: &str = "application/vnd.example.sbom.v1+json";
+
+/// Attaches an artifact to `subject` the way clients do on a registry without the referrers API
+/// (distribution 2.8): the artifact manifest (with `artifactType` and `subject`) by digest, and
+/// the referrers tag-schema index `sha256-<hex>` listing it. Returns the artifact's descriptor.
+async fn attach_referrer(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    subject: &Fetched,
+) -> Value {
+    let empty = push_blob(
+        client,
+        registry,
+        repo,
+        "application/vnd.oci.empty.v1+json",
+        b"{}",
+    )
+    .await;
+    let sbom = push_blob(
+        client,
+        registry,
+        repo,
+        SBOM_TYPE,
+        br#"{"packages":["busybox"]}"#,
+    )
+    .await;
+    let subject_digest = subject.header("docker-content-digest").to_owned();
+    let artifact = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": SBOM_TYPE,
+        "config": empty,
+        "layers": [sbom],
+        "subject": { "mediaType": subject.header("content-type"), "digest": subject_digest, "size": subject.body.len() }
+    }))
+    .unwrap();
+    let descriptor = json!({ "mediaType": OCI_MANIFEST, "digest": sha256(&artifact), "size": artifact.len(), "artifactType": SBOM_TYPE });
+    push_manifest(
+        client,
+        registry,
+        repo,
+        &sha256(&artifact),
+        OCI_MANIFEST,
+        &artifact,
+    )
+    .await;
+    let index = serde_json::to_vec(
+        &json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor] }),
+    )
+    .unwrap();
+    let tag = subject_digest.replace(':', "-");
+    push_manifest(client, registry, repo, &tag, OCI_INDEX, &index).await;
+    descriptor
+}
+
+/// The digests listed in a referrers answer.
+fn referrer_digests(index: &[u8]) -> Vec<String> {
+    let v: Value = serde_json::from_slice(index).unwrap_or_else(|e| {
+        panic!(
+            "referrers answer is not JSON ({e}): {}",
+            String::from_utf8_lossy(index)
+        )
+    });
+    assert_eq!(v["mediaType"], OCI_INDEX);
+    v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn metrics(client: &reqwest::Client, admin: SocketAddr) -> String {
+    let m = get(client, &format!("http://{admin}/metrics")).await;
+    assert_eq!(m.status, 200);
+    String::from_utf8(m.body).unwrap()
+}
+
+/// The sum of the samples of metric `name` whose labels include every pair of `want`.
+fn metric_sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, labels) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let labels: Vec<(&str, &str)> = labels
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k, v.trim_matches('"')))
+                .collect();
+            if want.iter().all(|w| labels.contains(w)) {
+                value.parse::<f64>().ok()
+            } else {
+                None
+            }
+        })
+        .sum()
+}
+
+fn upstream_requests(text: &str, upstream: &str, kind: &str) -> f64 {
+    metric_sum(
+        text,
+        "portcullis_upstream_requests_total",
+        &[("upstream", upstream), ("kind", kind)],
+    )
+}
+
+/// `portcullis serve` at debug level with every line it prints, from the very first, kept in a
+/// file: the credential checks must see the start-up lines too, which `ProxyProcess::start`
+/// consumes while it waits for the listening addresses.
+struct LoggedProxy {
+    daemon: Daemon,
+    api: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl LoggedProxy {
+    async fn start(config: &Path, log: PathBuf) -> LoggedProxy {
+        let mut daemon = Daemon::spawn(
+            "portcullis",
+            Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .args(["--log-format", "json", "serve", "--config"])
+                .arg(config)
+                .env("PORTCULLIS_LOG", "debug"),
+            log,
+        );
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            daemon.assert_running();
+            let text = std::fs::read_to_string(&daemon.log).unwrap_or_default();
+            let listening = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["message"] == "portcullis listening");
+            if let Some(v) = listening {
+                let addr = |key: &str| v[key].as_str().unwrap().parse().unwrap();
+                return LoggedProxy {
+                    api: addr("api_addr"),
+                    admin: addr("admin_addr"),
+                    daemon,
+                };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "portcullis did not report its listening addresses; its log:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the proxy (SIGTERM, then SIGKILL after a bounded wait); returns everything it printed.
+    fn stop(mut self) -> String {
+        let child = &mut self.daemon.child;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "portcullis did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::read_to_string(&self.daemon.log).unwrap()
+    }
+}
+
+// === tests ===
+
+/// skopeo and plain HTTP through the proxy, in all three addressing forms, byte-identical to a
+/// direct pull from docker-registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_and_http_pull_through_the_proxy_in_every_addressing_form() {
+    if !prerequisites(&["docker-registry", "skopeo"], false) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&tmp.path().join("registry"), None).await;
+    let reg = registry.addr.as_str();
+    let skopeo = Skopeo::new(tmp.path());
+    skopeo.push(&build_layout(tmp.path()), reg, None);
+
+    // Two keys for the same registry, so the metrics show which key each form selected.
+    let proxy_dir = tmp.path().join("proxy");
+    std::fs::create_dir_all(&proxy_dir).unwrap();
+    let upstreams = format!(
+        "  registry.local: {{ url: \"http://{reg}\" }}\n  other.local: {{ url: \"http://{reg}\" }}"
+    );
+    let proxy = ProxyProcess::start(&write_config(&proxy_dir, "registry.local", &upstreams, ""));
+    let px = proxy.api.to_string();
+    let client = http_client();
+
+    // Ground truth, straight from the registry.
+    let app = direct_manifest(&client, reg, "company/app", "v1", None).await;
+    let multi = direct_manifest(&client, reg, "company/multi", "v1", None).await;
+    assert_eq!(app.header("content-type"), OCI_MANIFEST);
+    assert_eq!(multi.header("content-type"), OCI_INDEX);
+    let children: Value = serde_json::from_slice(&multi.body).unwrap();
+    assert_eq!(children["manifests"].as_array().unwrap().len(), 2);
+
+    // Plain form (→ default_upstream) and prefix form (→ the key in the first segment).
+    for (form, prefix, key, unused) in [
+        ("plain", "", "registry.local", "other.local"),
+        ("prefix", "other.local/", "other.local", "registry.local"),
+    ] {
+        let before = metrics(&client, proxy.admin).await;
+        for (repo, direct) in [("company/app", &app), ("company/multi", &multi)] {
+            let raw = skopeo.raw_manifest(&format!("{px}/{prefix}{repo}:v1"), None);
+            assert!(
+                raw == direct.body,
+                "{form} form: skopeo inspect --raw of {repo} differs from the registry's manifest"
+            );
+            let by_digest = format!(
+                "{px}/{prefix}{repo}@{}",
+                direct.header("docker-content-digest")
+            );
+            assert!(
+                skopeo.raw_manifest(&by_digest, None) == direct.body,
+                "{form} form: {repo} by digest"
+            );
+
+            let out = tmp
+                .path()
+                .join(format!("{form}-{}", repo.replace('/', "-")));
+            let proxied = skopeo.copy_to_dir(&format!("{px}/{prefix}{repo}:v1"), &out, None);
+            let direct_dir = tmp
+                .path()
+                .join(format!("direct-{form}-{}", repo.replace('/', "-")));
+            let straight = skopeo.copy_to_dir(&format!("{reg}/{repo}:v1"), &direct_dir, None);
+            assert_same_files(
+                &format!("{form} form, skopeo copy of {repo}"),
+                &straight,
+                &proxied,
+            );
+        }
+        let after = metrics(&client, proxy.admin).await;
+        for kind in ["manifest", "blob"] {
+            assert!(
+                upstream_requests(&after, key, kind) > upstream_requests(&before, key, kind),
+                "{form} form: no {kind} request to upstream {key}:\n{after}"
+            );
+            assert_eq!(
+                upstream_requests(&after, unused, kind),
+                upstream_requests(&before, unused, kind),
+                "{form} form: unexpected {kind} request to upstream {unused}"
+            );
+        }
+    }
+
+    // Mirror form (?ns=), as containerd sends it: GET and HEAD, by tag and by digest, and blobs.
+    let before = metrics(&client, proxy.admin).await;
+    for (repo, direct) in [("company/app", &app), ("company/multi", &multi)] {
+        let digest = direct.header("docker-content-digest");
+        for reference in ["v1", digest] {
+            let url = format!("http://{px}/v2/{repo}/manifests/{reference}?ns=other.local");
+            let got = get(&client, &url).await;
+            assert_eq!(
+                got.status,
+                200,
+                "{url}: {}",
+                String::from_utf8_lossy(&got.body)
+            );
+            assert!(
+                got.body == direct.body,
+                "{url}: manifest bytes differ from the registry's"
+            );
+            assert_eq!(
+                got.header("docker-content-digest"),
+                sha256(&got.body),
+                "{url}"
+            );
+            assert_eq!(
+                got.header("content-type"),
+                direct.header("content-type"),
+                "{url}"
+            );
+
+            let head = fetch(&client, reqwest::Method::HEAD, &url, None, MANIFEST_ACCEPT).await;
+            assert_eq!(head.status, 200, "HEAD {url}");
+            assert_eq!(head.header("docker-content-digest"), digest, "HEAD {url}");
+            assert_eq!(
+                head.header("content-length"),
+                direct.body.len().to_string(),
+                "HEAD {url}"
+            );
+            assert_eq!(
+                head.header("content-type"),
+                direct.header("content-type"),
+                "HEAD {url}"
+            );
+            assert!(head.body.is_empty(), "HEAD {url} has a body");
+        }
+    }
+    let mut blobs = blob_digests(&app.body);
+    for child in children["manifests"].as_array().unwrap() {
+        let d = child["digest"].as_str().unwrap();
+        let m = direct_manifest(&client, reg, "company/multi", d, None).await;
+        blobs.extend(blob_digests(&m.body));
+    }
+    blobs.sort();
+    blobs.dedup();
+    assert!(
+        blobs.len() >= 4,
+        "expected distinct configs and layers: {blobs:?}"
+    );
+    for digest in &blobs {
+        let repo = "company/multi";
+        let direct = get(&client, &format!("http://{reg}/v2/{repo}/blobs/{digest}")).await;
+        assert_eq!(direct.status, 200);
+        let url = format!("http://{px}/v2/{repo}/blobs/{digest}?ns=other.local");
+        let got = get(&client, &url).await;
+        assert_eq!(
+            got.status,
+            200,
+            "{url}: {}",
+            String::from_utf8_lossy(&got.body)
+        );
+        assert!(
+            got.body == direct.body,
+            "{url}: blob bytes differ from the registry's"
+        );
+        assert_eq!(sha256(&got.body), *digest, "{url}");
+        assert_eq!(got.header("docker-content-digest"), digest, "{url}");
+    }
+    let after = metrics(&client, proxy.admin).await;
+    for kind in ["manifest", "blob"] {
+        assert!(
+            upstream_requests(&after, "other.local", kind)
+                > upstream_requests(&before, "other.local", kind)
+        );
+        assert_eq!(
+            upstream_requests(&after, "registry.local", kind),
+            upstream_requests(&before, "registry.local", kind),
+            "mirror form: ns=other.local must not reach the default upstream"
+        );
+    }
+    // A ranged blob read is passed through.
+    let layer = blob_digests(&app.body).pop().unwrap();
+    let whole = get(
+        &client,
+        &format!("http://{reg}/v2/company/app/blobs/{layer}"),
+    )
+    .await;
+    let url = format!("http://{px}/v2/company/app/blobs/{layer}?ns=other.local");
+    let ranged = client
+        .get(&url)
+        .header("range", "bytes=10-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status().as_u16(), 206, "{url}");
+    let content_range = ranged.headers()["content-range"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        content_range,
+        format!("bytes 10-99/{}", whole.body.len()),
+        "{url}"
+    );
+    assert!(
+        ranged.bytes().await.unwrap() == whole.body[10..100],
+        "{url}: ranged bytes differ"
+    );
+
+    // tags/list in every form, as the registry has it.
+    let tags = get(&client, &format!("http://{reg}/v2/company/app/tags/list")).await;
+    for path in [
+        "company/app/tags/list",
+        "other.local/company/app/tags/list",
+        "company/app/tags/list?ns=other.local",
+    ] {
+        let url = format!("http://{px}/v2/{path}");
+        let got = get(&client, &url).await;
+        assert_eq!(got.status, 200, "{url}");
+        assert!(
+            got.body == tags.body,
+            "{url}: {}",
+            String::from_utf8_lossy(&got.body)
+        );
+    }
+
+    // Referrers: distribution 2.8 has no referrers API (404, text/plain), so the proxy answers
+    // from the referrers tag schema, in every form, with the artifactType filter applied.
+    let subject = app.header("docker-content-digest");
+    let direct = get(
+        &client,
+        &format!("http://{reg}/v2/company/app/referrers/{subject}"),
+    )
+    .await;
+    assert_eq!(
+        direct.status, 404,
+        "the registry grew a referrers API: this check no longer tests the fallback"
+    );
+    let sbom = attach_referrer(&client, reg, "company/app", &app).await;
+    let sbom_digest = sbom["digest"].as_str().unwrap().to_owned();
+    for path in [
+        format!("company/app/referrers/{subject}"),
+        format!("other.local/company/app/referrers/{subject}"),
+        format!("company/app/referrers/{subject}?ns=other.local"),
+    ] {
+        let url = format!("http://{px}/v2/{path}");
+        let got = fetch(&client, reqwest::Method::GET, &url, None, OCI_INDEX).await;
+        assert_eq!(
+            got.status,
+            200,
+            "{url}: {}",
+            String::from_utf8_lossy(&got.body)
+        );
+        assert_eq!(got.header("content-type"), OCI_INDEX, "{url}");
+        assert_eq!(referrer_digests(&got.body), [sbom_digest.as_str()], "{url}");
+    }
+    // Query values form-encoded, as Go clients send them (a literal `+` would read as a space).
+    let filtered = |artifact_type: &str| {
+        reqwest::Url::parse_with_params(
+            &format!("http://{px}/v2/company/app/referrers/{subject}"),
+            [("ns", "other.local"), ("artifactType", artifact_type)],
+        )
+        .unwrap()
+        .to_string()
+    };
+    let url = filtered(SBOM_TYPE);
+    let got = fetch(&client, reqwest::Method::GET, &url, None, OCI_INDEX).await;
+    assert_eq!(referrer_digests(&got.body), [sbom_digest.as_str()], "{url}");
+    assert_eq!(got.header("oci-filters-applied"), "artifactType", "{url}");
+    let url = filtered("application/vnd.example.other");
+    let got = fetch(&client, reqwest::Method::GET, &url, None, OCI_INDEX).await;
+    assert!(referrer_digests(&got.body).is_empty(), "{url}");
+    assert_eq!(got.header("oci-filters-applied"), "artifactType", "{url}");
+    // A digest with no referrers: an empty index, not an error.
+    let child = children["manifests"][1]["digest"].as_str().unwrap();
+    let url = format!("http://{px}/v2/company/multi/referrers/{child}?ns=other.local");
+    let got = fetch(&client, reqwest::Method::GET, &url, None, OCI_INDEX).await;
+    assert_eq!(got.status, 200, "{url}");
+    assert!(referrer_digests(&got.body).is_empty(), "{url}");
+
+    // An unconfigured ns is refused, never forwarded.
+    let url = format!("http://{px}/v2/company/app/manifests/v1?ns=evil.example");
+    let refused = get(&client, &url).await;
+    assert_eq!(refused.status, 404, "{url}");
+    let body: Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!(body["errors"][0]["code"], "NAME_UNKNOWN", "{url}");
+
+    drop(proxy);
+    drop(registry);
+}
+
+/// containerd (`ctr image pull --hosts-dir`) pulls through the proxy in the mirror form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_pulls_through_the_proxy() {
+    if !prerequisites(&["docker-registry", "skopeo", "containerd", "ctr"], true) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&tmp.path().join("registry"), None).await;
+    let reg = registry.addr.as_str();
+    Skopeo::new(tmp.path()).push(&build_layout(tmp.path()), reg, None);
+    let client = http_client();
+    let app = direct_manifest(&client, reg, "company/app", "v1", None).await;
+    let multi = direct_manifest(&client, reg, "company/multi", "v1", None).await;
+
+    let proxy_dir = tmp.path().join("proxy");
+    std::fs::create_dir_all(&proxy_dir).unwrap();
+    // The default upstream leads nowhere (nothing listens there): only containerd's ?ns= can
+    // reach registry.local.
+    let upstreams = format!(
+        "  registry.local: {{ url: \"http://{reg}\" }}\n  nowhere.local: {{ url: \"http://127.0.0.1:{}\" }}",
+        free_port()
+    );
+    let proxy = ProxyProcess::start(&write_config(&proxy_dir, "nowhere.local", &upstreams, ""));
+    let px = proxy.api.to_string();
+
+    // containerd with its own root, state and socket; no CRI.
+    let cd = tmp.path().join("containerd");
+    std::fs::create_dir_all(&cd).unwrap();
+    let sock = cd.join("containerd.sock");
+    let config = cd.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = \"{root}/root\"\nstate = \"{root}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{sock}\"\n\
+             [debug]\n  level = \"warn\"\n\
+             [metrics]\n  address = \"\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{root}/opt\"\n",
+            root = cd.display(),
+            sock = sock.display()
+        ),
+    )
+    .unwrap();
+    let mut containerd = Daemon::spawn(
+        "containerd",
+        Command::new("containerd").arg("--config").arg(&config),
+        cd.join("containerd.log"),
+    );
+    let sock_s = sock.to_str().unwrap().to_owned();
+    let ctr = |args: &[&str]| {
+        let mut cmd = Command::new("ctr");
+        cmd.args(["-a", &sock_s, "-n", "portcullis-e2e"]).args(args);
+        cmd
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        containerd.assert_running();
+        if sock.exists() && run(&mut ctr(&["version"])).status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "containerd not serving on {} within {START_TIMEOUT:?}; log:\n{}",
+            sock.display(),
+            std::fs::read_to_string(&containerd.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every pull of registry.local goes to the proxy, which containerd addresses with ?ns=.
+    let hosts = tmp.path().join("hosts");
+    std::fs::create_dir_all(hosts.join("registry.local")).unwrap();
+    std::fs::write(
+        hosts.join("registry.local/hosts.toml"),
+        format!(
+            "server = \"http://{px}\"\n\n[host.\"http://{px}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        ),
+    )
+    .unwrap();
+    let hosts_s = hosts.to_str().unwrap();
+
+    let before = metrics(&client, proxy.admin).await;
+    for (image, direct) in [
+        ("registry.local/company/app:v1", &app),
+        ("registry.local/company/multi:v1", &multi),
+    ] {
+        let out = run_ok(&mut ctr(&[
+            "image",
+            "pull",
+            "--plain-http",
+            "--snapshotter",
+            "native",
+            "--hosts-dir",
+            hosts_s,
+            image,
+        ]));
+        let out = String::from_utf8_lossy(&out);
+        let digest = direct.header("docker-content-digest");
+        assert!(
+            out.contains(digest),
+            "ctr pull of {image} does not report {digest}:\n{out}"
+        );
+        assert!(
+            out.contains("unpacking"),
+            "ctr pull of {image} did not unpack:\n{out}"
+        );
+    }
+    let after = metrics(&client, proxy.admin).await;
+
+    let requests = |text: &str, route: &str| {
+        metric_sum(
+            text,
+            "portcullis_http_requests_total",
+            &[("route", route), ("status", "200")],
+        )
+    };
+    // Per image: HEAD by tag, GET by digest; the config and layer of the first image. (The
+    // index's host-platform child is that same image, already in the content store.)
+    assert!(
+        requests(&after, "manifest") - requests(&before, "manifest") >= 4.0,
+        "too few manifest requests:\n{after}"
+    );
+    assert!(
+        requests(&after, "blob") - requests(&before, "blob") >= 2.0,
+        "too few blob requests:\n{after}"
+    );
+    assert!(
+        metric_sum(
+            &after,
+            "portcullis_http_requests_total",
+            &[("route", "manifest"), ("method", "HEAD")]
+        ) > 0.0,
+        "containerd resolves with HEAD:\n{after}"
+    );
+    for kind in ["manifest", "blob"] {
+        assert!(
+            upstream_requests(&after, "registry.local", kind)
+                > upstream_requests(&before, "registry.local", kind),
+            "no {kind} request to upstream registry.local:\n{after}"
+        );
+    }
+    assert_eq!(
+        metric_sum(
+            &after,
+            "portcullis_upstream_requests_total",
+            &[("upstream", "nowhere.local")]
+        ),
+        0.0,
+        "containerd's requests reached the default upstream: ?ns= was not honoured:\n{after}"
+    );
+
+    // The image store has both images under the digests the registry reports, and the content
+    // store every blob of the host-platform image.
+    let listing = String::from_utf8(run_ok(&mut ctr(&["image", "ls"]))).unwrap();
+    for (image, direct) in [
+        ("registry.local/company/app:v1", &app),
+        ("registry.local/company/multi:v1", &multi),
+    ] {
+        let digest = direct.header("docker-content-digest");
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(image) && l.contains(digest)),
+            "ctr image ls does not show {image} at {digest}:\n{listing}"
+        );
+    }
+    let content = String::from_utf8(run_ok(&mut ctr(&["content", "ls"]))).unwrap();
+    for digest in blob_digests(&app.body) {
+        assert!(
+            content.contains(&digest),
+            "ctr content ls lacks {digest}:\n{content}"
+        );
+    }
+
+    drop(containerd);
+    drop(proxy);
+    drop(registry);
+}
+
+/// An upstream behind htpasswd basic auth: the proxy's configured credentials work, a proxy
+/// without (or with wrong) credentials answers 403 DENIED, and the password never shows in logs,
+/// error bodies or metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_upstream_credentials_are_used_and_never_leak() {
+    if !prerequisites(&["docker-registry", "skopeo"], false) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let htpasswd = tmp.path().join("htpasswd");
+    std::fs::write(&htpasswd, format!("{UPSTREAM_USER}:{UPSTREAM_BCRYPT}\n")).unwrap();
+    let registry = Registry::start(&tmp.path().join("registry"), Some(&htpasswd)).await;
+    let reg = registry.addr.as_str();
+    let creds = format!("{UPSTREAM_USER}:{UPSTREAM_PASSWORD}");
+    let skopeo = Skopeo::new(tmp.path());
+    skopeo.push(&build_layout(tmp.path()), reg, Some(&creds));
+
+    let client = http_client();
+    let anonymous = get(
+        &client,
+        &format!("http://{reg}/v2/company/app/manifests/v1"),
+    )
+    .await;
+    assert_eq!(
+        anonymous.status, 401,
+        "the registry must require credentials"
+    );
+    let auth = Some((UPSTREAM_USER, UPSTREAM_PASSWORD));
+    let app = direct_manifest(&client, reg, "company/app", "v1", auth).await;
+
+    // Three proxies: right credentials (from a file, trailing newline and all), none, wrong ones.
+    let configure = |name: &str, upstream_extra: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let upstreams = format!("  registry.local: {{ url: \"http://{reg}\"{upstream_extra} }}");
+        write_config(&dir, "registry.local", &upstreams, "")
+    };
+    let password_file = tmp.path().join("upstream-password");
+    std::fs::write(&password_file, format!("{UPSTREAM_PASSWORD}\n")).unwrap();
+    let wrong_file = tmp.path().join("wrong-password");
+    let wrong_password = "e2e-WRONG-pw-0b7d35aa";
+    std::fs::write(&wrong_file, wrong_password).unwrap();
+    let with_creds_config = configure(
+        "proxy-creds",
+        &format!(
+            ", username: {UPSTREAM_USER}, password_file: {}",
+            password_file.display()
+        ),
+    );
+    let without_config = configure("proxy-anon", "");
+    let wrong_config = configure(
+        "proxy-wrong",
+        &format!(
+            ", username: {UPSTREAM_USER}, password_file: {}",
+            wrong_file.display()
+        ),
+    );
+    let with_creds =
+        LoggedProxy::start(&with_creds_config, tmp.path().join("proxy-creds.log")).await;
+    let without = LoggedProxy::start(&without_config, tmp.path().join("proxy-anon.log")).await;
+    let wrong = LoggedProxy::start(&wrong_config, tmp.path().join("proxy-wrong.log")).await;
+
+    // With credentials: skopeo (no client credentials) pulls the same bytes as a direct pull.
+    let px = with_creds.api.to_string();
+    let raw = skopeo.raw_manifest(&format!("{px}/company/app:v1"), None);
+    assert!(
+        raw == app.body,
+        "manifest through the authenticated proxy differs"
+    );
+    let raw = skopeo.raw_manifest(&format!("{px}/registry.local/company/app:v1"), None);
+    assert!(
+        raw == app.body,
+        "manifest through the authenticated proxy (prefix form) differs"
+    );
+    for repo in ["company/app", "company/multi"] {
+        let name = repo.replace('/', "-");
+        let proxied = skopeo.copy_to_dir(
+            &format!("{px}/{repo}:v1"),
+            &tmp.path().join(format!("auth-proxied-{name}")),
+            None,
+        );
+        let straight = skopeo.copy_to_dir(
+            &format!("{reg}/{repo}:v1"),
+            &tmp.path().join(format!("auth-direct-{name}")),
+            Some(&creds),
+        );
+        assert_same_files(
+            &format!("authenticated upstream, {repo}"),
+            &straight,
+            &proxied,
+        );
+    }
+    let url = format!("http://{px}/v2/company/app/manifests/v1?ns=registry.local");
+    let got = get(&client, &url).await;
+    assert_eq!(
+        got.status,
+        200,
+        "{url}: {}",
+        String::from_utf8_lossy(&got.body)
+    );
+    assert!(got.body == app.body, "{url}");
+
+    // Without or with wrong credentials: 403 DENIED, for manifests and blobs alike.
+    let layer = blob_digests(&app.body).pop().unwrap();
+    for (which, proxy) in [("no credentials", &without), ("wrong credentials", &wrong)] {
+        for path in [
+            "company/app/manifests/v1".to_owned(),
+            format!("company/app/blobs/{layer}"),
+        ] {
+            let url = format!("http://{}/v2/{path}", proxy.api);
+            let denied = get(&client, &url).await;
+            let text = String::from_utf8_lossy(&denied.body).into_owned();
+            assert_eq!(denied.status, 403, "{which}: {url}: {text}");
+            let body: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{which}: {url}: error body is not JSON ({e}): {text}"));
+            assert_eq!(
+                body["errors"][0]["code"], "DENIED",
+                "{which}: {url}: {text}"
+            );
+            assert!(
+                !text.contains(UPSTREAM_PASSWORD) && !text.contains(wrong_password),
+                "{which}: {text}"
+            );
+        }
+        // skopeo sees the refusal too.
+        let out = run(&mut skopeo.cmd(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/company/app:v1", proxy.api),
+        ]));
+        assert!(
+            !out.status.success(),
+            "{which}: skopeo inspect through the proxy succeeded"
+        );
+    }
+
+    // The secrets appear nowhere: not in metrics, not in any log line, not even base64-encoded.
+    use base64::Engine as _;
+    let b64 = |user: &str, pw: &str| {
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+    };
+    let secrets = [
+        UPSTREAM_PASSWORD.to_owned(),
+        wrong_password.to_owned(),
+        b64(UPSTREAM_USER, UPSTREAM_PASSWORD),
+        b64(UPSTREAM_USER, wrong_password),
+    ];
+    let check = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["check-config", "--config"])
+            .arg(&with_creds_config)
+            .arg("registry.local/company/app"),
+    );
+    let check = String::from_utf8_lossy(&check);
+    for s in &secrets {
+        assert!(
+            !check.contains(s.as_str()),
+            "check-config prints a credential:\n{check}"
+        );
+    }
+    for (which, proxy) in [
+        ("with credentials", with_creds),
+        ("no credentials", without),
+        ("wrong credentials", wrong),
+    ] {
+        let text = metrics(&client, proxy.admin).await;
+        assert!(
+            metric_sum(
+                &text,
+                "portcullis_upstream_requests_total",
+                &[("upstream", "registry.local")]
+            ) > 0.0,
+            "{which}: no upstream requests recorded:\n{text}"
+        );
+        for s in &secrets {
+            assert!(
+                !text.contains(s.as_str()),
+                "{which}: /metrics contains a credential"
+            );
+        }
+        let logs = proxy.stop();
+        assert!(
+            logs.contains("portcullis listening") && logs.lines().count() > 2,
+            "{which}: the proxy's debug log is unexpectedly short:\n{logs}"
+        );
+        for line in logs.lines() {
+            for s in &secrets {
+                assert!(
+                    !line.contains(s.as_str()),
+                    "{which}: a log line contains a credential: {line}"
+                );
+            }
+        }
+    }
+
+    drop(registry);
+}
+
+/// The referrers answer must not depend on the client's `Accept` header: distribution answers an
+/// index with `404 MANIFEST_UNKNOWN` ("OCI index found, but accept header does not support OCI
+/// indexes") unless `Accept` names the OCI index type, so the tag-schema fallback must ask for the
+/// `sha256-<hex>` index as an index whatever the client sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_fallback_does_not_depend_on_the_clients_accept_header() {
+    if !prerequisites(&["docker-registry", "skopeo"], false) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&tmp.path().join("registry"), None).await;
+    let reg = registry.addr.as_str();
+    Skopeo::new(tmp.path()).push(&build_layout(tmp.path()), reg, None);
+    let client = http_client();
+    let app = direct_manifest(&client, reg, "company/app", "v1", None).await;
+    let sbom = attach_referrer(&client, reg, "company/app", &app).await;
+
+    let proxy_dir = tmp.path().join("proxy");
+    std::fs::create_dir_all(&proxy_dir).unwrap();
+    let upstreams = format!("  registry.local: {{ url: \"http://{reg}\" }}");
+    let proxy = ProxyProcess::start(&write_config(&proxy_dir, "registry.local", &upstreams, ""));
+    let subject = app.header("docker-content-digest");
+    let url = format!(
+        "http://{}/v2/company/app/referrers/{subject}?ns=registry.local",
+        proxy.api
+    );
+    for accept in [OCI_INDEX, "*/*", "application/json"] {
+        let got = fetch(&client, reqwest::Method::GET, &url, None, accept).await;
+        assert_eq!(got.status, 200, "Accept: {accept}: {url}");
+        assert_eq!(
+            referrer_digests(&got.body),
+            [sbom["digest"].as_str().unwrap().to_owned()],
+            "Accept: {accept}: {url} hides the referrer: {}",
+            String::from_utf8_lossy(&got.body)
+        );
+    }
+}
