@@ -37,10 +37,12 @@ impl fmt::Display for Source {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{source_name}: {error}")]
+    #[error("{source_name}{}: {error}", env_note(overrides))]
     Read {
         source_name: Source,
-        error: config::ConfigError,
+        /// The `PORTCULLIS__*` variables that were applied on top of the file.
+        overrides: Vec<String>,
+        error: Box<config::ConfigError>,
     },
     #[error("{source_name}: key `{key}`: {reason}")]
     Invalid {
@@ -55,6 +57,14 @@ pub enum ConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
+}
+
+fn env_note(overrides: &[String]) -> String {
+    if overrides.is_empty() {
+        String::new()
+    } else {
+        format!(" with environment overrides {}", overrides.join(", "))
+    }
 }
 
 /// A password or token. Its `Debug` and `Display` never show the value.
@@ -90,10 +100,11 @@ pub struct UpstreamConfig {
     pub ca_certs: Vec<CertificateDer<'static>>,
 }
 
+/// The registry listener's TLS set-up, built (and so the key checked against the certificate) at
+/// load time. HTTP/2 and HTTP/1.1 are offered by ALPN.
 #[derive(Debug)]
 pub struct TlsConfig {
-    pub cert_chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
+    pub server_config: std::sync::Arc<rustls::ServerConfig>,
     pub cert_path: PathBuf,
 }
 
@@ -237,10 +248,18 @@ impl Config {
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true);
-        Self::load_with_env(path, env)
+        let overrides = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("PORTCULLIS__"))
+            .collect();
+        Self::load_with_env(path, env, overrides)
     }
 
-    fn load_with_env(path: Option<&Path>, env: config::Environment) -> Result<Config, ConfigError> {
+    fn load_with_env(
+        path: Option<&Path>,
+        env: config::Environment,
+        overrides: Vec<String>,
+    ) -> Result<Config, ConfigError> {
         let source = match path {
             Some(p) => Source::File(p.to_path_buf()),
             None => Source::Embedded,
@@ -259,7 +278,8 @@ impl Config {
         };
         let read_err = |error| ConfigError::Read {
             source_name: source.clone(),
-            error,
+            overrides: overrides.clone(),
+            error: Box::new(error),
         };
         let raw: raw::RawConfig = builder
             .add_source(env)
@@ -417,9 +437,24 @@ impl Validator {
                 ),
             )
         })?;
+        let mut server_config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(cert_chain, key))
+        .map_err(|e| {
+            self.invalid(
+                "tls",
+                format!(
+                    "{} and {} do not make a usable certificate: {e}",
+                    cert_path.display(),
+                    key_path.display()
+                ),
+            )
+        })?;
+        server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsConfig {
-            cert_chain,
-            key,
+            server_config: std::sync::Arc::new(server_config),
             cert_path,
         })
     }
@@ -565,19 +600,20 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
             Some(i) if !name[i..].contains('/') => &name[..i],
             _ => name,
         };
-        let (key, repo) =
-            crate::upstream::mapping::resolve_name(name, None, &config.default_upstream, |k| {
-                config.upstreams.contains_key(k)
-            })
-            .map_err(|e| ConfigError::Invalid {
-                source_name: config.source.clone(),
-                key: "IMAGE".to_owned(),
-                reason: format!("{image:?}: {e}"),
-            })?;
-        let why = if name.starts_with(&format!("{key}/")) {
-            "its first path segment is a configured upstream"
-        } else {
-            "no configured upstream prefixes it, so the default upstream serves it"
+        use crate::upstream::mapping::{resolve_name, Form};
+        let (key, repo, form) = resolve_name(name, None, &config.default_upstream, |k| {
+            config.upstreams.contains_key(k)
+        })
+        .map_err(|e| ConfigError::Invalid {
+            source_name: config.source.clone(),
+            key: "IMAGE".to_owned(),
+            reason: format!("{image:?}: {e}"),
+        })?;
+        let why = match form {
+            Form::Prefix => "its first path segment names a configured upstream",
+            Form::Plain | Form::Mirror => {
+                "no configured upstream prefixes it, so the default upstream serves it"
+            }
         };
         let url = config
             .upstreams
@@ -604,6 +640,7 @@ mod tests {
         Config::load_with_env(
             Some(&path),
             config::Environment::with_prefix("PORTCULLIS_TEST_NONE"),
+            Vec::new(),
         )
     }
 
@@ -614,6 +651,7 @@ mod tests {
         let c = Config::load_with_env(
             None,
             config::Environment::with_prefix("PORTCULLIS_TEST_NONE"),
+            Vec::new(),
         )
         .unwrap();
         assert_eq!(c.default_upstream, "docker.io");
@@ -698,6 +736,7 @@ mod tests {
         let c = Config::load_with_env(
             Some(&path),
             config::Environment::with_prefix("PORTCULLIS_TEST_NONE"),
+            Vec::new(),
         )
         .unwrap();
         let creds = c.upstreams["r.local"].credentials.clone().unwrap();
@@ -726,7 +765,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             ));
-        let c = Config::load_with_env(Some(&path), env).unwrap();
+        let c = Config::load_with_env(Some(&path), env, Vec::new()).unwrap();
         assert_eq!(c.listen.port(), 6000);
         assert_eq!(c.limits.max_manifest_bytes, 1024);
         assert_eq!(c.timeouts.connect, Duration::from_secs(2));

@@ -51,6 +51,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -64,7 +65,10 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("portcullis: {e:#}");
+            match cli.log_format {
+                LogFormat::Json => tracing::error!(error = %format!("{e:#}"), "fatal"),
+                LogFormat::Text => eprintln!("portcullis: {e:#}"),
+            }
             ExitCode::from(2)
         }
     }
@@ -92,21 +96,19 @@ fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let server = Server::start(config).await?;
-    wait_for_signal().await?;
-    tracing::info!("shutdown signal received");
-    server.shutdown().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let server = Server::start(config).await?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+    tracing::info!("shutdown signal received; draining (send it again to stop at once)");
+    tokio::select! {
+        _ = server.shutdown() => tracing::info!("stopped"),
+        _ = term.recv() => tracing::warn!("second signal: stopping without draining"),
+        _ = int.recv() => tracing::warn!("second signal: stopping without draining"),
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::cache::TokenCache;
-use crate::config::{Config, TlsConfig};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
 use crate::upstream::body::ResponseBody;
@@ -39,8 +39,6 @@ pub enum ServerError {
         addr: SocketAddr,
         error: std::io::Error,
     },
-    #[error("TLS certificate {path}: {error}")]
-    Tls { path: String, error: rustls::Error },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
 }
@@ -50,9 +48,11 @@ pub struct Server {
     pub api_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
-    shutdown: watch::Sender<bool>,
+    api_shutdown: watch::Sender<bool>,
+    admin_shutdown: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<()>>,
+    api_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
 }
 
 /// Limits every listener applies to its connections.
@@ -88,13 +88,17 @@ impl Server {
             metrics: metrics.clone(),
         });
 
-        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| TlsAcceptor::from(t.server_config.clone()));
         let api_listener = bind(config.listen).await?;
         let admin_listener = bind(config.admin_listen).await?;
         let api_addr = local_addr(&api_listener, config.listen)?;
         let admin_addr = local_addr(&admin_listener, config.admin_listen)?;
 
-        let (shutdown, rx) = watch::channel(false);
+        let (api_shutdown, api_rx) = watch::channel(false);
+        let (admin_shutdown, admin_rx) = watch::channel(false);
         let ready = Arc::new(AtomicBool::new(true));
         metrics.ready.set(1);
         let api_limits = ConnLimits {
@@ -121,24 +125,22 @@ impl Server {
                 async move { resp }
             }
         };
-        let tasks = vec![
-            tokio::spawn(accept_loop(
-                api_listener,
-                tls,
-                api,
-                rx.clone(),
-                api_limits,
-                metrics.clone(),
-            )),
-            tokio::spawn(accept_loop(
-                admin_listener,
-                None,
-                admin,
-                rx,
-                admin_limits,
-                metrics.clone(),
-            )),
-        ];
+        let api_task = tokio::spawn(accept_loop(
+            api_listener,
+            tls,
+            api,
+            api_rx,
+            api_limits,
+            metrics.clone(),
+        ));
+        let admin_task = tokio::spawn(accept_loop(
+            admin_listener,
+            None,
+            admin,
+            admin_rx,
+            admin_limits,
+            metrics.clone(),
+        ));
         tracing::info!(
             %api_addr,
             %admin_addr,
@@ -151,21 +153,24 @@ impl Server {
             api_addr,
             admin_addr,
             metrics,
-            shutdown,
+            api_shutdown,
+            admin_shutdown,
             ready,
-            tasks,
+            api_task,
+            admin_task,
         })
     }
 
-    /// Stops accepting, marks the proxy not ready, and waits for in-flight requests (up to the
-    /// grace deadline).
+    /// Marks the proxy not ready, stops accepting registry requests and waits for in-flight ones
+    /// (up to the grace deadline). The admin listener keeps answering meanwhile, so probes see
+    /// `/readyz` 503 rather than a refused connection; it closes last.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::SeqCst);
         self.metrics.ready.set(0);
-        let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        let _ = self.api_shutdown.send(true);
+        let _ = self.api_task.await;
+        let _ = self.admin_shutdown.send(true);
+        let _ = self.admin_task.await;
     }
 }
 
@@ -178,23 +183,6 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
     l.local_addr()
         .map_err(|error| ServerError::Bind { addr, error })
-}
-
-fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
-    let err = |error| ServerError::Tls {
-        path: tls.cert_path.display().to_string(),
-        error,
-    };
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(err)?
-    .with_no_client_auth()
-    .with_single_cert(tls.cert_chain.clone(), tls.key.clone_key())
-    .map_err(err)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
 /// Accepts connections until shutdown, serving each with `handler`, then drains.

@@ -87,6 +87,27 @@ fn bad_configs_are_start_up_errors_naming_key_and_file() {
     assert!(err.contains("upstreams.r.local.url"), "{err}");
 }
 
+#[test]
+fn tls_key_must_match_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = rcgen::generate_simple_self_signed(vec!["a".to_owned()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["b".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), a.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("tls.key"), b.key_pair.serialize_pem()).unwrap();
+    let path = common::write_config(
+        dir.path(),
+        "r.local",
+        "  r.local: { url: \"http://127.0.0.1:1\" }",
+        "tls: { cert: tls.crt, key: tls.key }",
+    );
+    let (code, _, err) = portcullis(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("key `tls`") && err.contains("tls.key"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn serves_tls_with_http2_via_alpn() {
     let dir = tempfile::tempdir().unwrap();

@@ -618,11 +618,11 @@ async fn wrong_credentials_are_denied_without_leaking_them() {
         .await
         .unwrap();
     let (status, code, message) = error_code(resp).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_GATEWAY, "UNAVAILABLE")
+    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "DENIED"));
+    assert!(
+        message.contains("token service refused the configured credentials (401"),
+        "{message}"
     );
-    assert!(message.contains("token service answered 401"), "{message}");
     assert!(!message.contains("wrong-pass"));
 }
 
@@ -1051,7 +1051,14 @@ async fn shutdown_drains_in_flight_requests_and_stops_accepting() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let server = proxy.server.take().unwrap();
     let started = Instant::now();
-    server.shutdown().await;
+    let draining = tokio::spawn(server.shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // While draining, probes get an answer: not ready.
+    let ready = reqwest::get(format!("{}/readyz", proxy.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    draining.await.unwrap();
     assert_eq!(
         in_flight.await.unwrap(),
         manifest_bytes(),

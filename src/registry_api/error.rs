@@ -124,6 +124,7 @@ impl ApiError {
             }
             UpstreamInvalid { .. } => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
             RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
+            Upstream(UpstreamError::TokenDenied { .. }) => (StatusCode::FORBIDDEN, "DENIED"),
             Upstream(e) if e.is_timeout() => (StatusCode::GATEWAY_TIMEOUT, "UNAVAILABLE"),
             Upstream(UpstreamError::Body {
                 error: BodyError::TooLarge { .. },

@@ -26,6 +26,17 @@ pub enum MappingError {
     Name(#[from] ParseError),
 }
 
+/// Which addressing form selected the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `?ns=<registry>`
+    Mirror,
+    /// The first path segment is a configured key (or a Docker Hub alias).
+    Prefix,
+    /// Neither: the default upstream.
+    Plain,
+}
+
 /// All configured upstreams, by key.
 pub struct Upstreams {
     by_key: BTreeMap<String, Arc<Upstream>>,
@@ -56,7 +67,7 @@ impl Upstreams {
         path_name: &str,
         ns: Option<&str>,
     ) -> Result<(Arc<Upstream>, ImageName), MappingError> {
-        let (key, repo) = resolve_name(path_name, ns, &self.default_key, |k| {
+        let (key, repo, _) = resolve_name(path_name, ns, &self.default_key, |k| {
             self.by_key.contains_key(k)
         })?;
         let upstream = self
@@ -80,7 +91,7 @@ pub fn resolve_name(
     ns: Option<&str>,
     default_key: &str,
     is_configured: impl Fn(&str) -> bool,
-) -> Result<(String, RepoName), MappingError> {
+) -> Result<(String, RepoName, Form), MappingError> {
     let canonical = |k: &str| -> String {
         if DOCKER_HUB_ALIASES.contains(&k) && is_configured(DOCKER_HUB) && !is_configured(k) {
             DOCKER_HUB.to_owned()
@@ -88,7 +99,7 @@ pub fn resolve_name(
             k.to_owned()
         }
     };
-    let (key, repo_path) = match ns {
+    let (key, repo_path, form) = match ns {
         Some(ns) => {
             let key = canonical(ns);
             if !is_configured(&key) {
@@ -96,18 +107,20 @@ pub fn resolve_name(
                     ns.chars().take(100).collect(),
                 ));
             }
-            (key, path_name)
+            (key, path_name, Form::Mirror)
         }
         None => match path_name.split_once('/') {
-            Some((first, rest)) if is_configured(&canonical(first)) => (canonical(first), rest),
-            _ => (default_key.to_owned(), path_name),
+            Some((first, rest)) if is_configured(&canonical(first)) => {
+                (canonical(first), rest, Form::Prefix)
+            }
+            _ => (default_key.to_owned(), path_name, Form::Plain),
         },
     };
     let mut repo: RepoName = repo_path.parse()?;
     if key == DOCKER_HUB {
         repo = repo.with_library_prefix();
     }
-    Ok((key, repo))
+    Ok((key, repo, form))
 }
 
 #[cfg(test)]
@@ -116,7 +129,8 @@ mod tests {
 
     fn resolve(path: &str, ns: Option<&str>) -> Result<(String, String), MappingError> {
         let keys = ["docker.io", "ghcr.io", "registry.local:5001"];
-        resolve_name(path, ns, "docker.io", |k| keys.contains(&k)).map(|(k, r)| (k, r.to_string()))
+        resolve_name(path, ns, "docker.io", |k| keys.contains(&k))
+            .map(|(k, r, _)| (k, r.to_string()))
     }
 
     fn ok(k: &str, r: &str) -> Result<(String, String), MappingError> {

@@ -68,6 +68,12 @@ pub enum UpstreamError {
     Body { upstream: String, error: BodyError },
     #[error("upstream {upstream}: authentication failed: {reason}")]
     Auth { upstream: String, reason: String },
+    #[error("upstream {upstream}: token service refused {} ({status})", if *anonymous { "anonymous access" } else { "the configured credentials" })]
+    TokenDenied {
+        upstream: String,
+        status: StatusCode,
+        anonymous: bool,
+    },
     #[error("upstream {upstream}: bad redirect: {reason}")]
     Redirect { upstream: String, reason: String },
     #[error("upstream {upstream}: answered {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
@@ -378,9 +384,20 @@ impl Upstream {
                         self.fetch_token(realm, service.as_deref(), &wanted),
                     )
                     .await
-                    .map_err(|e| UpstreamError::Auth {
-                        upstream: self.key.clone(),
-                        reason: e.to_string(),
+                    .map_err(|e| match &*e {
+                        UpstreamError::TokenDenied {
+                            upstream,
+                            status,
+                            anonymous,
+                        } => UpstreamError::TokenDenied {
+                            upstream: upstream.clone(),
+                            status: *status,
+                            anonymous: *anonymous,
+                        },
+                        other => UpstreamError::Auth {
+                            upstream: self.key.clone(),
+                            reason: other.to_string(),
+                        },
                     })?;
                 auth::bearer_header(&token.value)
                     .map(Some)
@@ -427,15 +444,20 @@ impl Upstream {
                 basic.as_ref(),
             )
             .await?;
+        if matches!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            return Err(UpstreamError::TokenDenied {
+                upstream: self.key.clone(),
+                status: resp.status(),
+                anonymous: self.credentials.is_none(),
+            });
+        }
         if !resp.status().is_success() {
             return Err(auth_err(format!(
-                "token service answered {}{}",
-                resp.status(),
-                if self.credentials.is_some() {
-                    " (check the upstream's username and password)"
-                } else {
-                    ""
-                }
+                "token service answered {}",
+                resp.status()
             )));
         }
         let (_, bytes) = self.read_body(resp, self.limits.max_token_bytes).await?;
