@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
-use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, BodyStream, StreamBody};
 use hyper::body::Incoming;
 
@@ -88,10 +87,3 @@ pub fn empty() -> ResponseBody {
         .map_err(|never| match never {})
         .boxed()
 }
-
-/// Drains nothing: used where a body is discarded on purpose (the connection may then not be
-/// reused, which is the safe choice for a body of unknown length).
-pub fn discard(_body: Incoming) {}
-
-#[allow(dead_code)]
-fn _assert_frame_type(_: Frame<Bytes>) {}
