@@ -562,15 +562,15 @@ async fn bearer_token_flow_with_basic_credentials_is_cached() {
     let up = bearer_registry(fetches.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pw"), "pw-s3cret\n").unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefault_upstream: fake.local\nupstreams:\n  fake.local: {{ url: \"{}\", username: bot, password_file: pw }}\n",
+    let path = common::write_config(
+        dir.path(),
+        "fake.local",
+        &format!(
+            "  fake.local: {{ url: \"{}\", username: bot, password_file: pw }}",
             up.url()
         ),
-    )
-    .unwrap();
+        "",
+    );
     let proxy = Proxy::start_file(&path, dir).await;
 
     let mut tasks = Vec::new();

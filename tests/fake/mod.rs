@@ -138,14 +138,7 @@ impl Proxy {
     /// `default` as default upstream and `extra` appended to the config.
     pub async fn start(default: &str, upstreams_yaml: &str, extra: &str) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("portcullis.yaml");
-        std::fs::write(
-            &path,
-            format!(
-                "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefault_upstream: {default}\nupstreams:\n{upstreams_yaml}\n{extra}\n"
-            ),
-        )
-        .unwrap();
+        let path = crate::common::write_config(dir.path(), default, upstreams_yaml, extra);
         Self::start_file(&path, dir).await
     }
 
