@@ -1,9 +1,11 @@
 //! In-memory caches, all moka: upstream bearer tokens, kept per (upstream, scope) until shortly
-//! before they expire.
+//! before they expire; signature verdicts, keyed by (digest, rule fingerprint, trust-root
+//! fingerprint); and the children of verified image indexes, which those indexes cover.
 //!
 //! Concurrent misses for one key run one fill (`try_get_with`), so a burst of cold pulls causes
-//! one token request, not one per client. Errors are never cached. This module does not know how
-//! a token is fetched; the caller supplies the fill.
+//! one token request or one signature lookup, not one per client. Errors are never cached. This
+//! module does not know how a token is fetched or a verdict computed; the caller supplies the
+//! fill.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +14,10 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use moka::Expiry;
 
+use crate::config::CacheSettings;
 use crate::metrics::Metrics;
+use crate::policy::{Fingerprint, Verdict};
+use crate::registry_api::reference::Digest;
 
 /// A cached bearer token with its own lifetime.
 #[derive(Clone)]
@@ -83,6 +88,111 @@ impl TokenCache {
         self.metrics
             .cache_requests
             .with_label_values(&["token", result])
+            .inc();
+    }
+}
+
+// === verdicts ===
+
+/// A verdict holds for one digest under one rule and one trust root; change either and the key
+/// changes, so a stale verdict cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VerdictKey {
+    pub digest: Digest,
+    pub rule: Fingerprint,
+    pub root: [u8; 32],
+}
+
+struct VerdictExpiry {
+    verified: Duration,
+    unverified: Duration,
+}
+
+impl Expiry<VerdictKey, Arc<Verdict>> for VerdictExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &VerdictKey,
+        value: &Arc<Verdict>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(if value.verified {
+            self.verified
+        } else {
+            self.unverified
+        })
+    }
+}
+
+/// Verdicts (verified ones for `verdict_ttl`, unverified ones for `failure_ttl`) and the
+/// children of verified indexes.
+pub struct VerdictCache {
+    verdicts: Cache<VerdictKey, Arc<Verdict>>,
+    children: Cache<VerdictKey, Arc<Verdict>>,
+    metrics: Arc<Metrics>,
+}
+
+impl VerdictCache {
+    pub fn new(settings: &CacheSettings, metrics: Arc<Metrics>) -> VerdictCache {
+        let expiry = || VerdictExpiry {
+            verified: settings.verdict_ttl,
+            unverified: settings.failure_ttl,
+        };
+        VerdictCache {
+            verdicts: Cache::builder()
+                .max_capacity(settings.max_verdicts)
+                .expire_after(expiry())
+                .build(),
+            children: Cache::builder()
+                .max_capacity(settings.max_verdicts)
+                .expire_after(expiry())
+                .build(),
+            metrics,
+        }
+    }
+
+    pub async fn get(&self, key: &VerdictKey) -> Option<Arc<Verdict>> {
+        let v = self.verdicts.get(key).await;
+        self.record("verdict", v.is_some());
+        v
+    }
+
+    /// The verdict of a child manifest covered by a verified index, if any.
+    pub async fn covered_child(&self, key: &VerdictKey) -> Option<Arc<Verdict>> {
+        let v = self.children.get(key).await;
+        if v.is_some() {
+            self.record("index_child", true);
+        }
+        v
+    }
+
+    pub async fn cover_child(&self, key: VerdictKey, verdict: Arc<Verdict>) {
+        self.children.insert(key, verdict).await;
+    }
+
+    /// The cached verdict, or the result of `compute`, run once for concurrent callers. An error
+    /// is handed to every waiting caller and not cached.
+    pub async fn get_or_compute<E, F>(
+        &self,
+        key: VerdictKey,
+        compute: F,
+    ) -> Result<Arc<Verdict>, Arc<E>>
+    where
+        F: Future<Output = Result<Arc<Verdict>, E>>,
+        E: Send + Sync + 'static,
+    {
+        self.verdicts.try_get_with(key, compute).await
+    }
+
+    /// How many verdicts are held (approximate; for tests and benchmarks).
+    pub async fn entry_count(&self) -> u64 {
+        self.verdicts.run_pending_tasks().await;
+        self.verdicts.entry_count()
+    }
+
+    fn record(&self, cache: &str, hit: bool) {
+        self.metrics
+            .cache_requests
+            .with_label_values(&[cache, if hit { "hit" } else { "miss" }])
             .inc();
     }
 }

@@ -12,9 +12,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
+
+use crate::policy::attestor::PublicKey;
+use crate::policy::{Attestor, Matcher, Mode, Pattern, PolicySet, RuleSpec, Unmatched};
+use crate::registry_api::reference::ImageName;
+use crate::signature::TrustRoot;
 
 /// The configuration `portcullis serve` runs on when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.yaml");
@@ -117,6 +124,14 @@ pub struct Limits {
     /// Bound on one page of a referrers response (or the fallback index).
     pub max_referrers_bytes: usize,
     pub max_redirects: usize,
+    /// Bound on one signature layer, bundle or signature manifest.
+    pub max_signature_bytes: usize,
+    /// How many signatures (bundle referrers plus `.sig` layers) are examined per digest.
+    pub max_signatures: usize,
+    /// How many pages of a referrers listing are followed.
+    pub max_referrers_pages: usize,
+    /// How many child manifests of a verified index are remembered as covered.
+    pub max_index_children: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +147,18 @@ pub struct Timeouts {
     pub client_header: Duration,
     /// How long in-flight requests may run after SIGTERM before they are cut.
     pub shutdown_grace: Duration,
+    /// The whole signature lookup (discovery and verification) of one digest.
+    pub signature_lookup: Duration,
+}
+
+/// Verdict cache settings.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// How long a verified verdict is kept.
+    pub verdict_ttl: Duration,
+    /// How long an unverified verdict is kept (lookup faults are never cached).
+    pub failure_ttl: Duration,
+    pub max_verdicts: u64,
 }
 
 /// The validated configuration.
@@ -145,6 +172,9 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub limits: Limits,
     pub timeouts: Timeouts,
+    pub trusted_root: Arc<TrustRoot>,
+    pub cache: CacheSettings,
+    pub policies: PolicySet,
 }
 
 pub mod raw {
@@ -165,6 +195,73 @@ pub mod raw {
         pub limits: RawLimits,
         #[serde(default)]
         pub timeouts: RawTimeouts,
+        pub trusted_root: Option<PathBuf>,
+        #[serde(default)]
+        pub cache: RawCache,
+        #[serde(default)]
+        pub unmatched: Unmatched,
+        #[serde(default)]
+        pub policies: Vec<RawPolicy>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct RawCache {
+        #[serde(with = "humantime_serde")]
+        pub verdict_ttl: Duration,
+        #[serde(with = "humantime_serde")]
+        pub failure_ttl: Duration,
+        pub max_verdicts: u64,
+    }
+
+    impl Default for RawCache {
+        fn default() -> Self {
+            RawCache {
+                verdict_ttl: Duration::from_secs(3600),
+                failure_ttl: Duration::from_secs(30),
+                max_verdicts: 100_000,
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawPolicy {
+        pub name: String,
+        #[serde(rename = "match")]
+        pub patterns: Vec<String>,
+        /// Defaults to enforce: a rule written without a mode fails closed.
+        pub mode: Option<Mode>,
+        pub count: Option<usize>,
+        #[serde(default)]
+        pub attestors: Vec<RawAttestor>,
+        pub signature_repository: Option<String>,
+    }
+
+    /// Exactly one of `keyless` and `key`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawAttestor {
+        pub keyless: Option<RawKeyless>,
+        pub key: Option<RawKey>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawKeyless {
+        pub subject: Option<String>,
+        pub subject_regexp: Option<String>,
+        pub issuer: Option<String>,
+        pub issuer_regexp: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawKey {
+        /// A PEM file path (relative to the config file) or the PEM text itself.
+        pub public_key: String,
+        #[serde(default)]
+        pub ignore_tlog: bool,
     }
 
     #[derive(Debug, Deserialize)]
@@ -193,6 +290,10 @@ pub mod raw {
         pub max_token_bytes: usize,
         pub max_referrers_bytes: usize,
         pub max_redirects: usize,
+        pub max_signature_bytes: usize,
+        pub max_signatures: usize,
+        pub max_referrers_pages: usize,
+        pub max_index_children: usize,
     }
 
     impl Default for RawLimits {
@@ -203,6 +304,10 @@ pub mod raw {
                 max_token_bytes: 64 * 1024,
                 max_referrers_bytes: 4 * 1024 * 1024,
                 max_redirects: 5,
+                max_signature_bytes: 1024 * 1024,
+                max_signatures: 32,
+                max_referrers_pages: 8,
+                max_index_children: 1024,
             }
         }
     }
@@ -222,6 +327,8 @@ pub mod raw {
         pub client_header: Duration,
         #[serde(with = "humantime_serde")]
         pub shutdown_grace: Duration,
+        #[serde(with = "humantime_serde")]
+        pub signature_lookup: Duration,
     }
 
     impl Default for RawTimeouts {
@@ -233,6 +340,7 @@ pub mod raw {
                 pool_idle: Duration::from_secs(90),
                 client_header: Duration::from_secs(10),
                 shutdown_grace: Duration::from_secs(30),
+                signature_lookup: Duration::from_secs(60),
             }
         }
     }
@@ -374,6 +482,9 @@ impl Validator {
             ("limits.max_connections", l.max_connections),
             ("limits.max_token_bytes", l.max_token_bytes),
             ("limits.max_referrers_bytes", l.max_referrers_bytes),
+            ("limits.max_signature_bytes", l.max_signature_bytes),
+            ("limits.max_signatures", l.max_signatures),
+            ("limits.max_referrers_pages", l.max_referrers_pages),
         ] {
             if v == 0 {
                 return Err(self.invalid(key, "must be greater than 0"));
@@ -385,11 +496,18 @@ impl Validator {
             ("timeouts.response_header", t.response_header),
             ("timeouts.read_idle", t.read_idle),
             ("timeouts.client_header", t.client_header),
+            ("timeouts.signature_lookup", t.signature_lookup),
         ] {
             if v.is_zero() {
                 return Err(self.invalid(key, "must be greater than 0"));
             }
         }
+        let c = &raw.cache;
+        if c.max_verdicts == 0 {
+            return Err(self.invalid("cache.max_verdicts", "must be greater than 0"));
+        }
+        let trusted_root = self.trusted_root(raw.trusted_root.as_deref())?;
+        let policies = self.policies(&raw, &upstreams)?;
 
         Ok(Config {
             listen,
@@ -403,6 +521,10 @@ impl Validator {
                 max_token_bytes: l.max_token_bytes,
                 max_referrers_bytes: l.max_referrers_bytes,
                 max_redirects: l.max_redirects,
+                max_signature_bytes: l.max_signature_bytes,
+                max_signatures: l.max_signatures,
+                max_referrers_pages: l.max_referrers_pages,
+                max_index_children: l.max_index_children,
             },
             timeouts: Timeouts {
                 connect: t.connect,
@@ -411,8 +533,139 @@ impl Validator {
                 pool_idle: t.pool_idle,
                 client_header: t.client_header,
                 shutdown_grace: t.shutdown_grace,
+                signature_lookup: t.signature_lookup,
             },
+            trusted_root,
+            cache: CacheSettings {
+                verdict_ttl: c.verdict_ttl,
+                failure_ttl: c.failure_ttl,
+                max_verdicts: c.max_verdicts,
+            },
+            policies,
             source: self.source,
+        })
+    }
+
+    fn trusted_root(&self, path: Option<&Path>) -> Result<Arc<TrustRoot>, ConfigError> {
+        let root = match path {
+            None => TrustRoot::public_good(),
+            Some(p) => {
+                let (path, bytes) = self.read_file("trusted_root", p)?;
+                TrustRoot::from_json(&bytes, path.display().to_string())
+            }
+        };
+        root.map(Arc::new)
+            .map_err(|e| self.invalid("trusted_root", e.to_string()))
+    }
+
+    fn policies(
+        &self,
+        raw: &raw::RawConfig,
+        upstreams: &BTreeMap<String, UpstreamConfig>,
+    ) -> Result<PolicySet, ConfigError> {
+        let mut rules = Vec::new();
+        for (i, p) in raw.policies.iter().enumerate() {
+            let key = |k: &str| {
+                if k.is_empty() {
+                    format!("policies[{i}]")
+                } else {
+                    format!("policies[{i}].{k}")
+                }
+            };
+            let mut patterns = Vec::new();
+            for (j, pat) in p.patterns.iter().enumerate() {
+                patterns.push(
+                    Pattern::new(pat)
+                        .map_err(|e| self.invalid(key(&format!("match[{j}]")), e.to_string()))?,
+                );
+            }
+            let mut attestors = Vec::new();
+            for (j, a) in p.attestors.iter().enumerate() {
+                attestors.push(self.attestor(&key(&format!("attestors[{j}]")), a)?);
+            }
+            let signature_repository = p
+                .signature_repository
+                .as_deref()
+                .map(|s| self.signature_repository(&key("signature_repository"), s, upstreams))
+                .transpose()?;
+            let rule = RuleSpec {
+                name: p.name.clone(),
+                patterns,
+                mode: p.mode.unwrap_or(Mode::Enforce),
+                count: p.count,
+                attestors,
+                signature_repository,
+            }
+            .build()
+            .map_err(|e| self.invalid(key(""), format!("rule {:?}: {e}", p.name)))?;
+            rules.push(rule);
+        }
+        crate::policy::build(rules, raw.unmatched)
+            .map_err(|e| self.invalid("policies", e.to_string()))
+    }
+
+    fn attestor(&self, key: &str, a: &raw::RawAttestor) -> Result<Attestor, ConfigError> {
+        match (&a.keyless, &a.key) {
+            (Some(k), None) => {
+                let one =
+                    |exact: &Option<String>, re: &Option<String>, what: &str| match (exact, re) {
+                        (Some(e), None) if !e.is_empty() => Ok(Matcher::Exact(e.clone())),
+                        (None, Some(r)) => Matcher::regexp(r).map_err(|e| {
+                            self.invalid(format!("{key}.keyless.{what}_regexp"), e.to_string())
+                        }),
+                        _ => Err(self.invalid(
+                            format!("{key}.keyless"),
+                            format!("give exactly one of {what} and {what}_regexp (non-empty)"),
+                        )),
+                    };
+                Ok(Attestor::keyless(
+                    one(&k.subject, &k.subject_regexp, "subject")?,
+                    one(&k.issuer, &k.issuer_regexp, "issuer")?,
+                ))
+            }
+            (None, Some(k)) => {
+                let key = format!("{key}.key.public_key");
+                let (pem, origin) = if k.public_key.trim_start().starts_with("-----BEGIN") {
+                    (k.public_key.clone(), "inline PEM".to_owned())
+                } else {
+                    let (path, bytes) = self.read_file(&key, Path::new(&k.public_key))?;
+                    let text = String::from_utf8(bytes).map_err(|_| {
+                        self.invalid(&key, format!("{} is not PEM text", path.display()))
+                    })?;
+                    (text, path.display().to_string())
+                };
+                let public_key = PublicKey::from_pem(&pem, origin.clone())
+                    .map_err(|e| self.invalid(&key, format!("{origin}: {e}")))?;
+                Ok(Attestor::Key {
+                    key: public_key,
+                    insecure_ignore_tlog: k.ignore_tlog,
+                })
+            }
+            _ => Err(self.invalid(key, "give exactly one of keyless and key")),
+        }
+    }
+
+    fn signature_repository(
+        &self,
+        key: &str,
+        s: &str,
+        upstreams: &BTreeMap<String, UpstreamConfig>,
+    ) -> Result<ImageName, ConfigError> {
+        let (registry, repo) = s
+            .split_once('/')
+            .ok_or_else(|| self.invalid(key, format!("{s:?} must be <upstream>/<repository>")))?;
+        if !upstreams.contains_key(registry) {
+            return Err(self.invalid(
+                key,
+                format!("{registry:?} is not one of the configured upstreams"),
+            ));
+        }
+        let repo = repo
+            .parse()
+            .map_err(|e| self.invalid(key, format!("{s:?}: {e}")))?;
+        Ok(ImageName {
+            registry: registry.to_owned(),
+            repo,
         })
     }
 

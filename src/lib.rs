@@ -7,7 +7,9 @@
 //! - [`registry_api`]: the read-only distribution API clients see, its routes, name/reference
 //!   types and OCI error bodies.
 //! - [`upstream`]: hyper clients to upstream registries, token auth, addressing.
-//! - [`cache`]: moka caches (upstream tokens).
+//! - [`policy`]: rules, matching, attestors, verdicts → decisions.
+//! - [`signature`]: signature discovery (referrers, tag schemes) and verification (sigstore-rust).
+//! - [`cache`]: moka caches (upstream tokens, verdicts, covered index children).
 //! - [`metrics`]: every Prometheus metric.
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,8 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod metrics;
+pub mod policy;
 pub mod registry_api;
 pub mod server;
+pub mod signature;
 pub mod upstream;

@@ -27,6 +27,11 @@ pub struct Metrics {
     pub blob_bytes: IntCounterVec,
     /// Cache lookups by cache and result (`hit` / `miss`).
     pub cache_requests: IntCounterVec,
+    /// Manifest requests under a rule, by rule, mode and result (`verified`, `unverified`,
+    /// `error`), and unmatched repositories (`rule="<unmatched>"`).
+    pub verdicts: IntCounterVec,
+    /// Time to compute a verdict (discovery + verification), by result.
+    pub verification_duration: HistogramVec,
     /// Open client connections by listener.
     pub connections: IntGaugeVec,
     /// 1 while the proxy accepts requests, 0 once shutdown has begun.
@@ -86,6 +91,16 @@ impl Metrics {
             "Cache lookups by cache and result.",
             &["cache", "result"],
         );
+        let verdicts = counter(
+            "portcullis_verdicts_total",
+            "Manifest requests decided under a policy rule, by rule, mode and result.",
+            &["rule", "mode", "result"],
+        );
+        let verification_duration = histogram(
+            "portcullis_verification_duration_seconds",
+            "Time to compute a verdict (signature discovery and verification), by result.",
+            &["result"],
+        );
         let connections = IntGaugeVec::new(
             Opts::new(
                 "portcullis_connections",
@@ -110,6 +125,8 @@ impl Metrics {
             upstream_duration,
             blob_bytes,
             cache_requests,
+            verdicts,
+            verification_duration,
             connections,
             ready,
         }

@@ -5,7 +5,6 @@
 //!
 //! This module wires the pieces together; it has no knowledge of the registry protocol.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,13 +23,11 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
-use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
 use crate::upstream::body::ResponseBody;
-use crate::upstream::mapping::Upstreams;
-use crate::upstream::{self, Upstream, UpstreamError};
+use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -68,25 +65,7 @@ impl Server {
     /// Builds the upstream clients, binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         let metrics = Arc::new(Metrics::new());
-        let tokens = TokenCache::new(metrics.clone());
-        let roots = upstream::base_roots();
-        let mut by_key = BTreeMap::new();
-        for (key, cfg) in &config.upstreams {
-            let up = Upstream::new(
-                key,
-                cfg,
-                &roots,
-                &config.timeouts,
-                &config.limits,
-                tokens.clone(),
-                metrics.clone(),
-            )?;
-            by_key.insert(key.clone(), Arc::new(up));
-        }
-        let proxy = Arc::new(Proxy {
-            upstreams: Upstreams::new(by_key, config.default_upstream.clone()),
-            metrics: metrics.clone(),
-        });
+        let proxy = Arc::new(Proxy::from_config(&config, metrics.clone())?);
 
         let tls = config
             .tls

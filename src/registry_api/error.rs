@@ -10,6 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use super::reference::{Digest, ImageName, ParseError, Reference};
+use crate::signature::LookupError;
 use crate::upstream::body::{self, BodyError, ResponseBody};
 use crate::upstream::mapping::MappingError;
 use crate::upstream::UpstreamError;
@@ -73,6 +74,26 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    PolicyDenied(Box<PolicyDenied>),
+    #[error("cannot verify {image}@{digest} under policy {rule:?}: signature lookup failed: {error}; refusing until it can be verified (retry later)")]
+    SignatureLookup {
+        image: ImageName,
+        digest: Digest,
+        rule: String,
+        error: std::sync::Arc<LookupError>,
+    },
+}
+
+/// A manifest refused by policy: which image, which rule, why.
+#[derive(Debug, thiserror::Error)]
+#[error("{image}@{digest} refused by {}: {reason}", match rule { Some(r) => format!("policy {r:?} (enforce)"), None => "unmatched: deny (no policy rule matches this repository)".to_owned() })]
+pub struct PolicyDenied {
+    pub image: ImageName,
+    pub digest: Digest,
+    /// `None` for a repository no rule matches under `unmatched: deny`.
+    pub rule: Option<String>,
+    pub reason: String,
 }
 
 /// Upstream bytes that do not hash to the digest they were asked or announced for.
@@ -131,6 +152,8 @@ impl ApiError {
                 ..
             }) => (StatusCode::BAD_GATEWAY, "SIZE_INVALID"),
             Upstream(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
+            PolicyDenied(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            SignatureLookup { .. } => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         }
     }
 
@@ -157,6 +180,18 @@ impl ApiError {
             Upstream(UpstreamError::Status { status, code, .. }) => {
                 json!({ "upstream_status": status.as_u16(), "upstream_code": code })
             }
+            PolicyDenied(d) => json!({
+                "image": d.image.to_string(),
+                "digest": d.digest.to_string(),
+                "rule": d.rule,
+                "reason": d.reason,
+            }),
+            SignatureLookup {
+                image,
+                digest,
+                rule,
+                ..
+            } => json!({ "image": image.to_string(), "digest": digest.to_string(), "rule": rule }),
             _ => serde_json::Value::Null,
         }
     }
@@ -185,6 +220,9 @@ impl ApiError {
                 ..
             } => {
                 headers.insert(http::header::CONTENT_RANGE, v);
+            }
+            ApiError::SignatureLookup { .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }

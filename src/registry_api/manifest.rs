@@ -35,10 +35,17 @@ pub async fn handle(
     ctx: &RequestCtx,
     reference: Reference,
 ) -> Result<Response<ResponseBody>, ApiError> {
+    // The gate runs after the digest is proven and before any byte (or header) is served.
     if ctx.method == Method::HEAD {
-        return head(ctx, &reference).await;
+        let (resp, digest) = head(ctx, &reference).await?;
+        ctx.gate.check(&ctx.image, &digest, None).await?;
+        return Ok(resp);
     }
     let m = fetch(ctx, &reference).await?;
+    let media_type = m.media_type.to_str().unwrap_or("");
+    ctx.gate
+        .check(&ctx.image, &m.digest, Some((media_type, &m.bytes)))
+        .await?;
     Ok(respond(&m, true))
 }
 
@@ -184,7 +191,10 @@ async fn fetch_accepting(
 
 /// `HEAD`: the upstream's headers, with its digest checked against a requested one. An upstream
 /// that does not say the digest is asked with `GET` so the answer is still exact.
-async fn head(ctx: &RequestCtx, reference: &Reference) -> Result<Response<ResponseBody>, ApiError> {
+async fn head(
+    ctx: &RequestCtx,
+    reference: &Reference,
+) -> Result<(Response<ResponseBody>, Digest), ApiError> {
     let upstream = &ctx.upstream;
     let resp = upstream
         .send(request(
@@ -205,7 +215,7 @@ async fn head(ctx: &RequestCtx, reference: &Reference) -> Result<Response<Respon
         headers.get(CONTENT_LENGTH),
     ) else {
         let m = fetch(ctx, reference).await?;
-        return Ok(respond(&m, false));
+        return Ok((respond(&m, false), m.digest));
     };
     if let Some(requested) = reference.digest() {
         if *requested != claimed {
@@ -223,7 +233,7 @@ async fn head(ctx: &RequestCtx, reference: &Reference) -> Result<Response<Respon
     h.insert(CONTENT_TYPE, content_type.clone());
     h.insert(CONTENT_LENGTH, length.clone());
     h.insert(DOCKER_CONTENT_DIGEST, digest_header(&claimed));
-    Ok(out)
+    Ok((out, claimed))
 }
 
 /// The upstream's `Docker-Content-Digest`, parsed; a malformed one is an invalid answer.

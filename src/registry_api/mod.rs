@@ -8,21 +8,27 @@
 
 pub mod blob;
 pub mod error;
+pub mod gate;
 pub mod listing;
 pub mod manifest;
 pub mod reference;
 pub mod routes;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
+use crate::cache::TokenCache;
+use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::policy::{PolicySet, Selection};
+use crate::signature::Engine;
 use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::mapping::Upstreams;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamError};
 use error::ApiError;
 use reference::ImageName;
 use routes::{RepoOp, Route};
@@ -33,6 +39,8 @@ const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
 pub struct Proxy {
     pub upstreams: Upstreams,
     pub metrics: Arc<Metrics>,
+    pub policies: PolicySet,
+    pub engine: Arc<Engine>,
 }
 
 /// What one request is about, once routed and mapped.
@@ -46,6 +54,8 @@ pub struct RequestCtx {
     /// The client's `ns` query parameter, kept on rewritten links.
     pub ns: Option<String>,
     pub query: Vec<(String, String)>,
+    /// The rule that applies to this image and what it needs to decide.
+    pub gate: gate::Gate,
 }
 
 impl RequestCtx {
@@ -127,7 +137,9 @@ impl Proxy {
             .find(|(k, _)| k == "ns")
             .map(|(_, v)| v.clone());
         let (upstream, image) = self.upstreams.resolve(name, ns.as_deref())?;
+        let gate = self.gate(&upstream, &image);
         let ctx = RequestCtx {
+            gate,
             method: method.clone(),
             upstream,
             image,
@@ -150,6 +162,61 @@ impl Proxy {
                 let digest = digest.parse().map_err(ApiError::DigestInvalid)?;
                 listing::referrers(&ctx, digest).await
             }
+        }
+    }
+}
+
+impl Proxy {
+    /// Builds the upstream clients, the policy set and the verification engine of a
+    /// configuration.
+    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Proxy, UpstreamError> {
+        let tokens = TokenCache::new(metrics.clone());
+        let roots = crate::upstream::base_roots();
+        let mut by_key = BTreeMap::new();
+        for (key, cfg) in &config.upstreams {
+            let up = Upstream::new(
+                key,
+                cfg,
+                &roots,
+                &config.timeouts,
+                &config.limits,
+                tokens.clone(),
+                metrics.clone(),
+            )?;
+            by_key.insert(key.clone(), Arc::new(up));
+        }
+        let engine = Engine::new(
+            config.trusted_root.clone(),
+            &config.cache,
+            &config.limits,
+            config.timeouts.signature_lookup,
+            metrics.clone(),
+        );
+        Ok(Proxy {
+            upstreams: Upstreams::new(by_key, config.default_upstream.clone()),
+            metrics,
+            policies: config.policies.clone(),
+            engine: Arc::new(engine),
+        })
+    }
+
+    /// The gate for an image: its rule, and where that rule looks for signatures.
+    pub fn gate(&self, upstream: &Arc<Upstream>, image: &ImageName) -> gate::Gate {
+        let selection = self.policies.select(image);
+        let signatures = match &selection {
+            Selection::Rule { rule, .. } => rule
+                .signature_repository
+                .as_ref()
+                // The configuration only accepts signature repositories on configured upstreams.
+                .and_then(|r| Some((self.upstreams.get(&r.registry)?.clone(), r.repo.clone()))),
+            Selection::Unmatched(_) => None,
+        }
+        .unwrap_or_else(|| (upstream.clone(), image.repo.clone()));
+        gate::Gate {
+            selection,
+            engine: self.engine.clone(),
+            metrics: self.metrics.clone(),
+            signatures,
         }
     }
 }

@@ -44,6 +44,8 @@ pub enum Kind {
     Tags,
     Referrers,
     Token,
+    /// Signature discovery: `.sig` manifests, signature layers, bundle referrers.
+    Signature,
 }
 
 impl Kind {
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Tags => "tags",
             Kind::Referrers => "referrers",
             Kind::Token => "token",
+            Kind::Signature => "signature",
         }
     }
 }

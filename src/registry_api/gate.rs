@@ -1,0 +1,120 @@
+//! The policy gate of the manifest pipeline: after a manifest's digest is proven and before a
+//! byte of it is served, the rule that applies to the image decides.
+//!
+//! - no rule and `unmatched: allow`, or a rule in `off` → served as is;
+//! - no rule and `unmatched: deny` → `403 DENIED`;
+//! - `enforce` → served only when the digest is verified; unverified → `403 DENIED` naming the
+//!   rule and the reason; a lookup fault → `503 UNAVAILABLE` (fail closed, retryable);
+//! - `audit` → always served; the verdict (or fault) is recorded.
+//!
+//! A verified image index covers the children it lists ([`Engine::cover_children`]). The verdict
+//! metric is recorded here, once per request; the audit event once per computed verdict (in
+//! `signature`).
+
+use std::sync::Arc;
+
+use super::error::{ApiError, PolicyDenied};
+use super::reference::{Digest, ImageName, RepoName};
+use crate::metrics::Metrics;
+use crate::policy::{decide, Decision, Mode, Selection, Unmatched};
+use crate::signature::{Engine, Lookup};
+use crate::upstream::Upstream;
+
+/// Everything a request needs to pass the gate.
+pub struct Gate {
+    pub selection: Selection,
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    /// Where this image's signatures live: its own repository, or the rule's signature
+    /// repository.
+    pub signatures: (Arc<Upstream>, RepoName),
+}
+
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+impl Gate {
+    /// Lets `digest` of `image` through or refuses it. `manifest` is the fetched document with its
+    /// media type, when there is one (not for `HEAD`): a verified index covers its children.
+    pub async fn check(
+        &self,
+        image: &ImageName,
+        digest: &Digest,
+        manifest: Option<(&str, &[u8])>,
+    ) -> Result<(), ApiError> {
+        let rule = match &self.selection {
+            Selection::Unmatched(Unmatched::Allow) => return Ok(()),
+            Selection::Unmatched(Unmatched::Deny) => {
+                self.record("<unmatched>", Mode::Enforce, "unmatched");
+                return Err(ApiError::PolicyDenied(Box::new(PolicyDenied {
+                    image: image.clone(),
+                    digest: digest.clone(),
+                    rule: None,
+                    reason:
+                        "no signature requirement applies, and unmatched repositories are denied"
+                            .to_owned(),
+                })));
+            }
+            Selection::Rule { rule, .. } if rule.mode == Mode::Off => return Ok(()),
+            Selection::Rule { rule, .. } => rule,
+        };
+        let (upstream, repo) = &self.signatures;
+        let outcome = self
+            .engine
+            .verdict(Lookup {
+                image,
+                digest,
+                rule,
+                upstream,
+                repo,
+            })
+            .await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(error) => {
+                self.record(&rule.name, rule.mode, "error");
+                return match rule.mode {
+                    Mode::Audit | Mode::Off => Ok(()),
+                    Mode::Enforce => Err(ApiError::SignatureLookup {
+                        image: image.clone(),
+                        digest: digest.clone(),
+                        rule: rule.name.clone(),
+                        error,
+                    }),
+                };
+            }
+        };
+        let verdict = &outcome.verdict;
+        self.record(&rule.name, rule.mode, verdict.result());
+        match decide(rule.mode, verdict) {
+            Decision::Allow => {
+                if let Some((media_type, bytes)) = manifest {
+                    let essence = media_type.split(';').next().unwrap_or("").trim();
+                    if verdict.verified && INDEX_TYPES.contains(&essence) {
+                        self.engine.cover_children(bytes, digest, rule).await;
+                    }
+                }
+                Ok(())
+            }
+            Decision::Audit { reason } => {
+                tracing::debug!(%image, %digest, rule = %rule.name, %reason, "serving unverified manifest (audit)");
+                Ok(())
+            }
+            Decision::Deny { reason } => Err(ApiError::PolicyDenied(Box::new(PolicyDenied {
+                image: image.clone(),
+                digest: digest.clone(),
+                rule: Some(rule.name.clone()),
+                reason,
+            }))),
+        }
+    }
+
+    fn record(&self, rule: &str, mode: Mode, result: &str) {
+        self.metrics
+            .verdicts
+            .with_label_values(&[rule, mode.as_str(), result])
+            .inc();
+    }
+}

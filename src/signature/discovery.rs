@@ -1,0 +1,394 @@
+//! Signature discovery for a manifest digest D in repository R (DESIGN.md §4):
+//!
+//! 1. the OCI 1.1 referrers API `/v2/R/referrers/D` (following `Link` pagination, bounded), or
+//!    when it answers 404/405 the referrers tag schema, an index tagged `<alg>-<hex>`, asked for
+//!    as an OCI index whatever else; referrers whose `artifactType` is a Sigstore bundle are
+//!    fetched (manifest, then the bundle layer);
+//! 2. cosign's tag scheme `<alg>-<hex>.sig`: a manifest whose simple-signing layers carry the
+//!    signature in their annotations.
+//!
+//! Every document is read bounded (`limits`), every blob is checked against its digest, and at
+//! most `max_signatures` candidates are returned. A 404 means "none here"; any other failure
+//! (5xx, 429, 401/403, a malformed index or manifest) is a [`LookupError`], so a fault is never
+//! mistaken for "unsigned". Nothing here verifies a signature.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, LINK};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+
+use super::{Candidate, CandidateKind, LookupError, BUNDLE_ARTIFACT_TYPE, SIMPLE_SIGNING};
+use crate::config::Limits;
+use crate::registry_api::reference::{Digest, RepoName};
+use crate::upstream::{Kind, Upstream, UpstreamRequest};
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// Every signature candidate for `digest`, bundles from referrers first, then `.sig` layers.
+pub async fn discover(
+    upstream: &Upstream,
+    repo: &RepoName,
+    digest: &Digest,
+    limits: &Limits,
+) -> Result<Vec<Candidate>, LookupError> {
+    let d = Discovery {
+        upstream,
+        repo,
+        limits,
+    };
+    let mut out = Vec::new();
+    for referrer in d.bundle_referrers(digest).await? {
+        if out.len() >= limits.max_signatures {
+            break;
+        }
+        d.bundles_of(&referrer, &mut out).await?;
+    }
+    if out.len() < limits.max_signatures {
+        d.legacy_signatures(digest, &mut out).await?;
+    }
+    out.truncate(limits.max_signatures);
+    Ok(out)
+}
+
+struct Discovery<'a> {
+    upstream: &'a Upstream,
+    repo: &'a RepoName,
+    limits: &'a Limits,
+}
+
+impl Discovery<'_> {
+    /// GET `path`, bounded by `limit`; `None` on 404.
+    async fn get(
+        &self,
+        kind: Kind,
+        path: String,
+        accept: Option<&'static str>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Option<(HeaderMap, Bytes)>, LookupError> {
+        let mut headers = HeaderMap::new();
+        if let Some(a) = accept {
+            headers.insert(ACCEPT, HeaderValue::from_static(a));
+        }
+        let resp = self
+            .upstream
+            .send(UpstreamRequest {
+                kind,
+                method: Method::GET,
+                repo: Some(self.repo),
+                path_and_query: path,
+                headers: headers.clone(),
+            })
+            .await?;
+        let resp = if resp.status().is_redirection() && kind == Kind::Signature {
+            // Blob storage redirects (S3, CDNs) are followed without registry credentials.
+            self.upstream.follow_redirects(resp, &headers).await?
+        } else {
+            resp
+        };
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            status => {
+                return Err(LookupError::Status {
+                    upstream: self.upstream.key.clone(),
+                    what: what.to_owned(),
+                    status,
+                })
+            }
+        }
+        let (parts, bytes) = self.upstream.read_body(resp, limit).await?;
+        Ok(Some((parts.headers, bytes)))
+    }
+
+    fn malformed(&self, what: &str, reason: impl ToString) -> LookupError {
+        LookupError::Malformed {
+            upstream: self.upstream.key.clone(),
+            what: what.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The descriptors of bundle referrers of `digest`, from the API or the fallback tag.
+    async fn bundle_referrers(&self, digest: &Digest) -> Result<Vec<Descriptor>, LookupError> {
+        let mut out = Vec::new();
+        let mut path = format!("/v2/{}/referrers/{}", self.repo, digest);
+        for page in 0..self.limits.max_referrers_pages {
+            let what = format!("referrers of {digest} (page {})", page + 1);
+            let resp = self
+                .upstream
+                .send(UpstreamRequest {
+                    kind: Kind::Referrers,
+                    method: Method::GET,
+                    repo: Some(self.repo),
+                    path_and_query: path.clone(),
+                    headers: accept(INDEX),
+                })
+                .await?;
+            match resp.status() {
+                StatusCode::OK => {}
+                // No referrers API: the tag schema takes over (only on the first page).
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED if page == 0 => {
+                    drop(resp);
+                    return self.fallback_referrers(digest).await;
+                }
+                status => {
+                    return Err(LookupError::Status {
+                        upstream: self.upstream.key.clone(),
+                        what,
+                        status,
+                    })
+                }
+            }
+            let (parts, bytes) = self
+                .upstream
+                .read_body(resp, self.limits.max_referrers_bytes)
+                .await?;
+            let index: ImageIndex =
+                serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e))?;
+            out.extend(bundles_only(index.manifests()));
+            match parts.headers.get(LINK).and_then(next_page) {
+                Some(next) => path = next,
+                None => return Ok(out),
+            }
+        }
+        tracing::warn!(
+            upstream = %self.upstream.key,
+            %digest,
+            pages = self.limits.max_referrers_pages,
+            "referrers listing has more pages than limits.max_referrers_pages; the rest is ignored"
+        );
+        Ok(out)
+    }
+
+    async fn fallback_referrers(&self, digest: &Digest) -> Result<Vec<Descriptor>, LookupError> {
+        let tag = digest.fallback_tag();
+        let what = format!("referrers fallback tag {tag}");
+        let Some((_, bytes)) = self
+            .get(
+                Kind::Referrers,
+                format!("/v2/{}/manifests/{tag}", self.repo),
+                Some(INDEX),
+                self.limits.max_referrers_bytes,
+                &what,
+            )
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let index: ImageIndex =
+            serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e))?;
+        Ok(bundles_only(index.manifests()))
+    }
+
+    /// Fetches a bundle referrer's manifest and its bundle layers.
+    async fn bundles_of(
+        &self,
+        referrer: &Descriptor,
+        out: &mut Vec<Candidate>,
+    ) -> Result<(), LookupError> {
+        let digest: Digest = referrer
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e| self.malformed("a referrers descriptor", e))?;
+        let what = format!("bundle referrer {digest}");
+        let Some((_, bytes)) = self
+            .get(
+                Kind::Signature,
+                format!("/v2/{}/manifests/{digest}", self.repo),
+                Some(MANIFESTS),
+                self.limits.max_signature_bytes,
+                &what,
+            )
+            .await?
+        else {
+            // Listed but gone (deleted since): nothing to verify.
+            return Ok(());
+        };
+        if !digest.matches(&bytes) {
+            return Err(self.malformed(&what, "manifest does not match its digest"));
+        }
+        let manifest: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e))?;
+        for layer in manifest.layers() {
+            if out.len() >= self.limits.max_signatures {
+                break;
+            }
+            if layer.media_type().to_string() != BUNDLE_ARTIFACT_TYPE {
+                continue;
+            }
+            let json = self.blob(layer, &what).await?;
+            out.push(Candidate {
+                source: format!("bundle referrer {digest}"),
+                kind: CandidateKind::Bundle(json),
+            });
+        }
+        Ok(())
+    }
+
+    /// cosign's `<alg>-<hex>.sig` manifest and its simple-signing layers.
+    async fn legacy_signatures(
+        &self,
+        digest: &Digest,
+        out: &mut Vec<Candidate>,
+    ) -> Result<(), LookupError> {
+        let tag = format!("{}.sig", digest.fallback_tag());
+        let what = format!("signature tag {tag}");
+        let Some((_, bytes)) = self
+            .get(
+                Kind::Signature,
+                format!("/v2/{}/manifests/{tag}", self.repo),
+                Some(MANIFESTS),
+                self.limits.max_signature_bytes,
+                &what,
+            )
+            .await?
+        else {
+            return Ok(());
+        };
+        let manifest: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e))?;
+        for (i, layer) in manifest.layers().iter().enumerate() {
+            if out.len() >= self.limits.max_signatures {
+                break;
+            }
+            if layer.media_type().to_string() != SIMPLE_SIGNING {
+                continue;
+            }
+            let payload = self.blob(layer, &what).await?;
+            let annotations: BTreeMap<String, String> = layer
+                .annotations()
+                .as_ref()
+                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            out.push(Candidate {
+                source: format!("{tag} layer {}", i + 1),
+                kind: CandidateKind::Legacy {
+                    payload,
+                    annotations,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// A signature blob, bounded and checked against its descriptor's digest.
+    async fn blob(&self, layer: &Descriptor, what: &str) -> Result<Bytes, LookupError> {
+        let limit = self.limits.max_signature_bytes;
+        if layer.size() > limit as u64 {
+            return Err(self.malformed(
+                what,
+                format!(
+                    "a layer of {} bytes exceeds limits.max_signature_bytes ({limit})",
+                    layer.size()
+                ),
+            ));
+        }
+        let digest: Digest = layer
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e| self.malformed(what, e))?;
+        let Some((_, bytes)) = self
+            .get(
+                Kind::Signature,
+                format!("/v2/{}/blobs/{digest}", self.repo),
+                None,
+                limit,
+                what,
+            )
+            .await?
+        else {
+            return Err(self.malformed(what, format!("layer {digest} is missing (404)")));
+        };
+        if !digest.matches(&bytes) {
+            return Err(self.malformed(what, format!("layer {digest} does not match its digest")));
+        }
+        Ok(bytes)
+    }
+}
+
+fn accept(media_type: &'static str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(ACCEPT, HeaderValue::from_static(media_type));
+    h
+}
+
+fn bundles_only(descriptors: &[Descriptor]) -> Vec<Descriptor> {
+    descriptors
+        .iter()
+        .filter(|d| {
+            d.artifact_type()
+                .as_ref()
+                .is_some_and(|t| t.to_string() == BUNDLE_ARTIFACT_TYPE)
+        })
+        .cloned()
+        .collect()
+}
+
+/// The path and query of a `Link: <…>; rel="next"` header. Only the path is taken from an
+/// absolute URL: pagination never leaves the configured upstream host.
+fn next_page(link: &HeaderValue) -> Option<String> {
+    let text = link.to_str().ok()?;
+    if !text.contains("rel=\"next\"") && !text.contains("rel=next") {
+        return None;
+    }
+    let start = text.find('<')?;
+    let end = text[start..].find('>')? + start;
+    let base = url::Url::parse("http://upstream.invalid/").ok()?;
+    let url = base.join(&text[start + 1..end]).ok()?;
+    if !url.path().starts_with("/v2/") {
+        return None;
+    }
+    Some(match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_page_stays_on_the_upstream() {
+        let h = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(
+            next_page(&h(r#"</v2/a/referrers/sha256:x?last=y>; rel="next""#)).as_deref(),
+            Some("/v2/a/referrers/sha256:x?last=y")
+        );
+        assert_eq!(
+            next_page(&h(
+                r#"<https://evil.example/v2/a/referrers/d?n=1>; rel="next""#
+            ))
+            .as_deref(),
+            Some("/v2/a/referrers/d?n=1")
+        );
+        assert_eq!(next_page(&h(r#"</v2/a?x>; rel="prev""#)), None);
+        assert_eq!(next_page(&h(r#"</elsewhere>; rel="next""#)), None);
+    }
+
+    #[test]
+    fn only_bundle_referrers_are_kept() {
+        let index: ImageIndex = serde_json::from_str(&format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+              {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{a}","size":1,"artifactType":"{BUNDLE_ARTIFACT_TYPE}"}},
+              {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{b}","size":1,"artifactType":"application/spdx+json"}},
+              {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{b}","size":1}}]}}"#,
+            a = "a".repeat(64),
+            b = "b".repeat(64)
+        ))
+        .unwrap();
+        let kept = bundles_only(index.manifests());
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            kept[0].digest().to_string(),
+            format!("sha256:{}", "a".repeat(64))
+        );
+    }
+}

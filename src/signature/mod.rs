@@ -1,0 +1,365 @@
+//! Signatures: finding them for a manifest digest ([`discovery`]), turning legacy cosign layers
+//! into bundles ([`legacy`]), verifying them with the sigstore-rust crates ([`verify`]), and the
+//! [`Engine`] that ties these to the verdict cache.
+//!
+//! The engine answers one question: for digest D under rule R and the configured trust root, is
+//! D verified? The answer ([`Verdict`]) is cached by (D, rule fingerprint, trust-root
+//! fingerprint), computed once for concurrent callers, and a lookup fault is an error, never a
+//! verdict. Deciding what to do with the answer (enforce, audit) is `policy::decide` and
+//! `registry_api::gate`.
+
+pub mod discovery;
+pub mod legacy;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::{VerdictCache, VerdictKey};
+use crate::config::{CacheSettings, Limits};
+use crate::metrics::Metrics;
+use crate::policy::{Rule, Verdict};
+use crate::registry_api::reference::{Digest, ImageName, RepoName};
+use crate::upstream::{Upstream, UpstreamError};
+
+/// The artifact type of a Sigstore bundle referrer (cosign v3).
+pub const BUNDLE_ARTIFACT_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The layer media type of a legacy cosign signature.
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The predicate type of a cosign v3 image signature statement.
+pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+
+// === trust root ===
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustRootError {
+    #[error("{origin}: not a Sigstore trusted root: {reason}")]
+    Parse { origin: String, reason: String },
+    #[error("{origin}: unusable trusted root: {reason}")]
+    Unusable { origin: String, reason: String },
+}
+
+/// The Sigstore trust material (Fulcio CAs, Rekor and CT log keys, TSAs) and a verifier built
+/// from it once. Never fetched over the network.
+pub struct TrustRoot {
+    verifier: sigstore_verify::Verifier,
+    /// sha256 of the trusted root JSON: part of every verdict cache key.
+    pub fingerprint: [u8; 32],
+    /// A file path, or `embedded public-good`.
+    pub origin: String,
+}
+
+impl std::fmt::Debug for TrustRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustRoot")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrustRoot {
+    /// The public-good Sigstore root embedded in `sigstore-trust-root`.
+    pub fn public_good() -> Result<TrustRoot, TrustRootError> {
+        let json = sigstore_trust_root::SigstoreInstance::PublicGood.embedded_trusted_root_json();
+        TrustRoot::from_json(json.as_bytes(), "embedded public-good root".to_owned())
+    }
+
+    pub fn from_json(json: &[u8], origin: String) -> Result<TrustRoot, TrustRootError> {
+        let text = std::str::from_utf8(json).map_err(|_| TrustRootError::Parse {
+            origin: origin.clone(),
+            reason: "not UTF-8".to_owned(),
+        })?;
+        let root = sigstore_trust_root::TrustedRoot::from_json(text).map_err(|e| {
+            TrustRootError::Parse {
+                origin: origin.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let verifier =
+            sigstore_verify::Verifier::new(&root).map_err(|e| TrustRootError::Unusable {
+                origin: origin.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(TrustRoot {
+            verifier,
+            fingerprint: Sha256::digest(json).into(),
+            origin,
+        })
+    }
+
+    pub fn verifier(&self) -> &sigstore_verify::Verifier {
+        &self.verifier
+    }
+}
+
+// === candidates ===
+
+/// A signature found for a digest, not yet verified.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Where it was found, for reasons and audit events.
+    pub source: String,
+    pub kind: CandidateKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum CandidateKind {
+    /// A Sigstore bundle (JSON) from a referrer.
+    Bundle(Bytes),
+    /// A cosign simple-signing layer: its payload and its descriptor's annotations.
+    Legacy {
+        payload: Bytes,
+        annotations: std::collections::BTreeMap<String, String>,
+    },
+}
+
+// === lookup errors ===
+
+/// A fault while looking up signatures: never "unsigned", never "signed".
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("upstream {upstream}: {what} answered {status}")]
+    Status {
+        upstream: String,
+        what: String,
+        status: http::StatusCode,
+    },
+    #[error("upstream {upstream}: {what} is malformed: {reason}")]
+    Malformed {
+        upstream: String,
+        what: String,
+        reason: String,
+    },
+    #[error("signature lookup took longer than {0:?}")]
+    Timeout(Duration),
+    #[error("signature repository {0} names an upstream that is not configured")]
+    UnknownUpstream(String),
+}
+
+impl LookupError {
+    /// The upstream asked us to slow down.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, LookupError::Status { status, .. } if *status == http::StatusCode::TOO_MANY_REQUESTS)
+            || matches!(self, LookupError::Upstream(UpstreamError::Status { status, .. }) if *status == http::StatusCode::TOO_MANY_REQUESTS)
+    }
+}
+
+// === engine ===
+
+/// What to verify: a digest of an image, the rule that applies, and where its signatures live.
+pub struct Lookup<'a> {
+    pub image: &'a ImageName,
+    pub digest: &'a Digest,
+    pub rule: &'a Arc<Rule>,
+    /// The upstream holding the signatures (the image's own, or the rule's signature repository).
+    pub upstream: &'a Arc<Upstream>,
+    pub repo: &'a RepoName,
+}
+
+/// A verdict and whether it came from the cache.
+pub struct Outcome {
+    pub verdict: Arc<Verdict>,
+    pub cached: bool,
+}
+
+/// Verdicts: cached, or discovered and verified once for all concurrent callers.
+pub struct Engine {
+    pub root: Arc<TrustRoot>,
+    cache: VerdictCache,
+    limits: Limits,
+    lookup_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    pub fn new(
+        root: Arc<TrustRoot>,
+        settings: &CacheSettings,
+        limits: &Limits,
+        lookup_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
+        Engine {
+            root,
+            cache: VerdictCache::new(settings, metrics.clone()),
+            limits: limits.clone(),
+            lookup_timeout,
+            metrics,
+        }
+    }
+
+    fn key(&self, digest: &Digest, rule: &Rule) -> VerdictKey {
+        VerdictKey {
+            digest: digest.clone(),
+            rule: rule.fingerprint,
+            root: self.root.fingerprint,
+        }
+    }
+
+    /// The verdict for `lookup.digest`: a child of a verified index, a cached verdict, or a fresh
+    /// discovery and verification (run once for concurrent callers; faults are not cached).
+    pub async fn verdict(&self, lookup: Lookup<'_>) -> Result<Outcome, Arc<LookupError>> {
+        let key = self.key(lookup.digest, lookup.rule);
+        if let Some(v) = self.cache.covered_child(&key).await {
+            return Ok(Outcome {
+                verdict: v,
+                cached: true,
+            });
+        }
+        if let Some(v) = self.cache.get(&key).await {
+            return Ok(Outcome {
+                verdict: v,
+                cached: true,
+            });
+        }
+        let verdict = self
+            .cache
+            .get_or_compute(key, self.compute(&lookup))
+            .await?;
+        Ok(Outcome {
+            verdict,
+            cached: false,
+        })
+    }
+
+    /// Discovery + verification for one digest, with the audit event and the latency metric.
+    async fn compute(&self, l: &Lookup<'_>) -> Result<Arc<Verdict>, LookupError> {
+        let started = Instant::now();
+        let found = tokio::time::timeout(
+            self.lookup_timeout,
+            discovery::discover(l.upstream, l.repo, l.digest, &self.limits),
+        )
+        .await
+        .unwrap_or(Err(LookupError::Timeout(self.lookup_timeout)));
+        let result = found.map(|candidates| {
+            let (checks, identities) = verify::check_all(&self.root, l.rule, l.digest, &candidates);
+            Arc::new(l.rule.evaluate(candidates.len(), checks, identities))
+        });
+        let elapsed = started.elapsed();
+        self.metrics
+            .verification_duration
+            .with_label_values(&[match &result {
+                Ok(v) => v.result(),
+                Err(_) => "error",
+            }])
+            .observe(elapsed.as_secs_f64());
+        audit_event(l, &result, elapsed);
+        result
+    }
+
+    /// Remembers the children of a verified index as covered by it, under the same rule.
+    pub async fn cover_children(&self, index: &[u8], parent: &Digest, rule: &Rule) {
+        let children = index_children(index, self.limits.max_index_children);
+        if children.is_empty() {
+            return;
+        }
+        let verdict = Arc::new(Verdict {
+            verified: true,
+            reasons: vec![format!("covered by verified index {parent}")],
+            evidence: Vec::new(),
+            identities: Vec::new(),
+            signatures: 0,
+        });
+        for child in children {
+            self.cache
+                .cover_child(self.key(&child, rule), verdict.clone())
+                .await;
+        }
+    }
+}
+
+/// The digests an image index lists (at most `max`); empty for anything else.
+fn index_children(bytes: &[u8], max: usize) -> Vec<Digest> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Descriptor {
+        digest: String,
+    }
+    let Ok(index) = serde_json::from_slice::<Index>(bytes) else {
+        return Vec::new();
+    };
+    index
+        .manifests
+        .iter()
+        .filter_map(|d| d.digest.parse().ok())
+        .take(max)
+        .collect()
+}
+
+/// One structured event per computed verdict (target `portcullis::audit`).
+fn audit_event(l: &Lookup<'_>, result: &Result<Arc<Verdict>, LookupError>, elapsed: Duration) {
+    let json = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    match result {
+        Ok(v) => {
+            let signers: Vec<String> = v.evidence.iter().map(|e| e.signer.clone()).collect();
+            tracing::info!(
+                target: "portcullis::audit",
+                event = "verdict",
+                image = %l.image,
+                digest = %l.digest,
+                rule = %l.rule.name,
+                mode = l.rule.mode.as_str(),
+                result = v.result(),
+                reasons = %json(&v.reasons),
+                identities = %json(&v.identities),
+                verified_by = %json(&signers),
+                signatures = v.signatures,
+                duration_ms = ms,
+                "verdict"
+            );
+        }
+        Err(e) => tracing::warn!(
+            target: "portcullis::audit",
+            event = "verdict",
+            image = %l.image,
+            digest = %l.digest,
+            rule = %l.rule.name,
+            mode = l.rule.mode.as_str(),
+            result = "error",
+            error = %e,
+            duration_ms = ms,
+            "signature lookup failed"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_children_are_bounded_and_parsed() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let index = format!(
+            r#"{{"manifests":[{{"digest":"{}"}},{{"digest":"bogus"}},{{"digest":"{}"}},{{"digest":"{}"}}]}}"#,
+            d('a'),
+            d('b'),
+            d('c')
+        );
+        let kids = index_children(index.as_bytes(), 2);
+        assert_eq!(kids.len(), 2);
+        assert_eq!(kids[1].to_string(), d('b'));
+        assert!(index_children(b"{\"layers\":[]}", 10).is_empty());
+        assert!(index_children(b"not json", 10).is_empty());
+    }
+
+    #[test]
+    fn public_good_root_loads_and_foreign_json_is_refused() {
+        let r = TrustRoot::public_good().unwrap();
+        assert_eq!(r.origin, "embedded public-good root");
+        assert!(matches!(
+            TrustRoot::from_json(b"{}", "x.json".into()),
+            Err(TrustRootError::Parse { .. } | TrustRootError::Unusable { .. })
+        ));
+    }
+}
