@@ -846,13 +846,50 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
         };
         let _ = writeln!(out, "  {key}: {} [{auth}{ca}]", up.url);
     }
+    let _ = writeln!(out, "trusted_root: {}", config.trusted_root.origin);
+    let _ = writeln!(
+        out,
+        "cache: verdict_ttl {:?}, failure_ttl {:?}, max_verdicts {}",
+        config.cache.verdict_ttl, config.cache.failure_ttl, config.cache.max_verdicts
+    );
+    let unmatched = match config.policies.unmatched {
+        Unmatched::Allow => "allow",
+        Unmatched::Deny => "deny",
+    };
+    let _ = writeln!(out, "unmatched: {unmatched}");
+    let _ = writeln!(out, "policies:");
+    for rule in &config.policies.rules {
+        let patterns: Vec<&str> = rule.patterns.iter().map(|p| p.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  {}: {} [{}], {} of {} attestor(s){}",
+            rule.name,
+            rule.mode.as_str(),
+            patterns.join(", "),
+            rule.count.min(rule.attestors.len()),
+            rule.attestors.len(),
+            rule.signature_repository
+                .as_ref()
+                .map(|r| format!(", signatures in {r}"))
+                .unwrap_or_default()
+        );
+        for (i, a) in rule.attestors.iter().enumerate() {
+            let _ = writeln!(out, "    attestor {}: {a}", i + 1);
+            if let crate::policy::Attestor::Key {
+                insecure_ignore_tlog: true,
+                ..
+            } = a
+            {
+                let _ = writeln!(
+                    out,
+                    "      WARNING: ignore_tlog accepts key signatures that were never logged in Rekor"
+                );
+            }
+        }
+    }
     if let Some(image) = image {
-        // Drop a `@digest` or `:tag` suffix: routing only depends on the name.
-        let name = image.split('@').next().unwrap_or(image);
-        let name = match name.rfind(':') {
-            Some(i) if !name[i..].contains('/') => &name[..i],
-            _ => name,
-        };
+        // Routing and rules depend only on the name, not on a tag or digest.
+        let name = crate::registry_api::reference::split_image_ref(image).0;
         use crate::upstream::mapping::{resolve_name, Form};
         let (key, repo, form) = resolve_name(name, None, &config.default_upstream, |k| {
             config.upstreams.contains_key(k)
@@ -877,6 +914,42 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
             out,
             "image {image}: {key}/{repo} via upstream {key} ({url}) because {why}"
         );
+        let canonical = ImageName {
+            registry: key,
+            repo,
+        };
+        let matches = config.policies.matches(&canonical);
+        match config.policies.select(&canonical) {
+            crate::policy::Selection::Rule { rule, pattern } => {
+                let _ = writeln!(
+                    out,
+                    "rule {:?} ({}) applies to {canonical}: pattern {pattern:?} is the most specific match",
+                    rule.name,
+                    rule.mode.as_str()
+                );
+                for (other, p) in matches {
+                    if other.name != rule.name || p.as_str() != pattern {
+                        let _ = writeln!(
+                            out,
+                            "  also matched, less specific or later in the file: {:?} pattern {:?}",
+                            other.name,
+                            p.as_str()
+                        );
+                    }
+                }
+            }
+            crate::policy::Selection::Unmatched(u) => {
+                let _ = writeln!(
+                    out,
+                    "no rule matches {canonical}: unmatched: {} → {}",
+                    unmatched,
+                    match u {
+                        Unmatched::Allow => "served without signature checks",
+                        Unmatched::Deny => "refused (403 DENIED)",
+                    }
+                );
+            }
+        }
     }
     Ok(out)
 }

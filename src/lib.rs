@@ -11,11 +11,13 @@
 //! - [`signature`]: signature discovery (referrers, tag schemes) and verification (sigstore-rust).
 //! - [`cache`]: moka caches (upstream tokens, verdicts, covered index children).
 //! - [`metrics`]: every Prometheus metric.
+//! - [`inspect`]: the one-shot `verify` and `verify-bundle` commands.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod inspect;
 pub mod metrics;
 pub mod policy;
 pub mod registry_api;

@@ -1,4 +1,4 @@
-//! The `portcullis` command line: `serve` and `check-config`.
+//! The `portcullis` command line: `serve`, `check-config`, `verify` and `verify-bundle`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -44,6 +44,37 @@ enum Command {
         /// An image name such as ghcr.io/company/app or alpine.
         image: Option<String>,
     },
+    /// Run the proxy's discovery, verification and policy for one image, as a pipeline step.
+    /// Exit status: 0 allowed, 1 denied, 2 error.
+    Verify {
+        /// The image: [registry/]repository[:tag|@digest], routed as the proxy routes it.
+        image: String,
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify one Sigstore bundle against an artifact (sigstore-conformance client interface).
+    /// Exit status: 0 verified, 1 not verified, 2 error.
+    VerifyBundle {
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long, conflicts_with = "certificate_identity_regexp")]
+        certificate_identity: Option<String>,
+        #[arg(long)]
+        certificate_identity_regexp: Option<String>,
+        #[arg(long)]
+        certificate_oidc_issuer: Option<String>,
+        /// A Sigstore trusted root JSON; default: the embedded public-good root.
+        #[arg(long)]
+        trusted_root: Option<PathBuf>,
+        /// A PEM public key: verify a key-signed bundle instead of a certificate identity.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The artifact: a file, or sha256:<hex>.
+        artifact: String,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -63,7 +94,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             match cli.log_format {
                 LogFormat::Json => tracing::error!(error = %format!("{e:#}"), "fatal"),
@@ -74,7 +106,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+/// Runs a command; `Ok(false)` is a negative answer (exit 1), `Err` an error (exit 2).
+fn run(command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
@@ -82,7 +115,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(serve(config))
+            runtime.block_on(serve(config))?;
+            Ok(true)
         }
         Command::CheckConfig { config, image } => {
             let config = Config::load(Some(&config))?;
@@ -90,8 +124,95 @@ fn run(command: Command) -> anyhow::Result<()> {
                 "{}",
                 portcullis::config::describe(&config, image.as_deref())?
             );
-            Ok(())
+            Ok(true)
         }
+        Command::Verify {
+            image,
+            config,
+            json,
+        } => {
+            let config = Config::load(Some(&config))?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = runtime
+                .block_on(portcullis::inspect::verify_image(&config, &image))
+                .with_context(|| format!("verifying {image}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(report.allowed())
+        }
+        Command::VerifyBundle {
+            bundle,
+            certificate_identity,
+            certificate_identity_regexp,
+            certificate_oidc_issuer,
+            trusted_root,
+            key,
+            artifact,
+        } => verify_bundle(
+            &bundle,
+            certificate_identity,
+            certificate_identity_regexp,
+            certificate_oidc_issuer,
+            trusted_root,
+            key,
+            &artifact,
+        ),
+    }
+}
+
+fn verify_bundle(
+    bundle: &std::path::Path,
+    identity: Option<String>,
+    identity_regexp: Option<String>,
+    issuer: Option<String>,
+    trusted_root: Option<PathBuf>,
+    key: Option<PathBuf>,
+    artifact: &str,
+) -> anyhow::Result<bool> {
+    use portcullis::inspect::{BundleSigner, InspectError};
+    use portcullis::policy::Matcher;
+    use portcullis::signature::TrustRoot;
+    let root = match trusted_root {
+        None => TrustRoot::public_good()?,
+        Some(p) => {
+            let json = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            TrustRoot::from_json(&json, p.display().to_string())?
+        }
+    };
+    let bundle_json =
+        std::fs::read_to_string(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let signer = match (key, identity, identity_regexp, issuer) {
+        (Some(k), None, None, _) => BundleSigner::Key(
+            std::fs::read_to_string(&k).with_context(|| format!("reading {}", k.display()))?,
+        ),
+        (None, Some(id), None, Some(iss)) => BundleSigner::Identity {
+            identity: Matcher::Exact(id),
+            issuer: iss,
+        },
+        (None, None, Some(re), Some(iss)) => BundleSigner::Identity {
+            identity: Matcher::regexp(&re)?,
+            issuer: iss,
+        },
+        _ => anyhow::bail!(
+            "give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer"
+        ),
+    };
+    match portcullis::inspect::verify_bundle(&root, &bundle_json, artifact, &signer) {
+        Ok(who) => {
+            println!("OK: verified, signed by {who}");
+            Ok(true)
+        }
+        Err(InspectError::Input { what, reason }) if what == "verification" => {
+            println!("FAIL: {reason}");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -66,6 +66,26 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         let metrics = Arc::new(Metrics::new());
         let proxy = Arc::new(Proxy::from_config(&config, metrics.clone())?);
+        for rule in &config.policies.rules {
+            for a in &rule.attestors {
+                if let crate::policy::Attestor::Key {
+                    key,
+                    insecure_ignore_tlog: true,
+                } = a
+                {
+                    tracing::warn!(
+                        rule = %rule.name,
+                        key = %key.origin,
+                        "INSECURE: ignore_tlog is on: key signatures with no transparency log entry are accepted"
+                    );
+                }
+            }
+        }
+        tracing::info!(
+            trusted_root = %config.trusted_root.origin,
+            rules = config.policies.rules.len(),
+            "verification policy loaded"
+        );
 
         let tls = config
             .tls

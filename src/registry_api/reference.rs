@@ -256,6 +256,20 @@ impl fmt::Display for Reference {
     }
 }
 
+/// Splits a user-written image reference `name[:tag][@digest]` into the name and the reference
+/// part (the digest when both are given), without parsing either.
+pub fn split_image_ref(s: &str) -> (&str, Option<&str>) {
+    if let Some((name, digest)) = s.split_once('@') {
+        let name = split_image_ref(name).0;
+        return (name, Some(digest));
+    }
+    match s.rfind(':') {
+        // A colon before the last slash is a registry port, not a tag.
+        Some(i) if !s[i..].contains('/') => (&s[..i], Some(&s[i + 1..])),
+        _ => (s, None),
+    }
+}
+
 // === impl ImageName ===
 
 /// The canonical name of an image repository: the configured registry key plus the repository.
@@ -287,6 +301,27 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_refs_split_into_name_and_reference() {
+        assert_eq!(split_image_ref("alpine"), ("alpine", None));
+        assert_eq!(
+            split_image_ref("ghcr.io/a/b:v1"),
+            ("ghcr.io/a/b", Some("v1"))
+        );
+        assert_eq!(
+            split_image_ref("localhost:5000/a/b@sha256:ab"),
+            ("localhost:5000/a/b", Some("sha256:ab"))
+        );
+        assert_eq!(
+            split_image_ref("localhost:5000/a/b:v1@sha256:ab"),
+            ("localhost:5000/a/b", Some("sha256:ab"))
+        );
+        assert_eq!(
+            split_image_ref("localhost:5000/a"),
+            ("localhost:5000/a", None)
+        );
+    }
 
     #[test]
     fn repo_names_follow_the_distribution_grammar() {

@@ -1,6 +1,9 @@
 //! Shared test harness: running the real `portcullis` binary on a config, and small helpers.
 #![allow(dead_code)]
 
+/// Real third-party parts (docker-registry, containerd, skopeo) for the e2e tests.
+pub mod e2e;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,0 +1,493 @@
+//! Harness for end-to-end tests with real third-party parts: tool checks, background daemons
+//! killed by PID on drop, commands with deadlines, CNCF distribution (`docker-registry`) as an
+//! upstream, containerd with its own root and socket, `skopeo` without host settings, plain HTTP
+//! pushes, and Prometheus text parsing.
+//!
+//! Everything binds 127.0.0.1 and lives in a caller-owned temporary directory; every wait has a
+//! deadline.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+// === tool checks ===
+
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// True when the test can run. Missing prerequisites fail the test, unless `PORTCULLIS_SKIP_E2E=1`.
+pub fn prerequisites(tools: &[&str], needs_root: bool) -> bool {
+    let mut missing: Vec<String> = tools
+        .iter()
+        .filter(|t| !on_path(t))
+        .map(|t| format!("`{t}` on PATH"))
+        .collect();
+    if needs_root && !is_root() {
+        missing.push("root (containerd)".to_owned());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let what = missing.join(", ");
+    if std::env::var("PORTCULLIS_SKIP_E2E").as_deref() == Ok("1") {
+        eprintln!("SKIPPED (PORTCULLIS_SKIP_E2E=1): this e2e test needs {what}");
+        return false;
+    }
+    panic!(
+        "this e2e test needs {what}. Install with `apt-get install -y --no-install-recommends \
+         docker-registry skopeo containerd`, or set PORTCULLIS_SKIP_E2E=1 to skip it."
+    );
+}
+
+// === processes ===
+
+/// A background process, killed (by PID) and reaped on drop.
+pub struct Daemon {
+    pub name: &'static str,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Daemon {
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = without_proxy_env(cmd)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        Daemon { name, child, log }
+    }
+
+    /// Panics with the process's log if it has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "{} exited early ({status}); its log:\n{}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Child processes must reach 127.0.0.1 directly, whatever the environment says.
+pub fn without_proxy_env(cmd: &mut Command) -> &mut Command {
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Finished {
+    /// stdout and stderr together, for assertions on what a tool told its user.
+    pub fn text(&self) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&self.stdout),
+            String::from_utf8_lossy(&self.stderr)
+        )
+    }
+}
+
+/// Runs a command to completion within `COMMAND_TIMEOUT`, killing it when the time is up.
+pub fn run(cmd: &mut Command) -> Finished {
+    let desc = format!("{cmd:?}");
+    let mut child = without_proxy_env(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {desc}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{desc} did not finish within {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let desc = format!("{cmd:?}");
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{desc} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+// === the upstream registry ===
+
+/// `docker-registry serve` (CNCF distribution) on 127.0.0.1, storing in a temporary directory.
+pub struct Registry {
+    pub daemon: Daemon,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+}
+
+impl Registry {
+    /// Starts a registry in `dir`; with `htpasswd`, every request needs basic credentials.
+    pub async fn start(dir: &Path, htpasswd: Option<&Path>) -> Registry {
+        std::fs::create_dir_all(dir).unwrap();
+        let storage = dir.join("storage");
+        let auth = htpasswd
+            .map(|p| {
+                format!(
+                    "auth: {{htpasswd: {{realm: portcullis-e2e, path: {}}}}}\n",
+                    p.display()
+                )
+            })
+            .unwrap_or_default();
+        // A port picked here may be taken before the registry binds it: try a few.
+        for _ in 0..3 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let config = dir.join("registry.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
+                     storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+                     http: {{addr: {addr}}}\n{auth}",
+                    storage.display()
+                ),
+            )
+            .unwrap();
+            let mut daemon = Daemon::spawn(
+                "docker-registry",
+                Command::new("docker-registry").arg("serve").arg(&config),
+                dir.join("registry.log"),
+            );
+            let client = http_client();
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if daemon.child.try_wait().unwrap().is_some() {
+                    break; // most likely the port was taken; try another
+                }
+                if let Ok(resp) = client.get(format!("http://{addr}/v2/")).send().await {
+                    // 401 is ready too: a registry with htpasswd challenges every request.
+                    let s = resp.status().as_u16();
+                    assert!(
+                        s == 200 || s == 401,
+                        "GET /v2/ on docker-registry answered {s}"
+                    );
+                    return Registry { daemon, addr };
+                }
+                if Instant::now() > deadline {
+                    daemon.assert_running();
+                    panic!("docker-registry on {addr} not ready within {START_TIMEOUT:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            eprintln!(
+                "docker-registry exited at start; retrying. Log:\n{}",
+                std::fs::read_to_string(&daemon.log).unwrap_or_default()
+            );
+        }
+        panic!("docker-registry failed to start three times (see the logs above)");
+    }
+}
+
+/// Uploads `bytes` as a blob of `repo` (monolithic: POST, then PUT with `digest=`).
+pub async fn push_blob(client: &reqwest::Client, registry: &str, repo: &str, bytes: &[u8]) {
+    let digest = super::sha256(bytes);
+    let base = reqwest::Url::parse(&format!("http://{registry}/v2/{repo}/blobs/uploads/")).unwrap();
+    let started = client.post(base.clone()).send().await.unwrap();
+    assert_eq!(
+        started.status().as_u16(),
+        202,
+        "starting an upload to {base}"
+    );
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    // `join` keeps an absolute Location and resolves a relative one; `append_pair` adds `?` or
+    // `&` as the Location's own query requires.
+    let mut url = base.join(&location).unwrap();
+    url.query_pairs_mut().append_pair("digest", &digest);
+    let done = client
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status().as_u16(),
+        201,
+        "finishing the upload of {digest} to {repo}"
+    );
+}
+
+/// `PUT /v2/<repo>/manifests/<reference>` with `media_type` as Content-Type.
+pub async fn push_manifest(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    bytes: &[u8],
+) {
+    let url = format!("http://{registry}/v2/{repo}/manifests/{reference}");
+    let resp = client
+        .put(&url)
+        .header("content-type", media_type)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(
+        status,
+        201,
+        "PUT {url}: {}",
+        resp.text().await.unwrap_or_default()
+    );
+}
+
+// === containerd ===
+
+/// `containerd` as root with its own root, state and socket, no CRI plugin; `ctr` talks to it
+/// in its own namespace.
+pub struct Containerd {
+    pub daemon: Daemon,
+    pub sock: PathBuf,
+    pub namespace: String,
+}
+
+impl Containerd {
+    pub async fn start(dir: &Path) -> Containerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let sock = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}/root\"\nstate = \"{root}/state\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n\
+                 [debug]\n  level = \"warn\"\n\
+                 [metrics]\n  address = \"\"\n\
+                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{root}/opt\"\n",
+                root = dir.display(),
+                sock = sock.display()
+            ),
+        )
+        .unwrap();
+        let daemon = Daemon::spawn(
+            "containerd",
+            Command::new("containerd").arg("--config").arg(&config),
+            dir.join("containerd.log"),
+        );
+        let mut containerd = Containerd {
+            daemon,
+            sock,
+            namespace: "portcullis-e2e".to_owned(),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            containerd.daemon.assert_running();
+            if containerd.sock.exists() && run(&mut containerd.ctr(&["version"])).status.success() {
+                return containerd;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd not serving on {} within {START_TIMEOUT:?}; log:\n{}",
+                containerd.sock.display(),
+                std::fs::read_to_string(&containerd.daemon.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A `ctr` command against this containerd and namespace.
+    pub fn ctr(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("-a")
+            .arg(&self.sock)
+            .args(["-n", &self.namespace])
+            .args(args);
+        cmd
+    }
+
+    /// `ctr image pull` of `image` through `hosts_dir` (see [`mirror_hosts_dir`]), unpacking
+    /// with the native snapshotter; `extra` goes before the image name (e.g. `--platform`).
+    pub fn pull(&self, hosts_dir: &Path, image: &str, extra: &[&str]) -> Finished {
+        let hosts = hosts_dir.to_str().unwrap();
+        let mut args = vec![
+            "image",
+            "pull",
+            "--plain-http",
+            "--snapshotter",
+            "native",
+            "--hosts-dir",
+            hosts,
+        ];
+        args.extend_from_slice(extra);
+        args.push(image);
+        run(&mut self.ctr(&args))
+    }
+
+    /// The digests in the content store.
+    pub fn content_digests(&self) -> Vec<String> {
+        let out = String::from_utf8(run_ok(&mut self.ctr(&["content", "ls", "-q"]))).unwrap();
+        out.lines().map(|l| l.trim().to_owned()).collect()
+    }
+}
+
+/// A containerd hosts directory under `dir` that sends every pull of `host` to the proxy at
+/// `proxy` (plain HTTP), which containerd then addresses in the mirror form `?ns=<host>`.
+/// `server` points at the proxy too, so containerd never falls back to the real `host`.
+pub fn mirror_hosts_dir(dir: &Path, host: &str, proxy: SocketAddr) -> PathBuf {
+    std::fs::create_dir_all(dir.join(host)).unwrap();
+    std::fs::write(
+        dir.join(host).join("hosts.toml"),
+        format!(
+            "server = \"http://{proxy}\"\n\n[host.\"http://{proxy}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        ),
+    )
+    .unwrap();
+    dir.to_owned()
+}
+
+// === skopeo ===
+
+/// `skopeo` with no host policy, auth file or proxy settings leaking in.
+pub struct Skopeo {
+    pub authfile: PathBuf,
+}
+
+impl Skopeo {
+    pub fn new(dir: &Path) -> Skopeo {
+        let authfile = dir.join("skopeo-auth.json");
+        std::fs::write(&authfile, br#"{"auths":{}}"#).unwrap();
+        Skopeo { authfile }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("skopeo");
+        cmd.env("REGISTRY_AUTH_FILE", &self.authfile)
+            .arg("--insecure-policy")
+            .args(args);
+        cmd
+    }
+}
+
+// === metrics ===
+
+pub async fn metrics(client: &reqwest::Client, admin: SocketAddr) -> String {
+    let url = format!("http://{admin}/metrics");
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(resp.status().as_u16(), 200, "{url}");
+    resp.text().await.unwrap()
+}
+
+/// The sum of the samples of metric `name` whose labels include every pair of `want`.
+pub fn metric_sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, labels) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let labels: Vec<(&str, &str)> = labels
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k, v.trim_matches('"')))
+                .collect();
+            if want.iter().all(|w| labels.contains(w)) {
+                value.parse::<f64>().ok()
+            } else {
+                None
+            }
+        })
+        .sum()
+}

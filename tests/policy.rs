@@ -1,0 +1,474 @@
+//! Hermetic tests of the verification gate: the proxy in process, in front of a fake registry
+//! that serves the signed fixture images (tests/fixtures/sigstore) and counts requests and
+//! injects faults into signature lookups.
+
+mod common;
+mod fake;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
+use http::StatusCode;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sigstore");
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// The fixture registry: manifests by tag and by digest, blobs by digest.
+struct Store {
+    manifests: HashMap<String, (String, Bytes)>,
+    blobs: HashMap<String, Bytes>,
+}
+
+fn store() -> Store {
+    let plan: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{FIXTURES}/registry/plan.json")).unwrap(),
+    )
+    .unwrap();
+    let mut manifests = HashMap::new();
+    let mut blobs = HashMap::new();
+    let blob =
+        |hex: &str| Bytes::from(std::fs::read(format!("{FIXTURES}/registry/blobs/{hex}")).unwrap());
+    for push in plan.as_array().unwrap() {
+        let hex = push["manifest"].as_str().unwrap();
+        let media_type = push["media_type"].as_str().unwrap().to_owned();
+        let bytes = blob(hex);
+        manifests.insert(format!("sha256:{hex}"), (media_type.clone(), bytes.clone()));
+        manifests.insert(
+            push["reference"].as_str().unwrap().to_owned(),
+            (media_type, bytes),
+        );
+        for b in push["blobs"].as_array().unwrap() {
+            let b = b.as_str().unwrap();
+            blobs.insert(format!("sha256:{b}"), blob(b));
+        }
+    }
+    Store { manifests, blobs }
+}
+
+fn digest_of(image: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/expect.json")).unwrap())
+            .unwrap();
+    v["images"][image]["digest"].as_str().unwrap().to_owned()
+}
+
+/// What the fake does to signature lookups (referrers and `sha256-…` tags).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    None,
+    Status(u16),
+    Malformed,
+    Slow,
+    /// Answer normally, after a pause: keeps a cold lookup in flight while others pile up.
+    Delay,
+}
+
+struct Registry {
+    up: FakeUpstream,
+    fault: Arc<Mutex<Fault>>,
+}
+
+/// A fake registry serving every fixture under any repository name; `/referrers/` answers 404 as
+/// distribution does, so the `sha256-<hex>` fallback tag is used.
+async fn registry() -> Registry {
+    let store = Arc::new(store());
+    let fault = Arc::new(Mutex::new(Fault::None));
+    let f = fault.clone();
+    let up = FakeUpstream::start(move |s| {
+        let store = store.clone();
+        let fault = *f.lock().unwrap();
+        async move {
+            let path = s.path.as_str();
+            let lookup = path.contains("/referrers/") || path.contains("/manifests/sha256-");
+            if lookup {
+                match fault {
+                    Fault::None => {}
+                    Fault::Status(code) => {
+                        return oci_error(StatusCode::from_u16(code).unwrap(), "UNAVAILABLE")
+                    }
+                    Fault::Malformed => {
+                        return respond(StatusCode::OK, &[("content-type", INDEX)], "{not json")
+                    }
+                    Fault::Slow => tokio::time::sleep(Duration::from_secs(5)).await,
+                    Fault::Delay => tokio::time::sleep(Duration::from_millis(300)).await,
+                }
+            }
+            if path.contains("/referrers/") {
+                return respond(
+                    StatusCode::NOT_FOUND,
+                    &[("content-type", "text/plain")],
+                    "404 page not found\n",
+                );
+            }
+            if let Some((_, reference)) = path.split_once("/manifests/") {
+                let Some((media_type, bytes)) = store.manifests.get(reference) else {
+                    return oci_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+                };
+                let digest = common::sha256(bytes);
+                let body = if s.method == http::Method::HEAD {
+                    Bytes::new()
+                } else {
+                    bytes.clone()
+                };
+                let mut r = respond(
+                    StatusCode::OK,
+                    &[
+                        ("content-type", media_type),
+                        ("docker-content-digest", &digest),
+                    ],
+                    body,
+                );
+                r.headers_mut()
+                    .insert("content-length", bytes.len().to_string().parse().unwrap());
+                return r;
+            }
+            if let Some((_, digest)) = path.split_once("/blobs/") {
+                if let Some(b) = store.blobs.get(digest) {
+                    return respond(StatusCode::OK, &[], b.clone());
+                }
+            }
+            oci_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN")
+        }
+    })
+    .await;
+    Registry { up, fault }
+}
+
+/// Policies over the fake registry `fake.local`: `enforce/**` and `audit/**` with one keyless
+/// and one key attestor, `off/**` off, and `extra` appended.
+fn policy_yaml(unmatched: &str, extra_rules: &str) -> String {
+    let attestors = format!(
+        r#"    attestors:
+      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "https://token.actions.githubusercontent.com" }}
+      - key: {{ public_key: {FIXTURES}/cosign.pub }}"#
+    );
+    format!(
+        r#"trusted_root: {FIXTURES}/trusted_root.json
+timeouts: {{ signature_lookup: 2s }}
+cache: {{ verdict_ttl: 1h, failure_ttl: 30s }}
+unmatched: {unmatched}
+policies:
+  - name: enforced
+    match: ["fake.local/enforce/**"]
+    mode: enforce
+{attestors}
+  - name: audited
+    match: ["fake.local/audit/**"]
+    mode: audit
+{attestors}
+  - name: relaxed
+    match: ["fake.local/off/*"]
+    mode: off
+{extra_rules}"#
+    )
+}
+
+async fn get(proxy: &Proxy, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}/v2/{path}", proxy.url))
+        .header(
+            "accept",
+            format!("{INDEX}, application/vnd.oci.image.manifest.v1+json"),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn enforce_serves_signed_images_byte_for_byte_and_refuses_unsigned() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    for image in [
+        "keyless-bundle",
+        "keyless-legacy",
+        "key-legacy",
+        "key-bundle",
+    ] {
+        let resp = get(&proxy, &format!("enforce/app/manifests/{image}")).await;
+        assert_eq!(resp.status(), 200, "{image}");
+        let digest = resp.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(common::sha256(&body), digest_of(image), "{image}");
+        assert_eq!(digest, digest_of(image));
+    }
+    for (image, reason) in [
+        ("unsigned", "no signatures found"),
+        ("evil-bundle", "no signature from an allowed identity"),
+        ("mismatch", "payload signs"),
+        ("key-legacy-notlog", "no transparency log entry"),
+    ] {
+        let resp = get(&proxy, &format!("enforce/app/manifests/{image}")).await;
+        let (status, code, message) = error_code(resp).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::FORBIDDEN, "DENIED"),
+            "{image}"
+        );
+        assert!(
+            message.contains(r#"refused by policy "enforced" (enforce)"#),
+            "{message}"
+        );
+        assert!(message.contains(reason), "{image}: {message}");
+        assert!(message.contains(&digest_of(image)), "{message}");
+    }
+    // HEAD is gated too: a tag resolution must not hand out the digest of a refused image.
+    let head = client()
+        .head(format!("{}/v2/enforce/app/manifests/unsigned", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 403);
+    let head = client()
+        .head(format!(
+            "{}/v2/enforce/app/manifests/keyless-bundle",
+            proxy.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["docker-content-digest"],
+        digest_of("keyless-bundle").as_str()
+    );
+}
+
+#[tokio::test]
+async fn audit_serves_everything_and_off_looks_for_nothing() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    for image in ["unsigned", "evil-bundle", "keyless-bundle"] {
+        let resp = get(&proxy, &format!("audit/app/manifests/{image}")).await;
+        assert_eq!(resp.status(), 200, "{image}");
+    }
+    let m = proxy.metrics().await;
+    assert!(
+        m.contains(
+            r#"portcullis_verdicts_total{mode="audit",result="unverified",rule="audited"} 2"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"portcullis_verdicts_total{mode="audit",result="verified",rule="audited"} 1"#),
+        "{m}"
+    );
+    assert!(!m.contains("sha256:"), "metrics must not carry digests");
+
+    let before = reg.up.total();
+    let resp = get(&proxy, "off/app/manifests/unsigned").await;
+    assert_eq!(resp.status(), 200);
+    // One manifest request, no signature lookup.
+    assert_eq!(reg.up.total() - before, 1);
+    let resp = get(&proxy, "elsewhere/app/manifests/unsigned").await;
+    assert_eq!(resp.status(), 200, "unmatched: allow serves");
+}
+
+#[tokio::test]
+async fn unmatched_deny_refuses_repositories_without_a_rule() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("deny", "")).await;
+    let (status, code, message) =
+        error_code(get(&proxy, "elsewhere/app/manifests/keyless-bundle").await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "DENIED"));
+    assert!(message.contains("unmatched: deny"), "{message}");
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/keyless-bundle")
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn concurrent_cold_pulls_run_one_discovery_and_warm_verdicts_cost_nothing() {
+    let reg = registry().await;
+    let proxy = Arc::new(Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await);
+    let digest = digest_of("keyless-bundle");
+    *reg.fault.lock().unwrap() = Fault::Delay;
+    let mut tasks = Vec::new();
+    for _ in 0..250 {
+        let proxy = proxy.clone();
+        let digest = digest.clone();
+        tasks.push(tokio::spawn(async move {
+            get(&proxy, &format!("enforce/app/manifests/{digest}"))
+                .await
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    // Every request reached the upstream for its manifest while the one lookup was in flight.
+    assert_eq!(reg.up.count(&format!("/manifests/{digest}")), 250);
+    // Exactly one discovery: one referrers request, one fallback-tag request, one `.sig` lookup.
+    assert_eq!(reg.up.count("/referrers/"), 1);
+    assert_eq!(
+        reg.up.count(&format!("/manifests/sha256-{}", &digest[7..])),
+        2
+    );
+    let m = proxy.metrics().await;
+    assert!(
+        m.contains(r#"portcullis_verification_duration_seconds_count{result="verified"} 1"#),
+        "{m}"
+    );
+
+    // Warm: the manifest fetch itself and nothing else.
+    let before = reg.up.total();
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/keyless-bundle")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(reg.up.total() - before, 1);
+    assert!(proxy
+        .metrics()
+        .await
+        .contains(r#"portcullis_cache_requests_total{cache="verdict",result="hit"}"#));
+}
+
+#[tokio::test]
+async fn lookup_faults_fail_closed_in_enforce_are_served_in_audit_and_never_cached() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    for fault in [
+        Fault::Status(503),
+        Fault::Status(429),
+        Fault::Status(401),
+        Fault::Malformed,
+        Fault::Slow,
+    ] {
+        *reg.fault.lock().unwrap() = fault;
+        let resp = get(&proxy, "enforce/app/manifests/keyless-bundle").await;
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
+            Some("5")
+        );
+        let (status, code, message) = error_code(resp).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            "{fault:?}"
+        );
+        assert!(
+            message.contains("signature lookup failed"),
+            "{fault:?}: {message}"
+        );
+        // A fault is not "unsigned" either: an unsigned image gets the same 503, not a 403.
+        let (status, _, _) = error_code(get(&proxy, "enforce/app/manifests/unsigned").await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}");
+        // Audit serves through a fault and records it as an error.
+        assert_eq!(
+            get(&proxy, "audit/app/manifests/unsigned").await.status(),
+            200
+        );
+    }
+    let m = proxy.metrics().await;
+    assert!(
+        m.contains(r#"portcullis_verdicts_total{mode="audit",result="error",rule="audited"} 5"#),
+        "{m}"
+    );
+    // Faults are not cached: once the registry recovers, the same digests verify or are refused.
+    *reg.fault.lock().unwrap() = Fault::None;
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/keyless-bundle")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/unsigned").await.status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_verified_index_covers_its_children_and_an_orphan_child_is_verified_alone() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    let child = digest_of("index-amd64");
+    // Asked first, by digest, with no verified parent: the child has no signature of its own.
+    let (status, _, message) =
+        error_code(get(&proxy, &format!("enforce/app/manifests/{child}")).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{message}");
+    // The signed index is verified, and then covers both children.
+    let resp = get(&proxy, "enforce/app/manifests/index").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["docker-content-digest"],
+        digest_of("index").as_str()
+    );
+    let lookups = reg.up.count("/referrers/");
+    for c in ["index-amd64", "index-arm64"] {
+        let resp = get(&proxy, &format!("enforce/app/manifests/{}", digest_of(c))).await;
+        assert_eq!(resp.status(), 200, "{c}");
+        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), digest_of(c));
+    }
+    assert_eq!(
+        reg.up.count("/referrers/"),
+        lookups,
+        "covered children need no lookup"
+    );
+}
+
+#[tokio::test]
+async fn signatures_can_live_in_a_signature_repository() {
+    let reg = registry().await;
+    let rule = format!(
+        r#"  - name: sigrepo
+    match: ["fake.local/mirrored/*"]
+    signature_repository: fake.local/signatures/app
+    attestors:
+      - key: {{ public_key: {FIXTURES}/cosign.pub }}"#
+    );
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", &rule)).await;
+    assert_eq!(
+        get(&proxy, "mirrored/app/manifests/key-bundle")
+            .await
+            .status(),
+        200
+    );
+    let seen = reg.up.requests();
+    assert!(seen
+        .iter()
+        .any(|s| s.path.starts_with("/v2/signatures/app/referrers/")));
+    assert!(!seen
+        .iter()
+        .any(|s| s.path.starts_with("/v2/mirrored/app/referrers/")));
+    // Default mode is enforce.
+    assert_eq!(
+        get(&proxy, "mirrored/app/manifests/unsigned")
+            .await
+            .status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_tag_is_resolved_once_per_request() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/keyless-legacy")
+            .await
+            .status(),
+        200
+    );
+    // One GET of the tag; the verdict is about the digest of those bytes.
+    let tag_gets = reg
+        .up
+        .requests()
+        .iter()
+        .filter(|s| s.path == "/v2/enforce/app/manifests/keyless-legacy")
+        .count();
+    assert_eq!(tag_gets, 1);
+}
