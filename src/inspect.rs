@@ -27,7 +27,7 @@ pub enum InspectError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("{0}")]
-    Fetch(#[from] ApiError),
+    Fetch(Box<ApiError>),
     #[error("signature lookup failed: {0}")]
     Lookup(Arc<LookupError>),
     #[error("{what}: {reason}")]
@@ -90,7 +90,9 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         query: Vec::new(),
     };
     // The tag is resolved once: the digest verified is the digest of these bytes.
-    let m = manifest::fetch(&ctx, &reference).await?;
+    let m = manifest::fetch(&ctx, &reference)
+        .await
+        .map_err(|e| InspectError::Fetch(Box::new(e)))?;
     let mut report = Report {
         image: canonical.to_string(),
         reference: reference.to_string(),
