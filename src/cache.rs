@@ -95,12 +95,16 @@ impl TokenCache {
 // === verdicts ===
 
 /// A verdict holds for one digest under one rule and one trust root; change either and the key
-/// changes, so a stale verdict cannot be served.
+/// changes, so a stale verdict cannot be served. It also holds only for the repository its
+/// signatures were looked up in: the same digest pulled through a repository without signatures
+/// must not poison the verdict of the repository that has them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VerdictKey {
     pub digest: Digest,
     pub rule: Fingerprint,
     pub root: [u8; 32],
+    /// `<upstream>/<repository>` where signatures are looked up.
+    pub signatures: Arc<str>,
 }
 
 struct VerdictExpiry {

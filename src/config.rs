@@ -991,6 +991,87 @@ mod tests {
             assert!(c.upstreams.contains_key(k), "{k}");
         }
         assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.trusted_root.origin, "embedded public-good root");
+        assert_eq!(c.policies.rules.len(), 1);
+        assert_eq!(c.policies.rules[0].mode, Mode::Audit);
+    }
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+    fn with_policy(policy: &str) -> Result<Config, ConfigError> {
+        load_str(&format!(
+            "{MINIMAL}trusted_root: {FIXTURES}/sigstore/trusted_root.json\npolicies:\n{policy}"
+        ))
+    }
+
+    #[test]
+    fn policies_are_validated_with_their_keys_named() {
+        let ok = with_policy(&format!(
+            "  - name: a\n    match: [\"r.local/team/**\"]\n    attestors:\n      - keyless: {{ subject_regexp: \"x.+\", issuer: \"https://i\" }}\n      - key: {{ public_key: {FIXTURES}/keys/ed25519.pub, ignore_tlog: true }}\n    count: 2\n"
+        ))
+        .unwrap();
+        let rule = &ok.policies.rules[0];
+        assert_eq!(rule.mode, Mode::Enforce, "a rule without a mode enforces");
+        assert_eq!(rule.count, 2);
+        assert!(ok.trusted_root.origin.ends_with("trusted_root.json"));
+
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - keyless: { subject_regexp: \"(\", issuer: \"i\" }\n",
+                &["policies[0].attestors[0].keyless.subject_regexp", "bad regexp"],
+            ),
+            (
+                "  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - keyless: { subject: \"s\", subject_regexp: \"s\", issuer: \"i\" }\n",
+                &["policies[0].attestors[0].keyless", "exactly one of subject"],
+            ),
+            (
+                "  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - key: { public_key: nope.pub }\n",
+                &["policies[0].attestors[0].key.public_key", "nope.pub"],
+            ),
+            (
+                "  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - key: { public_key: \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\" }\n",
+                &["policies[0].attestors[0].key.public_key", "inline PEM"],
+            ),
+            (
+                "  - name: a\n    match: [\"r.local//x\"]\n    attestors:\n      - keyless: { subject: s, issuer: i }\n",
+                &["policies[0].match[0]"],
+            ),
+            (
+                "  - name: a\n    match: [\"r.local/**\"]\n    mode: enforce\n",
+                &["policies[0]", "needs at least one attestor"],
+            ),
+            (
+                "  - name: a\n    match: [\"r.local/**\"]\n    mode: block\n    attestors: []\n",
+                &["block"],
+            ),
+            (
+                "  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - keyless: { subject: s, issuer: i }\n        extra: 1\n",
+                &["extra"],
+            ),
+            (
+                "  - name: a\n    match: [\"r.local/**\"]\n    signature_repository: nowhere/sigs\n    attestors:\n      - keyless: { subject: s, issuer: i }\n",
+                &["policies[0].signature_repository", "nowhere"],
+            ),
+            (
+                "  - name: a\n    match: [\"r.local/a\"]\n    attestors:\n      - keyless: { subject: s, issuer: i }\n  - name: a\n    match: [\"r.local/b\"]\n    attestors:\n      - keyless: { subject: s, issuer: i }\n",
+                &["used twice"],
+            ),
+        ];
+        for (yaml, needles) in cases {
+            let err = with_policy(yaml).unwrap_err().to_string();
+            for n in *needles {
+                assert!(err.contains(n), "{err:?} should mention {n:?}");
+            }
+        }
+        let err = load_str(&format!(
+            "{MINIMAL}trusted_root: {FIXTURES}/keys/p256.pub\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("trusted_root") && err.contains("not a Sigstore trusted root"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
     let outcome = ctx
         .gate
         .engine
-        .verdict(Lookup {
+        .verdict(&Lookup {
             image: &canonical,
             digest: &m.digest,
             rule,

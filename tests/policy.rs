@@ -64,6 +64,8 @@ enum Fault {
     Slow,
     /// Answer normally, after a pause: keeps a cold lookup in flight while others pile up.
     Delay,
+    /// `.sig` manifests are junk; referrers are fine.
+    BrokenSig,
 }
 
 struct Registry {
@@ -83,9 +85,16 @@ async fn registry() -> Registry {
         async move {
             let path = s.path.as_str();
             let lookup = path.contains("/referrers/") || path.contains("/manifests/sha256-");
+            if fault == Fault::BrokenSig && path.ends_with(".sig") {
+                return respond(
+                    StatusCode::OK,
+                    &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
+                    "{\"layers\": 7}",
+                );
+            }
             if lookup {
                 match fault {
-                    Fault::None => {}
+                    Fault::None | Fault::BrokenSig => {}
                     Fault::Status(code) => {
                         return oci_error(StatusCode::from_u16(code).unwrap(), "UNAVAILABLE")
                     }
@@ -471,4 +480,22 @@ async fn a_tag_is_resolved_once_per_request() {
         .filter(|s| s.path == "/v2/enforce/app/manifests/keyless-legacy")
         .count();
     assert_eq!(tag_gets, 1);
+}
+
+#[tokio::test]
+async fn a_broken_signature_is_a_rejected_candidate_not_a_fault() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    *reg.fault.lock().unwrap() = Fault::BrokenSig;
+    // The good bundle referrer still verifies next to a junk `.sig` manifest.
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/keyless-bundle")
+            .await
+            .status(),
+        200
+    );
+    let (status, code, message) =
+        error_code(get(&proxy, "enforce/app/manifests/unsigned").await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "DENIED"));
+    assert!(message.contains("manifest is malformed"), "{message}");
 }

@@ -61,16 +61,14 @@ impl Gate {
             Selection::Rule { rule, .. } => rule,
         };
         let (upstream, repo) = &self.signatures;
-        let outcome = self
-            .engine
-            .verdict(Lookup {
-                image,
-                digest,
-                rule,
-                upstream,
-                repo,
-            })
-            .await;
+        let lookup = Lookup {
+            image,
+            digest,
+            rule,
+            upstream,
+            repo,
+        };
+        let outcome = self.engine.verdict(&lookup).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(error) => {
@@ -93,7 +91,7 @@ impl Gate {
                 if let Some((media_type, bytes)) = manifest {
                     let essence = media_type.split(';').next().unwrap_or("").trim();
                     if verdict.verified && INDEX_TYPES.contains(&essence) {
-                        self.engine.cover_children(bytes, digest, rule).await;
+                        self.engine.cover_children(bytes, &lookup).await;
                     }
                 }
                 Ok(())

@@ -8,9 +8,12 @@
 //!    signature in their annotations.
 //!
 //! Every document is read bounded (`limits`), every blob is checked against its digest, and at
-//! most `max_signatures` candidates are returned. A 404 means "none here"; any other failure
-//! (5xx, 429, 401/403, a malformed index or manifest) is a [`LookupError`], so a fault is never
-//! mistaken for "unsigned". Nothing here verifies a signature.
+//! most `max_signatures` candidates are returned. A 404 means "none here"; any other upstream
+//! failure (5xx, 429, 401/403, timeouts) or a malformed referrers index is a [`LookupError`], so
+//! a fault is never mistaken for "unsigned". A single broken signature (unparsable manifest,
+//! oversized or corrupt layer) is not a fault: it becomes an unusable candidate that fails
+//! verification with its reason, and the others are still checked. Nothing here verifies a
+//! signature.
 
 use std::collections::BTreeMap;
 
@@ -105,6 +108,13 @@ impl Discovery<'_> {
         Ok(Some((parts.headers, bytes)))
     }
 
+    fn too_large_reason(&self, what: &str) -> String {
+        format!(
+            "{what} exceeds limits.max_signature_bytes ({})",
+            self.limits.max_signature_bytes
+        )
+    }
+
     fn malformed(&self, what: &str, reason: impl ToString) -> LookupError {
         LookupError::Malformed {
             upstream: self.upstream.key.clone(),
@@ -197,7 +207,8 @@ impl Discovery<'_> {
             .parse()
             .map_err(|e| self.malformed("a referrers descriptor", e))?;
         let what = format!("bundle referrer {digest}");
-        let Some((_, bytes)) = self
+        let source = what.clone();
+        let fetched = self
             .get(
                 Kind::Signature,
                 format!("/v2/{}/manifests/{digest}", self.repo),
@@ -205,16 +216,28 @@ impl Discovery<'_> {
                 self.limits.max_signature_bytes,
                 &what,
             )
-            .await?
-        else {
+            .await;
+        let bytes = match fetched {
+            Ok(Some((_, bytes))) => bytes,
             // Listed but gone (deleted since): nothing to verify.
-            return Ok(());
+            Ok(None) => return Ok(()),
+            Err(e) if too_large(&e) => {
+                out.push(unusable(source, self.too_large_reason("manifest")));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         };
         if !digest.matches(&bytes) {
-            return Err(self.malformed(&what, "manifest does not match its digest"));
+            out.push(unusable(source, "manifest does not match its digest"));
+            return Ok(());
         }
-        let manifest: ImageManifest =
-            serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e))?;
+        let manifest: ImageManifest = match serde_json::from_slice(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                out.push(unusable(source, format!("manifest is malformed: {e}")));
+                return Ok(());
+            }
+        };
         for layer in manifest.layers() {
             if out.len() >= self.limits.max_signatures {
                 break;
@@ -222,10 +245,12 @@ impl Discovery<'_> {
             if layer.media_type().to_string() != BUNDLE_ARTIFACT_TYPE {
                 continue;
             }
-            let json = self.blob(layer, &what).await?;
-            out.push(Candidate {
-                source: format!("bundle referrer {digest}"),
-                kind: CandidateKind::Bundle(json),
+            out.push(match self.blob(layer, &what).await? {
+                Ok(json) => Candidate {
+                    source: source.clone(),
+                    kind: CandidateKind::Bundle(json),
+                },
+                Err(reason) => unusable(source.clone(), reason),
             });
         }
         Ok(())
@@ -239,7 +264,7 @@ impl Discovery<'_> {
     ) -> Result<(), LookupError> {
         let tag = format!("{}.sig", digest.fallback_tag());
         let what = format!("signature tag {tag}");
-        let Some((_, bytes)) = self
+        let fetched = self
             .get(
                 Kind::Signature,
                 format!("/v2/{}/manifests/{tag}", self.repo),
@@ -247,12 +272,23 @@ impl Discovery<'_> {
                 self.limits.max_signature_bytes,
                 &what,
             )
-            .await?
-        else {
-            return Ok(());
+            .await;
+        let bytes = match fetched {
+            Ok(Some((_, bytes))) => bytes,
+            Ok(None) => return Ok(()),
+            Err(e) if too_large(&e) => {
+                out.push(unusable(tag, self.too_large_reason("manifest")));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         };
-        let manifest: ImageManifest =
-            serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e))?;
+        let manifest: ImageManifest = match serde_json::from_slice(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                out.push(unusable(tag, format!("manifest is malformed: {e}")));
+                return Ok(());
+            }
+        };
         for (i, layer) in manifest.layers().iter().enumerate() {
             if out.len() >= self.limits.max_signatures {
                 break;
@@ -260,14 +296,21 @@ impl Discovery<'_> {
             if layer.media_type().to_string() != SIMPLE_SIGNING {
                 continue;
             }
-            let payload = self.blob(layer, &what).await?;
+            let source = format!("{tag} layer {}", i + 1);
+            let payload = match self.blob(layer, &what).await? {
+                Ok(p) => p,
+                Err(reason) => {
+                    out.push(unusable(source, reason));
+                    continue;
+                }
+            };
             let annotations: BTreeMap<String, String> = layer
                 .annotations()
                 .as_ref()
                 .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default();
             out.push(Candidate {
-                source: format!("{tag} layer {}", i + 1),
+                source,
                 kind: CandidateKind::Legacy {
                     payload,
                     annotations,
@@ -277,24 +320,25 @@ impl Discovery<'_> {
         Ok(())
     }
 
-    /// A signature blob, bounded and checked against its descriptor's digest.
-    async fn blob(&self, layer: &Descriptor, what: &str) -> Result<Bytes, LookupError> {
+    /// A signature blob, bounded and checked against its descriptor's digest. The inner `Err` is
+    /// a broken signature (its reason), the outer one a lookup fault.
+    async fn blob(
+        &self,
+        layer: &Descriptor,
+        what: &str,
+    ) -> Result<Result<Bytes, String>, LookupError> {
         let limit = self.limits.max_signature_bytes;
         if layer.size() > limit as u64 {
-            return Err(self.malformed(
-                what,
-                format!(
-                    "a layer of {} bytes exceeds limits.max_signature_bytes ({limit})",
-                    layer.size()
-                ),
-            ));
+            return Ok(Err(format!(
+                "a layer of {} bytes exceeds limits.max_signature_bytes ({limit})",
+                layer.size()
+            )));
         }
-        let digest: Digest = layer
-            .digest()
-            .to_string()
-            .parse()
-            .map_err(|e| self.malformed(what, e))?;
-        let Some((_, bytes)) = self
+        let digest: Digest = match layer.digest().to_string().parse() {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(format!("layer digest: {e}"))),
+        };
+        let fetched = self
             .get(
                 Kind::Signature,
                 format!("/v2/{}/blobs/{digest}", self.repo),
@@ -302,14 +346,36 @@ impl Discovery<'_> {
                 limit,
                 what,
             )
-            .await?
-        else {
-            return Err(self.malformed(what, format!("layer {digest} is missing (404)")));
+            .await;
+        let bytes = match fetched {
+            Ok(Some((_, bytes))) => bytes,
+            Ok(None) => return Ok(Err(format!("layer {digest} is missing (404)"))),
+            // A layer larger than its descriptor said is a broken signature, not a fault.
+            Err(e) if too_large(&e) => return Ok(Err(self.too_large_reason("layer"))),
+            Err(e) => return Err(e),
         };
         if !digest.matches(&bytes) {
-            return Err(self.malformed(what, format!("layer {digest} does not match its digest")));
+            return Ok(Err(format!("layer {digest} does not match its digest")));
         }
-        Ok(bytes)
+        Ok(Ok(bytes))
+    }
+}
+
+/// A body over its bound: for one signature document, that signature is unusable.
+fn too_large(e: &LookupError) -> bool {
+    matches!(
+        e,
+        LookupError::Upstream(crate::upstream::UpstreamError::Body {
+            error: crate::upstream::body::BodyError::TooLarge { .. },
+            ..
+        })
+    )
+}
+
+fn unusable(source: String, reason: impl Into<String>) -> Candidate {
+    Candidate {
+        source,
+        kind: CandidateKind::Unusable(reason.into()),
     }
 }
 

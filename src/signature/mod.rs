@@ -114,6 +114,9 @@ pub enum CandidateKind {
         payload: Bytes,
         annotations: std::collections::BTreeMap<String, String>,
     },
+    /// A signature that could not be read (malformed manifest, oversized or corrupt layer): it
+    /// fails verification with this reason.
+    Unusable(String),
 }
 
 // === lookup errors ===
@@ -137,8 +140,8 @@ pub enum LookupError {
     },
     #[error("signature lookup took longer than {0:?}")]
     Timeout(Duration),
-    #[error("signature repository {0} names an upstream that is not configured")]
-    UnknownUpstream(String),
+    #[error("verification task failed: {0}")]
+    Internal(String),
 }
 
 impl LookupError {
@@ -193,18 +196,25 @@ impl Engine {
         }
     }
 
-    fn key(&self, digest: &Digest, rule: &Rule) -> VerdictKey {
+    fn key(
+        &self,
+        digest: &Digest,
+        rule: &Rule,
+        upstream: &Upstream,
+        repo: &RepoName,
+    ) -> VerdictKey {
         VerdictKey {
             digest: digest.clone(),
             rule: rule.fingerprint,
             root: self.root.fingerprint,
+            signatures: format!("{}/{repo}", upstream.key).into(),
         }
     }
 
     /// The verdict for `lookup.digest`: a child of a verified index, a cached verdict, or a fresh
     /// discovery and verification (run once for concurrent callers; faults are not cached).
-    pub async fn verdict(&self, lookup: Lookup<'_>) -> Result<Outcome, Arc<LookupError>> {
-        let key = self.key(lookup.digest, lookup.rule);
+    pub async fn verdict(&self, lookup: &Lookup<'_>) -> Result<Outcome, Arc<LookupError>> {
+        let key = self.key(lookup.digest, lookup.rule, lookup.upstream, lookup.repo);
         if let Some(v) = self.cache.covered_child(&key).await {
             return Ok(Outcome {
                 verdict: v,
@@ -217,10 +227,7 @@ impl Engine {
                 cached: true,
             });
         }
-        let verdict = self
-            .cache
-            .get_or_compute(key, self.compute(&lookup))
-            .await?;
+        let verdict = self.cache.get_or_compute(key, self.compute(lookup)).await?;
         Ok(Outcome {
             verdict,
             cached: false,
@@ -252,8 +259,11 @@ impl Engine {
         result
     }
 
-    /// Remembers the children of a verified index as covered by it, under the same rule.
-    pub async fn cover_children(&self, index: &[u8], parent: &Digest, rule: &Rule) {
+    /// Remembers the children of a verified index as covered by it, under the same rule and for
+    /// the same repository.
+    pub async fn cover_children(&self, index: &[u8], parent: &Lookup<'_>) {
+        let (rule, upstream, repo) = (parent.rule, parent.upstream, parent.repo);
+        let parent = parent.digest;
         let children = index_children(index, self.limits.max_index_children);
         if children.is_empty() {
             return;
@@ -267,7 +277,7 @@ impl Engine {
         });
         for child in children {
             self.cache
-                .cover_child(self.key(&child, rule), verdict.clone())
+                .cover_child(self.key(&child, rule, upstream, repo), verdict.clone())
                 .await;
         }
     }

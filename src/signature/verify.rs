@@ -183,6 +183,7 @@ fn verify(
 
 fn prepare(c: &Candidate, digest: &Digest) -> Prepared {
     match &c.kind {
+        CandidateKind::Unusable(reason) => Prepared::Rejected(reason.clone()),
         CandidateKind::Bundle(json) => {
             if digest.algorithm() != Algorithm::Sha256 {
                 return Prepared::Rejected(format!(
