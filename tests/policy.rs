@@ -66,6 +66,9 @@ enum Fault {
     Delay,
     /// `.sig` manifests are junk; referrers are fine.
     BrokenSig,
+    /// The registry has the OCI 1.1 referrers API, paginated: page 1 lists an unrelated SBOM
+    /// referrer and links to page 2, which lists the signatures. Fallback tags answer 404.
+    ReferrersApi,
 }
 
 struct Registry {
@@ -94,7 +97,7 @@ async fn registry() -> Registry {
             }
             if lookup {
                 match fault {
-                    Fault::None | Fault::BrokenSig => {}
+                    Fault::None | Fault::BrokenSig | Fault::ReferrersApi => {}
                     Fault::Status(code) => {
                         return oci_error(StatusCode::from_u16(code).unwrap(), "UNAVAILABLE")
                     }
@@ -103,6 +106,37 @@ async fn registry() -> Registry {
                     }
                     Fault::Slow => tokio::time::sleep(Duration::from_secs(5)).await,
                     Fault::Delay => tokio::time::sleep(Duration::from_millis(300)).await,
+                }
+            }
+            if fault == Fault::ReferrersApi {
+                if let Some((repo, digest)) = path.split_once("/referrers/") {
+                    let page2 = s.query.as_deref() == Some("page=2");
+                    if !page2 {
+                        let sbom = format!(
+                            r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{}","size":10,"artifactType":"application/spdx+json"}}]}}"#,
+                            "e".repeat(64)
+                        );
+                        let link = format!("<{repo}/referrers/{digest}?page=2>; rel=\"next\"");
+                        return respond(
+                            StatusCode::OK,
+                            &[("content-type", INDEX), ("link", &link)],
+                            sbom,
+                        );
+                    }
+                    let tag = digest.replace(':', "-");
+                    let listed = store
+                        .manifests
+                        .get(&tag)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_else(|| {
+                            Bytes::from(format!(
+                                r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[]}}"#
+                            ))
+                        });
+                    return respond(StatusCode::OK, &[("content-type", INDEX)], listed);
+                }
+                if path.contains("/manifests/sha256-") && !path.ends_with(".sig") {
+                    return oci_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
                 }
             }
             if path.contains("/referrers/") {
@@ -498,4 +532,31 @@ async fn a_broken_signature_is_a_rejected_candidate_not_a_fault() {
         error_code(get(&proxy, "enforce/app/manifests/unsigned").await).await;
     assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "DENIED"));
     assert!(message.contains("manifest is malformed"), "{message}");
+}
+
+#[tokio::test]
+async fn the_referrers_api_is_followed_across_pages() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    *reg.fault.lock().unwrap() = Fault::ReferrersApi;
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/keyless-bundle")
+            .await
+            .status(),
+        200
+    );
+    let seen = reg.up.requests();
+    let pages: Vec<_> = seen
+        .iter()
+        .filter(|s| s.path.contains("/referrers/"))
+        .map(|s| s.query.clone())
+        .collect();
+    assert_eq!(pages, vec![None, Some("page=2".to_owned())]);
+    // The SBOM referrer on page 1 is not fetched: only bundle referrers are signatures.
+    assert_eq!(reg.up.count(&"e".repeat(64)), 0);
+    // Without signatures on either page, the image is unsigned.
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/unsigned").await.status(),
+        403
+    );
 }
