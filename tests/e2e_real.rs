@@ -14,14 +14,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::e2e::{
+    free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, run, run_ok,
+    Containerd, Daemon, Registry, START_TIMEOUT,
+};
 use common::{sha256, write_config, ProxyProcess};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -40,254 +43,6 @@ application/vnd.docker.distribution.manifest.list.v2+json";
 const UPSTREAM_USER: &str = "e2e-user";
 const UPSTREAM_PASSWORD: &str = "e2e-upstream-Pw-4f9c21d7";
 const UPSTREAM_BCRYPT: &str = "$2b$05$nwRJ/X4WpHHz.Y4WXWvAAuXq9nU5Z5ur/ykatiaLR9eWQ2tj7mI4a";
-
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-const START_TIMEOUT: Duration = Duration::from_secs(15);
-
-// === tool checks ===
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-        .unwrap_or(false)
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// True when the test can run. Missing prerequisites fail the test, unless `PORTCULLIS_SKIP_E2E=1`.
-fn prerequisites(tools: &[&str], needs_root: bool) -> bool {
-    let mut missing: Vec<String> = tools
-        .iter()
-        .filter(|t| !on_path(t))
-        .map(|t| format!("`{t}` on PATH"))
-        .collect();
-    if needs_root && !is_root() {
-        missing.push("root (containerd)".to_owned());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let what = missing.join(", ");
-    if std::env::var("PORTCULLIS_SKIP_E2E").as_deref() == Ok("1") {
-        eprintln!("SKIPPED (PORTCULLIS_SKIP_E2E=1): this e2e test needs {what}");
-        return false;
-    }
-    panic!(
-        "this e2e test needs {what}. Install with `apt-get install -y --no-install-recommends \
-         docker-registry skopeo containerd`, or set PORTCULLIS_SKIP_E2E=1 to skip it."
-    );
-}
-
-// === processes ===
-
-/// A background process, killed (by PID) and reaped on drop.
-struct Daemon {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Daemon {
-        let out = std::fs::File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = without_proxy_env(cmd)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-        Daemon { name, child, log }
-    }
-
-    /// Panics with the process's log if it has exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!(
-                "{} exited early ({status}); its log:\n{}",
-                self.name,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Child processes must reach 127.0.0.1 directly, whatever the environment says.
-fn without_proxy_env(cmd: &mut Command) -> &mut Command {
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-struct Finished {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-/// Runs a command to completion within `COMMAND_TIMEOUT`, killing it when the time is up.
-fn run(cmd: &mut Command) -> Finished {
-    let desc = format!("{cmd:?}");
-    let mut child = without_proxy_env(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {desc}: {e}"));
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc} did not finish within {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Finished {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn run_ok(cmd: &mut Command) -> Vec<u8> {
-    let desc = format!("{cmd:?}");
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{desc} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
-// === the upstream registry ===
-
-/// `docker-registry serve` (CNCF distribution) on 127.0.0.1, storing in a temporary directory.
-struct Registry {
-    _daemon: Daemon,
-    /// `127.0.0.1:PORT`
-    addr: String,
-}
-
-impl Registry {
-    async fn start(dir: &Path, htpasswd: Option<&Path>) -> Registry {
-        std::fs::create_dir_all(dir).unwrap();
-        let storage = dir.join("storage");
-        let auth = htpasswd
-            .map(|p| {
-                format!(
-                    "auth: {{htpasswd: {{realm: portcullis-e2e, path: {}}}}}\n",
-                    p.display()
-                )
-            })
-            .unwrap_or_default();
-        // A port picked here may be taken before the registry binds it: try a few.
-        for _ in 0..3 {
-            let addr = format!("127.0.0.1:{}", free_port());
-            let config = dir.join("registry.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
-                     storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-                     http: {{addr: {addr}}}\n{auth}",
-                    storage.display()
-                ),
-            )
-            .unwrap();
-            let mut daemon = Daemon::spawn(
-                "docker-registry",
-                Command::new("docker-registry").arg("serve").arg(&config),
-                dir.join("registry.log"),
-            );
-            let client = http_client();
-            let deadline = Instant::now() + START_TIMEOUT;
-            loop {
-                if daemon.child.try_wait().unwrap().is_some() {
-                    break; // most likely the port was taken; try another
-                }
-                if let Ok(resp) = client.get(format!("http://{addr}/v2/")).send().await {
-                    // 401 is ready too: the auth test's registry challenges every request.
-                    let s = resp.status().as_u16();
-                    assert!(
-                        s == 200 || s == 401,
-                        "GET /v2/ on docker-registry answered {s}"
-                    );
-                    return Registry {
-                        _daemon: daemon,
-                        addr,
-                    };
-                }
-                if Instant::now() > deadline {
-                    daemon.assert_running();
-                    panic!("docker-registry on {addr} not ready within {START_TIMEOUT:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            eprintln!(
-                "docker-registry exited at start; retrying. Log:\n{}",
-                std::fs::read_to_string(&daemon.log).unwrap_or_default()
-            );
-        }
-        panic!("docker-registry failed to start three times (see the logs above)");
-    }
-}
 
 // === the test image ===
 
@@ -738,39 +493,6 @@ fn referrer_digests(index: &[u8]) -> Vec<String> {
         .collect()
 }
 
-async fn metrics(client: &reqwest::Client, admin: SocketAddr) -> String {
-    let m = get(client, &format!("http://{admin}/metrics")).await;
-    assert_eq!(m.status, 200);
-    String::from_utf8(m.body).unwrap()
-}
-
-/// The sum of the samples of metric `name` whose labels include every pair of `want`.
-fn metric_sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, labels) = match series.split_once('{') {
-                Some((m, rest)) => (m, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if metric != name {
-                return None;
-            }
-            let labels: Vec<(&str, &str)> = labels
-                .split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k, v.trim_matches('"')))
-                .collect();
-            if want.iter().all(|w| labels.contains(w)) {
-                value.parse::<f64>().ok()
-            } else {
-                None
-            }
-        })
-        .sum()
-}
-
 fn upstream_requests(text: &str, upstream: &str, kind: &str) -> f64 {
     metric_sum(
         text,
@@ -1143,81 +865,25 @@ async fn containerd_pulls_through_the_proxy() {
         free_port()
     );
     let proxy = ProxyProcess::start(&write_config(&proxy_dir, "nowhere.local", &upstreams, ""));
-    let px = proxy.api.to_string();
 
-    // containerd with its own root, state and socket; no CRI.
-    let cd = tmp.path().join("containerd");
-    std::fs::create_dir_all(&cd).unwrap();
-    let sock = cd.join("containerd.sock");
-    let config = cd.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 2\nroot = \"{root}/root\"\nstate = \"{root}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{sock}\"\n\
-             [debug]\n  level = \"warn\"\n\
-             [metrics]\n  address = \"\"\n\
-             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{root}/opt\"\n",
-            root = cd.display(),
-            sock = sock.display()
-        ),
-    )
-    .unwrap();
-    let mut containerd = Daemon::spawn(
-        "containerd",
-        Command::new("containerd").arg("--config").arg(&config),
-        cd.join("containerd.log"),
-    );
-    let sock_s = sock.to_str().unwrap().to_owned();
-    let ctr = |args: &[&str]| {
-        let mut cmd = Command::new("ctr");
-        cmd.args(["-a", &sock_s, "-n", "portcullis-e2e"]).args(args);
-        cmd
-    };
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        containerd.assert_running();
-        if sock.exists() && run(&mut ctr(&["version"])).status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "containerd not serving on {} within {START_TIMEOUT:?}; log:\n{}",
-            sock.display(),
-            std::fs::read_to_string(&containerd.log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    // Every pull of registry.local goes to the proxy, which containerd addresses with ?ns=.
-    let hosts = tmp.path().join("hosts");
-    std::fs::create_dir_all(hosts.join("registry.local")).unwrap();
-    std::fs::write(
-        hosts.join("registry.local/hosts.toml"),
-        format!(
-            "server = \"http://{px}\"\n\n[host.\"http://{px}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
-        ),
-    )
-    .unwrap();
-    let hosts_s = hosts.to_str().unwrap();
+    // containerd with its own root, state and socket; no CRI. Every pull of registry.local goes
+    // to the proxy, which containerd addresses with ?ns=.
+    let containerd = Containerd::start(&tmp.path().join("containerd")).await;
+    let ctr = |args: &[&str]| containerd.ctr(args);
+    let hosts = mirror_hosts_dir(&tmp.path().join("hosts"), "registry.local", proxy.api);
 
     let before = metrics(&client, proxy.admin).await;
     for (image, direct) in [
         ("registry.local/company/app:v1", &app),
         ("registry.local/company/multi:v1", &multi),
     ] {
-        let out = run_ok(&mut ctr(&[
-            "image",
-            "pull",
-            "--plain-http",
-            "--snapshotter",
-            "native",
-            "--hosts-dir",
-            hosts_s,
-            image,
-        ]));
-        let out = String::from_utf8_lossy(&out);
+        let out = containerd.pull(&hosts, image, &[]);
+        assert!(
+            out.status.success(),
+            "ctr pull of {image} failed:\n{}",
+            out.text()
+        );
+        let out = out.text();
         let digest = direct.header("docker-content-digest");
         assert!(
             out.contains(digest),

@@ -169,7 +169,20 @@ async fn registry() -> Registry {
                 return r;
             }
             if let Some((_, digest)) = path.split_once("/blobs/") {
-                if let Some(b) = store.blobs.get(digest) {
+                // A hostile (or merely permissive) upstream also hands out manifests as blobs.
+                let found = store
+                    .blobs
+                    .get(digest)
+                    .or_else(|| store.manifests.get(digest).map(|(_, b)| b));
+                if let Some(b) = found {
+                    if s.headers.contains_key("range") && b.len() > 10 {
+                        let range = format!("bytes 0-9/{}", b.len());
+                        return respond(
+                            StatusCode::PARTIAL_CONTENT,
+                            &[("content-range", &range)],
+                            b.slice(0..10),
+                        );
+                    }
                     return respond(StatusCode::OK, &[], b.clone());
                 }
             }
@@ -559,4 +572,64 @@ async fn the_referrers_api_is_followed_across_pages() {
         get(&proxy, "enforce/app/manifests/unsigned").await.status(),
         403
     );
+}
+
+#[tokio::test]
+async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    let unsigned = digest_of("unsigned");
+    let signed = digest_of("keyless-bundle");
+    let blob = |repo: &str, d: &str| format!("{repo}/blobs/{d}");
+    let (status, code, message) =
+        error_code(get(&proxy, &blob("enforce/app", &unsigned)).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "DENIED"),
+        "{message}"
+    );
+    // Nor piecewise: a Range on a small blob is answered whole, after the check.
+    let ranged = client()
+        .get(format!(
+            "{}/v2/{}",
+            proxy.url,
+            blob("enforce/app", &unsigned)
+        ))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 403);
+    let ranged = client()
+        .get(format!("{}/v2/{}", proxy.url, blob("enforce/app", &signed)))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 200);
+    assert_eq!(common::sha256(&ranged.bytes().await.unwrap()), signed);
+    // A verified manifest may be read as a blob; audit and unmatched repositories are not gated.
+    for path in [
+        blob("enforce/app", &signed),
+        blob("audit/app", &unsigned),
+        blob("elsewhere/app", &unsigned),
+    ] {
+        let resp = get(&proxy, &path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(
+            common::sha256(&resp.bytes().await.unwrap()),
+            path.rsplit('/').next().unwrap()
+        );
+    }
+    // Ordinary blobs (an image config is JSON too, but not a manifest; a layer is a tar) stream.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store().manifests[&unsigned].1).unwrap();
+    for d in [
+        manifest["config"]["digest"].as_str().unwrap(),
+        manifest["layers"][0]["digest"].as_str().unwrap(),
+    ] {
+        let resp = get(&proxy, &blob("enforce/app", d)).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
+    }
 }

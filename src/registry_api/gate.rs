@@ -36,6 +36,15 @@ const INDEX_TYPES: [&str; 2] = [
 ];
 
 impl Gate {
+    /// True when an unverified manifest would be refused here (an enforce rule, or no rule under
+    /// `unmatched: deny`): then manifest bytes must not leave through the blob route either.
+    pub fn is_strict(&self) -> bool {
+        match &self.selection {
+            Selection::Rule { rule, .. } => rule.mode == Mode::Enforce,
+            Selection::Unmatched(u) => *u == Unmatched::Deny,
+        }
+    }
+
     /// Lets `digest` of `image` through or refuses it. `manifest` is the fetched document with its
     /// media type, when there is one (not for `HEAD`): a verified index covers its children.
     pub async fn check(

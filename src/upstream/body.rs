@@ -59,7 +59,20 @@ pub fn stream(
     idle: Duration,
     on_chunk: impl Fn(usize) + Send + Sync + 'static,
 ) -> ResponseBody {
-    let frames = tokio_stream::StreamExt::timeout(BodyStream::new(body), idle)
+    BodyExt::boxed(StreamBody::new(timed(
+        BodyStream::new(body),
+        idle,
+        on_chunk,
+    )))
+}
+
+/// The frames of a body, each counted by `on_chunk`, ending in an error after `idle` of silence.
+fn timed(
+    frames: BodyStream<Incoming>,
+    idle: Duration,
+    on_chunk: impl Fn(usize) + Send + Sync + 'static,
+) -> impl futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, BoxError>> {
+    tokio_stream::StreamExt::timeout(frames, idle)
         .map(move |item| match item {
             Err(_) => Err(BoxError::from(BodyError::Idle { after: idle })),
             Ok(Err(e)) => Err(BoxError::from(BodyError::Transport(e))),
@@ -70,8 +83,53 @@ pub fn stream(
                 Ok(frame)
             }
         })
-        .into_stream();
-    BodyExt::boxed(StreamBody::new(frames))
+        .into_stream()
+}
+
+/// A body whose start was looked at: held whole when it is a small JSON document, else passed
+/// through as a stream (the bytes already read first).
+pub enum Peeked {
+    /// A JSON document (first byte `{`) of at most the limit, read whole.
+    Json(Bytes),
+    Stream(ResponseBody),
+}
+
+/// Reads a body far enough to tell whether it is a small JSON document: at most `limit` bytes
+/// are held, and only when the first byte is `{`. Anything else streams as [`stream`] does.
+pub async fn peek_json(
+    body: Incoming,
+    limit: usize,
+    idle: Duration,
+    on_chunk: impl Fn(usize) + Send + Sync + 'static,
+) -> Result<Peeked, BodyError> {
+    let mut frames = BodyStream::new(body);
+    let mut buf = BytesMut::new();
+    let complete = loop {
+        let frame = match tokio::time::timeout(idle, frames.next()).await {
+            Err(_) => return Err(BodyError::Idle { after: idle }),
+            Ok(None) => break true,
+            Ok(Some(frame)) => frame.map_err(BodyError::Transport)?,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        let first = buf.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') || buf.len() > limit {
+            break false;
+        }
+    };
+    if complete && buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        on_chunk(buf.len());
+        return Ok(Peeked::Json(buf.freeze()));
+    }
+    on_chunk(buf.len());
+    let prefix = futures_util::stream::once(futures_util::future::ready(Ok::<_, BoxError>(
+        hyper::body::Frame::data(buf.freeze()),
+    )));
+    // After the end of the body, `frames` yields nothing more.
+    let frames = prefix.chain(timed(frames, idle, on_chunk));
+    Ok(Peeked::Stream(BodyExt::boxed(StreamBody::new(frames))))
 }
 
 /// A complete in-memory body.

@@ -18,6 +18,9 @@ pub struct ProxyProcess {
     pub admin: SocketAddr,
     /// Log lines (JSON) printed after start-up.
     pub logs: mpsc::Receiver<String>,
+    /// The lines printed during start-up, up to and including the "portcullis listening" line
+    /// (e.g. the warnings about insecure settings).
+    pub startup: Vec<String>,
 }
 
 impl ProxyProcess {
@@ -51,6 +54,7 @@ impl ProxyProcess {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut startup = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -61,6 +65,7 @@ impl ProxyProcess {
                     panic!("portcullis did not report its listening addresses");
                 }
             };
+            startup.push(line.clone());
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 eprintln!("portcullis: {line}");
                 continue;
@@ -73,6 +78,7 @@ impl ProxyProcess {
                     api,
                     admin,
                     logs: rx,
+                    startup,
                 };
             }
         }

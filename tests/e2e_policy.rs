@@ -1,0 +1,952 @@
+//! End-to-end tests of the verification engine with real parts: CNCF distribution
+//! (`docker-registry`) holds the signed fixture images of `tests/fixtures/sigstore/` and their
+//! signatures, the real `portcullis` binary verifies them against the fixtures' mock Sigstore
+//! trusted root and `cosign.pub`, and real clients — containerd (`ctr`) and `skopeo` — pull
+//! through it.
+//!
+//! distribution 2.8 has no referrers API, so bundle signatures are found through the referrers
+//! tag schema (`sha256-<hex>` index, part of the fixture plan) and legacy ones through the cosign
+//! tag scheme (`sha256-<hex>.sig`).
+//!
+//! Needs `docker-registry`, `skopeo`, `containerd` and `ctr` on PATH, and root for containerd.
+//! A missing tool is a test failure, unless `PORTCULLIS_SKIP_E2E=1` is set, which turns it into
+//! a skip. Every process started here is killed by PID when its guard drops; every wait has a
+//! deadline.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::e2e::{
+    free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, push_blob,
+    push_manifest, run, run_ok, Containerd, Finished, Registry, Skopeo,
+};
+use common::{sha256, write_config, ProxyProcess};
+
+const ISSUER: &str = "https://token.actions.githubusercontent.com";
+const OK_IDENTITY: &str =
+    "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+const EVIL_IDENTITY: &str =
+    "https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The upstream key: images are `local/<repository>` to the proxy and to containerd.
+const UPSTREAM: &str = "local";
+/// How long an audit event may take to reach us after the response that caused it.
+const LOG_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Images that verify under the `enforced` rule (one of each signature kind).
+const SIGNED: [&str; 4] = [
+    "key-legacy",
+    "keyless-legacy",
+    "keyless-bundle",
+    "key-bundle",
+];
+
+// === fixtures ===
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sigstore")
+}
+
+/// `registry/images.json`: image name → digest.
+fn digests() -> BTreeMap<String, String> {
+    let text = std::fs::read(fixture_dir().join("registry/images.json")).unwrap();
+    let v: BTreeMap<String, Value> = serde_json::from_slice(&text).unwrap();
+    v.into_iter()
+        .map(|(name, d)| (name, d["digest"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn digest(name: &str) -> String {
+    digests()
+        .remove(name)
+        .unwrap_or_else(|| panic!("no image {name:?} in images.json"))
+}
+
+/// The committed bytes of a manifest or blob (`sha256:<hex>`).
+fn blob(digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    std::fs::read(fixture_dir().join("registry/blobs").join(hex)).unwrap()
+}
+
+/// Pushes every image, signature and referrers index of `registry/plan.json` into `repo`, in
+/// the plan's order (blobs before manifests, subjects before referrers, children before the
+/// index).
+async fn push_plan(client: &reqwest::Client, registry: &str, repo: &str) {
+    let plan: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(fixture_dir().join("registry/plan.json")).unwrap())
+            .unwrap();
+    let mut pushed = std::collections::HashSet::new();
+    for step in &plan {
+        for b in step["blobs"].as_array().unwrap() {
+            let hex = b.as_str().unwrap();
+            // The images share their layer; one upload per repository is enough.
+            if pushed.insert(hex.to_owned()) {
+                push_blob(client, registry, repo, &blob(hex)).await;
+            }
+        }
+        push_manifest(
+            client,
+            registry,
+            repo,
+            step["reference"].as_str().unwrap(),
+            step["media_type"].as_str().unwrap(),
+            &blob(step["manifest"].as_str().unwrap()),
+        )
+        .await;
+    }
+}
+
+/// Either of two attestors: the ok keyless identity (a regexp, which the proxy anchors to the
+/// whole identity; the evil one is outside it) or the fixtures' key. `ignore_tlog` is left out: the default
+/// must require a transparency log entry.
+fn attestors() -> String {
+    let key = fixture_dir().join("cosign.pub");
+    format!(
+        "    attestors:\n\
+         \x20     - keyless: {{ subject_regexp: \"https://github.com/acme/.+\", issuer: \"{ISSUER}\" }}\n\
+         \x20     - key: {{ public_key: {} }}\n",
+        key.display()
+    )
+}
+
+/// A proxy config with upstream `local` at `upstream_url` and three rules:
+/// `enforced` (`local/enforce/**`), `audited` (`local/audit/**`), and `notlog` (`local/notlog/**`,
+/// enforce, only the key attestor with `ignore_tlog: true`).
+fn policy_config(dir: &Path, upstream_url: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let key = fixture_dir().join("cosign.pub");
+    let extra = format!(
+        "trusted_root: {root}\nunmatched: allow\npolicies:\n\
+         \x20 - name: enforced\n    match: [\"local/enforce/**\"]\n    mode: enforce\n{both}\
+         \x20 - name: audited\n    match: [\"local/audit/**\"]\n    mode: audit\n{both}\
+         \x20 - name: notlog\n    match: [\"local/notlog/**\"]\n    mode: enforce\n\
+         \x20   attestors:\n      - key: {{ public_key: {key}, ignore_tlog: true }}\n",
+        root = fixture_dir().join("trusted_root.json").display(),
+        both = attestors(),
+        key = key.display(),
+    );
+    write_config(
+        dir,
+        UPSTREAM,
+        &format!("  {UPSTREAM}: {{ url: \"{upstream_url}\" }}"),
+        &extra,
+    )
+}
+
+/// A registry holding the fixture plan in each of `repos`, and a proxy in front of it.
+async fn setup(tmp: &Path, repos: &[&str]) -> (Registry, ProxyProcess) {
+    let registry = Registry::start(&tmp.join("registry"), None).await;
+    let client = http_client();
+    for repo in repos {
+        push_plan(&client, &registry.addr, repo).await;
+    }
+    let config = policy_config(&tmp.join("proxy"), &format!("http://{}", registry.addr));
+    let proxy = ProxyProcess::start(&config);
+    (registry, proxy)
+}
+
+// === the proxy's audit events ===
+
+/// The JSON log lines of a proxy, kept as they are read so that later checks can look back.
+struct Log<'a> {
+    proxy: &'a ProxyProcess,
+    lines: Vec<Value>,
+}
+
+impl<'a> Log<'a> {
+    fn new(proxy: &'a ProxyProcess) -> Log<'a> {
+        Log {
+            proxy,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Reads what has arrived, waiting at most `wait` for the first new line.
+    fn read(&mut self, wait: Duration) {
+        let mut wait = wait;
+        while let Ok(line) = self.proxy.logs.recv_timeout(wait) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                self.lines.push(v);
+            }
+            wait = Duration::ZERO;
+        }
+    }
+
+    /// The audit events (`target: portcullis::audit`, `event: verdict`) for `digest` under `rule`
+    /// read so far.
+    fn verdicts(&self, rule: &str, digest: &str) -> Vec<Value> {
+        self.lines
+            .iter()
+            .filter(|v| {
+                v["target"] == "portcullis::audit"
+                    && v["event"] == "verdict"
+                    && v["rule"] == rule
+                    && v["digest"] == digest
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The first audit event for `digest` under `rule`, waiting for it up to `LOG_TIMEOUT`.
+    fn verdict(&mut self, rule: &str, digest: &str) -> Value {
+        let deadline = Instant::now() + LOG_TIMEOUT;
+        loop {
+            if let Some(v) = self.verdicts(rule, digest).into_iter().next() {
+                return v;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no audit event for {digest} under rule {rule:?} within {LOG_TIMEOUT:?}; log:\n{}",
+                self.dump()
+            );
+            self.read(left.min(Duration::from_millis(200)));
+        }
+    }
+
+    fn dump(&self) -> String {
+        self.lines
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A field of an audit event that holds a JSON array as a string (`reasons`, `identities`,
+/// `verified_by`).
+fn list(event: &Value, field: &str) -> Vec<String> {
+    let text = event[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("audit event without a string {field:?}: {event}"));
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("{field} of the audit event is not a JSON array ({e}): {event}"))
+}
+
+fn any_contains(items: &[String], needle: &str) -> bool {
+    items.iter().any(|i| i.contains(needle))
+}
+
+// === HTTP ===
+
+struct Fetched {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Fetched {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+async fn fetch(client: &reqwest::Client, method: reqwest::Method, url: &str) -> Fetched {
+    let resp = client
+        .request(method, url)
+        .header("accept", MANIFEST_ACCEPT)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    Fetched {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.bytes().await.unwrap().to_vec(),
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Fetched {
+    fetch(client, reqwest::Method::GET, url).await
+}
+
+/// `url` must answer `403` with an OCI `DENIED` error whose message names the image, the digest,
+/// the rule and contains `reason`.
+async fn assert_denied(
+    client: &reqwest::Client,
+    url: &str,
+    image: &str,
+    digest: &str,
+    reason: &str,
+) {
+    let got = get(client, url).await;
+    let text = got.text();
+    assert_eq!(got.status, 403, "GET {url}: {text}");
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("GET {url}: the error body is not JSON ({e}): {text}"));
+    let error = &body["errors"][0];
+    assert_eq!(error["code"], "DENIED", "GET {url}: {text}");
+    let message = error["message"].as_str().unwrap_or_default();
+    let head = format!("{image}@{digest} refused by policy \"enforced\" (enforce): ");
+    assert!(
+        message.starts_with(&head) && message.contains(reason),
+        "GET {url}: the message should start with {head:?} and contain {reason:?}: {message}"
+    );
+}
+
+/// What skopeo told its user. skopeo prints errors as logrus `msg="..."` fields, with the
+/// proxy's quotes escaped; unescape them so that messages compare as the proxy wrote them.
+fn skopeo_says(out: &Finished) -> String {
+    out.text().replace("\\\"", "\"")
+}
+
+// === containerd ===
+
+/// containerd resolves a name with `HEAD`, and a `HEAD` response has no body: the proxy's OCI
+/// error message cannot reach `ctr`, which reports the status line only. What `ctr` shows is
+/// checked here; the message itself is checked on a `GET` of the same URL.
+fn assert_pull_refused(out: &Finished, image: &str) {
+    let text = out.text();
+    assert!(
+        !out.status.success(),
+        "ctr pull of {image} succeeded under enforce:\n{text}"
+    );
+    assert!(
+        text.contains("403 Forbidden") && text.contains("failed to resolve reference"),
+        "ctr pull of {image} failed for another reason than the proxy's 403:\n{text}"
+    );
+}
+
+fn assert_pulled(out: &Finished, image: &str, digest: &str) {
+    let text = out.text();
+    assert!(out.status.success(), "ctr pull of {image} failed:\n{text}");
+    assert!(
+        text.contains(digest) && text.contains("unpacking"),
+        "ctr pull of {image} does not report unpacking {digest}:\n{text}"
+    );
+}
+
+// === tests ===
+
+/// containerd under the enforce rule: every kind of valid signature pulls (key + Rekor in a
+/// legacy `.sig`, keyless `.sig`, keyless and key bundles found through the referrers tag
+/// schema); unsigned, wrongly-signed and payload-mismatched images are refused before a manifest
+/// byte reaches containerd; a signed index covers the platform manifest containerd picks; a tag
+/// moved to an unsigned digest after signing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() {
+    if !prerequisites(&["docker-registry", "containerd", "ctr"], true) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (registry, proxy) = setup(tmp.path(), &["enforce/app", "enforce/moved"]).await;
+    let containerd = Containerd::start(&tmp.path().join("containerd")).await;
+    let hosts = mirror_hosts_dir(&tmp.path().join("hosts"), UPSTREAM, proxy.api);
+    let client = http_client();
+    let mut log = Log::new(&proxy);
+    let px = proxy.api;
+
+    for name in SIGNED {
+        let image = format!("local/enforce/app:{name}");
+        let d = digest(name);
+        assert_pulled(&containerd.pull(&hosts, &image, &[]), &image, &d);
+        let event = log.verdict("enforced", &d);
+        assert_eq!(event["result"], "verified", "{image}: {event}");
+        assert_eq!(event["mode"], "enforce", "{image}: {event}");
+        assert_eq!(event["image"], "local/enforce/app", "{image}: {event}");
+        let by = list(&event, "verified_by");
+        let expected_signer = if name.starts_with("key-") {
+            "cosign.pub"
+        } else {
+            OK_IDENTITY
+        };
+        assert!(
+            any_contains(&by, expected_signer),
+            "{image}: verified_by should name {expected_signer}: {event}"
+        );
+    }
+
+    let unsigned = digest("unsigned");
+    let refused = [
+        ("unsigned", "no signatures found".to_owned()),
+        (
+            "evil-bundle",
+            format!(
+                "signed by {EVIL_IDENTITY} (issuer {ISSUER}), which this attestor does not allow"
+            ),
+        ),
+        (
+            "mismatch",
+            format!("payload signs {unsigned}, not {}", digest("mismatch")),
+        ),
+    ];
+    for (name, reason) in &refused {
+        let image = format!("local/enforce/app:{name}");
+        let d = digest(name);
+        assert_pull_refused(&containerd.pull(&hosts, &image, &[]), &image);
+        let event = log.verdict("enforced", &d);
+        assert_eq!(event["result"], "unverified", "{image}: {event}");
+        assert!(
+            any_contains(&list(&event, "reasons"), reason),
+            "{image}: reasons should contain {reason:?}: {event}"
+        );
+        assert!(list(&event, "verified_by").is_empty(), "{image}: {event}");
+        // The URL containerd asked (mirror form), with a body this time.
+        let url = format!("http://{px}/v2/enforce/app/manifests/{name}?ns={UPSTREAM}");
+        assert_denied(&client, &url, "local/enforce/app", &d, reason).await;
+    }
+
+    // The multi-arch index is signed at the top only; its amd64 child is served because the
+    // verified index lists it, not because of a verification of its own.
+    let image = "local/enforce/app:index";
+    let index = digest("index");
+    let amd64 = digest("index-amd64");
+    let out = containerd.pull(&hosts, image, &["--platform", "linux/amd64"]);
+    assert_pulled(&out, image, &index);
+    assert_eq!(
+        log.verdict("enforced", &index)["result"],
+        "verified",
+        "{image}"
+    );
+    log.read(Duration::from_millis(200));
+    assert!(
+        log.verdicts("enforced", &amd64).is_empty(),
+        "the amd64 child was verified on its own instead of being covered by its index:\n{}",
+        log.dump()
+    );
+    let after = metrics(&client, proxy.admin).await;
+    assert!(
+        metric_sum(
+            &after,
+            "portcullis_cache_requests_total",
+            &[("cache", "index_child"), ("result", "hit")]
+        ) >= 1.0,
+        "no request was answered from the index-child cache:\n{after}"
+    );
+
+    // What containerd holds: every signed manifest and the amd64 child; not one refused manifest.
+    let content = containerd.content_digests();
+    for name in SIGNED.iter().chain(&["index", "index-amd64"]) {
+        let d = digest(name);
+        assert!(
+            content.contains(&d),
+            "containerd's content store lacks {name} ({d}): {content:?}"
+        );
+    }
+    for (name, _) in &refused {
+        let d = digest(name);
+        assert!(
+            !content.contains(&d),
+            "the refused manifest of {name} ({d}) reached containerd's content store"
+        );
+    }
+    assert!(
+        !content.contains(&digest("index-arm64")),
+        "containerd fetched the arm64 child although --platform linux/amd64 was given"
+    );
+
+    // A tag moved to an unsigned digest after it was signed and pulled: the new digest is
+    // verified on its own, and refused.
+    let image = "local/enforce/moved:keyless-bundle";
+    assert_pulled(
+        &containerd.pull(&hosts, image, &[]),
+        image,
+        &digest("keyless-bundle"),
+    );
+    push_manifest(
+        &client,
+        &registry.addr,
+        "enforce/moved",
+        "keyless-bundle",
+        OCI_MANIFEST,
+        &blob(&unsigned),
+    )
+    .await;
+    assert_pull_refused(&containerd.pull(&hosts, image, &[]), image);
+    let url = format!("http://{px}/v2/enforce/moved/manifests/keyless-bundle?ns={UPSTREAM}");
+    assert_denied(
+        &client,
+        &url,
+        "local/enforce/moved",
+        &unsigned,
+        "no signatures found",
+    )
+    .await;
+
+    let text = metrics(&client, proxy.admin).await;
+    let verdicts = |result: &str| {
+        metric_sum(
+            &text,
+            "portcullis_verdicts_total",
+            &[
+                ("rule", "enforced"),
+                ("mode", "enforce"),
+                ("result", result),
+            ],
+        )
+    };
+    // At least one request per signed image and index (containerd sends more), and one per
+    // refused pull.
+    assert!(verdicts("verified") >= 6.0, "{text}");
+    assert!(verdicts("unverified") >= 4.0, "{text}");
+    assert_eq!(verdicts("error"), 0.0, "{text}");
+}
+
+/// containerd under the audit rule: unsigned and wrongly-signed images pull as well as signed
+/// ones, and each verdict is recorded once as a structured audit event with its reasons and the
+/// identities found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_pulls_everything_under_audit_and_each_verdict_is_recorded() {
+    if !prerequisites(&["docker-registry", "containerd", "ctr"], true) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_registry, proxy) = setup(tmp.path(), &["audit/app"]).await;
+    let containerd = Containerd::start(&tmp.path().join("containerd")).await;
+    let hosts = mirror_hosts_dir(&tmp.path().join("hosts"), UPSTREAM, proxy.api);
+    let client = http_client();
+    let mut log = Log::new(&proxy);
+
+    let names = ["unsigned", "evil-bundle", "keyless-bundle"];
+    for name in names {
+        let image = format!("local/audit/app:{name}");
+        assert_pulled(&containerd.pull(&hosts, &image, &[]), &image, &digest(name));
+    }
+
+    let unsigned = log.verdict("audited", &digest("unsigned"));
+    assert_eq!(unsigned["result"], "unverified", "{unsigned}");
+    assert_eq!(unsigned["mode"], "audit", "{unsigned}");
+    assert_eq!(unsigned["image"], "local/audit/app", "{unsigned}");
+    assert_eq!(unsigned["signatures"], 0, "{unsigned}");
+    assert_eq!(
+        list(&unsigned, "reasons"),
+        ["no signatures found"],
+        "{unsigned}"
+    );
+    assert!(list(&unsigned, "identities").is_empty(), "{unsigned}");
+
+    // Found and cryptographically valid, but not an allowed identity: its identity is recorded.
+    let evil = log.verdict("audited", &digest("evil-bundle"));
+    assert_eq!(evil["result"], "unverified", "{evil}");
+    assert!(
+        any_contains(&list(&evil, "identities"), EVIL_IDENTITY),
+        "{evil}"
+    );
+    assert!(list(&evil, "verified_by").is_empty(), "{evil}");
+
+    let signed = log.verdict("audited", &digest("keyless-bundle"));
+    assert_eq!(signed["result"], "verified", "{signed}");
+    assert_eq!(signed["signatures"], 1, "{signed}");
+    assert!(list(&signed, "reasons").is_empty(), "{signed}");
+    for field in ["identities", "verified_by"] {
+        assert!(
+            any_contains(&list(&signed, field), OK_IDENTITY),
+            "{field} should name {OK_IDENTITY}: {signed}"
+        );
+    }
+
+    // containerd asked for each manifest at least twice (HEAD by tag, GET by digest): one
+    // verification and one audit event per digest, the rest from the verdict cache.
+    log.read(Duration::from_millis(200));
+    for name in names {
+        let events = log.verdicts("audited", &digest(name));
+        assert_eq!(
+            events.len(),
+            1,
+            "{name}: expected one audit event, got:\n{}",
+            log.dump()
+        );
+    }
+    let text = metrics(&client, proxy.admin).await;
+    let verdicts = |result: &str| {
+        metric_sum(
+            &text,
+            "portcullis_verdicts_total",
+            &[("rule", "audited"), ("mode", "audit"), ("result", result)],
+        )
+    };
+    assert!(verdicts("unverified") >= 4.0, "{text}");
+    assert!(verdicts("verified") >= 2.0, "{text}");
+    assert_eq!(
+        metric_sum(
+            &text,
+            "portcullis_verdicts_total",
+            &[("rule", "audited"), ("mode", "enforce")]
+        ),
+        0.0,
+        "{text}"
+    );
+}
+
+/// skopeo through the prefix form (`<proxy>/local/enforce/app`): the refusal reaches the user
+/// with its reason; verified manifests arrive byte for byte as signed; `HEAD` is gated too; an
+/// index child fetched on its own is verified on its own, and covered once its signed index has
+/// been fetched; `skopeo copy` of a signed image and of the whole signed index works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_is_refused_unsigned_images_and_gets_the_signed_bytes() {
+    if !prerequisites(&["docker-registry", "skopeo"], false) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_registry, proxy) = setup(tmp.path(), &["enforce/app"]).await;
+    let skopeo = Skopeo::new(tmp.path());
+    let client = http_client();
+    let px = proxy.api;
+    let inspect = |reference: &str| {
+        run(&mut skopeo.cmd(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{px}/local/enforce/app{reference}"),
+        ]))
+    };
+
+    let unsigned = digest("unsigned");
+    let out = inspect(":unsigned");
+    let text = skopeo_says(&out);
+    assert!(
+        !out.status.success(),
+        "skopeo inspect of an unsigned image succeeded under enforce:\n{text}"
+    );
+    let expected =
+        format!("local/enforce/app@{unsigned} refused by policy \"enforced\" (enforce): no signatures found");
+    assert!(
+        text.contains(&expected),
+        "skopeo should show {expected:?}:\n{text}"
+    );
+    assert!(
+        !text.contains("schemaVersion"),
+        "manifest bytes leaked:\n{text}"
+    );
+
+    for name in ["keyless-bundle", "key-legacy"] {
+        let d = digest(name);
+        for reference in [format!(":{name}"), format!("@{d}")] {
+            let out = inspect(&reference);
+            assert!(
+                out.status.success(),
+                "skopeo inspect {reference}: {}",
+                out.text()
+            );
+            assert_eq!(sha256(&out.stdout), d, "skopeo inspect {reference}");
+            assert!(
+                out.stdout == blob(&d),
+                "skopeo inspect {reference}: bytes differ from the fixture"
+            );
+        }
+    }
+
+    // HEAD is gated like GET: no digest for an unsigned image, the digest for a signed one.
+    let url = |reference: &str| format!("http://{px}/v2/local/enforce/app/manifests/{reference}");
+    let head = fetch(&client, reqwest::Method::HEAD, &url("unsigned")).await;
+    assert_eq!(head.status, 403, "HEAD unsigned");
+    assert!(
+        head.headers.get("docker-content-digest").is_none(),
+        "HEAD of a refused manifest announces its digest: {:?}",
+        head.headers
+    );
+    let head = fetch(&client, reqwest::Method::HEAD, &url("keyless-legacy")).await;
+    assert_eq!(head.status, 200, "HEAD keyless-legacy");
+    assert_eq!(
+        head.header("docker-content-digest"),
+        digest("keyless-legacy")
+    );
+
+    // An index child by digest, with no verified parent yet: verified on its own, and unsigned.
+    let arm64 = digest("index-arm64");
+    assert_denied(
+        &client,
+        &url(&arm64),
+        "local/enforce/app",
+        &arm64,
+        "no signatures found",
+    )
+    .await;
+
+    // The whole signed index: skopeo fetches it by tag, then each child by digest.
+    let out_dir = tmp.path().join("index-copy");
+    run_ok(&mut skopeo.cmd(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{px}/local/enforce/app:index"),
+        &format!("dir:{}", out_dir.display()),
+    ]));
+    let index = digest("index");
+    assert!(
+        std::fs::read(out_dir.join("manifest.json")).unwrap() == blob(&index),
+        "skopeo copy --all: the index differs from the fixture"
+    );
+    for child in ["index-amd64", "index-arm64"] {
+        let d = digest(child);
+        let file = out_dir.join(format!(
+            "{}.manifest.json",
+            d.strip_prefix("sha256:").unwrap()
+        ));
+        let bytes = std::fs::read(&file)
+            .unwrap_or_else(|e| panic!("skopeo copy --all wrote no {}: {e}", file.display()));
+        assert_eq!(sha256(&bytes), d, "{child}");
+    }
+    // Now covered by the verified index (a cached "unverified" for it notwithstanding).
+    let got = get(&client, &url(&arm64)).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert!(got.body == blob(&arm64));
+
+    // A single signed image, copied with its config and layer.
+    let out_dir = tmp.path().join("image-copy");
+    run_ok(&mut skopeo.cmd(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{px}/local/enforce/app:keyless-bundle"),
+        &format!("dir:{}", out_dir.display()),
+    ]));
+    let manifest = std::fs::read(out_dir.join("manifest.json")).unwrap();
+    assert_eq!(sha256(&manifest), digest("keyless-bundle"));
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
+    blobs.extend(
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned()),
+    );
+    for d in blobs {
+        let bytes = std::fs::read(out_dir.join(d.strip_prefix("sha256:").unwrap()))
+            .unwrap_or_else(|e| panic!("skopeo copy wrote no blob {d}: {e}"));
+        assert_eq!(sha256(&bytes), d);
+    }
+}
+
+/// A key signature without a Rekor entry (`cosign --tlog-upload=false`) is refused by a key
+/// attestor that requires the transparency log (the default), and accepted by one with
+/// `ignore_tlog: true` — which still accepts logged key signatures and nothing keyless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_signatures_without_a_log_entry_need_ignore_tlog() {
+    if !prerequisites(&["docker-registry", "skopeo"], false) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_registry, proxy) = setup(tmp.path(), &["enforce/app", "notlog/app"]).await;
+    let skopeo = Skopeo::new(tmp.path());
+    let client = http_client();
+    let mut log = Log::new(&proxy);
+    let px = proxy.api;
+    let inspect = |repo: &str, tag: &str| {
+        run(&mut skopeo.cmd(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{px}/local/{repo}:{tag}"),
+        ]))
+    };
+    let notlog = digest("key-legacy-notlog");
+
+    // Weakening a check is said loudly at start-up, naming the rule (DESIGN.md §2, §9).
+    let warning = proxy
+        .startup
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["level"] == "WARN"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("ignore_tlog"))
+        });
+    let warning = warning.unwrap_or_else(|| {
+        panic!(
+            "no start-up warning about ignore_tlog:\n{}",
+            proxy.startup.join("\n")
+        )
+    });
+    assert_eq!(warning["rule"], "notlog", "{warning}");
+
+    let out = inspect("enforce/app", "key-legacy-notlog");
+    let reason =
+        "key signature has no transparency log entry (the attestor does not set ignore_tlog)";
+    assert!(
+        !out.status.success() && skopeo_says(&out).contains(reason),
+        "without ignore_tlog, skopeo should be refused with {reason:?}:\n{}",
+        skopeo_says(&out)
+    );
+    assert_denied(
+        &client,
+        &format!("http://{px}/v2/local/enforce/app/manifests/key-legacy-notlog"),
+        "local/enforce/app",
+        &notlog,
+        reason,
+    )
+    .await;
+
+    let out = inspect("notlog/app", "key-legacy-notlog");
+    assert!(
+        out.status.success(),
+        "with ignore_tlog, skopeo should get the image:\n{}",
+        out.text()
+    );
+    assert_eq!(sha256(&out.stdout), notlog);
+    let event = log.verdict("notlog", &notlog);
+    assert_eq!(event["result"], "verified", "{event}");
+    assert!(
+        any_contains(&list(&event, "verified_by"), "no transparency log entry"),
+        "verified_by should say that the signature was never logged: {event}"
+    );
+
+    let out = inspect("notlog/app", "key-legacy");
+    assert!(
+        out.status.success(),
+        "ignore_tlog must still accept a logged key signature:\n{}",
+        out.text()
+    );
+    assert_eq!(sha256(&out.stdout), digest("key-legacy"));
+
+    let out = inspect("notlog/app", "keyless-bundle");
+    let says = skopeo_says(&out);
+    assert!(
+        !out.status.success()
+            && says.contains("refused by policy \"notlog\" (enforce)")
+            && says.contains("signed with a Fulcio certificate, not a key"),
+        "a key-only rule must refuse a keyless signature:\n{says}"
+    );
+}
+
+/// `portcullis verify IMAGE --config F [--json]`: the proxy's discovery, verification and policy
+/// for one image, for a pipeline step. Exit 0 allowed, 1 denied, 2 error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_command_reports_and_exits_by_decision() {
+    if !prerequisites(&["docker-registry"], false) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&tmp.path().join("registry"), None).await;
+    let client = http_client();
+    for repo in ["enforce/app", "audit/app"] {
+        push_plan(&client, &registry.addr, repo).await;
+    }
+    let config = policy_config(
+        &tmp.path().join("proxy"),
+        &format!("http://{}", registry.addr),
+    );
+    let verify = |config: &Path, image: &str, json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(["verify", image, "--config"]).arg(config);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = run(&mut cmd);
+        let code = out.status.code();
+        (code, out)
+    };
+    let report = |out: &Finished| -> Value {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "verify --json printed no JSON object ({e}):\n{}",
+                out.text()
+            )
+        })
+    };
+
+    let signed = digest("keyless-bundle");
+    let (code, out) = verify(&config, "local/enforce/app:keyless-bundle", false);
+    assert_eq!(code, Some(0), "signed image:\n{}", out.text());
+    let (code, out) = verify(&config, "local/enforce/app:keyless-bundle", true);
+    assert_eq!(code, Some(0), "signed image, --json:\n{}", out.text());
+    let r = report(&out);
+    assert_eq!(r["verified"], true, "{r}");
+    assert_eq!(r["decision"], "allow", "{r}");
+    assert_eq!(r["rule"], "enforced", "{r}");
+    assert_eq!(r["digest"], signed, "{r}");
+    assert!(r["reasons"].is_array(), "{r}");
+    assert!(
+        r["identities"].as_array().is_some_and(|ids| ids
+            .iter()
+            .any(|i| i.as_str().is_some_and(|s| s.contains(OK_IDENTITY)))),
+        "identities should name {OK_IDENTITY}: {r}"
+    );
+
+    let unsigned = digest("unsigned");
+    let (code, out) = verify(&config, "local/enforce/app:unsigned", false);
+    assert_eq!(code, Some(1), "unsigned image:\n{}", out.text());
+    assert!(
+        out.text().contains("no signatures found"),
+        "the reason should be printed:\n{}",
+        out.text()
+    );
+    let (code, out) = verify(&config, &format!("local/enforce/app@{unsigned}"), true);
+    assert_eq!(
+        code,
+        Some(1),
+        "unsigned image by digest, --json:\n{}",
+        out.text()
+    );
+    let r = report(&out);
+    assert_eq!(r["verified"], false, "{r}");
+    assert_eq!(r["decision"], "deny", "{r}");
+    assert_eq!(r["rule"], "enforced", "{r}");
+    assert_eq!(r["digest"], unsigned, "{r}");
+    assert!(
+        r["reasons"]
+            .as_array()
+            .is_some_and(|rs| rs.iter().any(|x| x == "no signatures found")),
+        "{r}"
+    );
+
+    // Audit mode never blocks a pipeline either.
+    let (code, out) = verify(&config, "local/audit/app:unsigned", true);
+    assert_eq!(code, Some(0), "unsigned image under audit:\n{}", out.text());
+    let r = report(&out);
+    assert_eq!(r["verified"], false, "{r}");
+    assert_eq!(r["decision"], "audit", "{r}");
+
+    // An upstream nothing listens on: an error, neither "allowed" nor "denied".
+    let dead = policy_config(
+        &tmp.path().join("dead"),
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
+    let (code, out) = verify(&dead, "local/enforce/app:keyless-bundle", true);
+    assert_eq!(code, Some(2), "unreachable upstream:\n{}", out.text());
+}
+
+/// DESIGN.md §7.1: in enforce, no byte of a manifest leaves the proxy unless its digest is
+/// verified. containerd resolves a digest reference through `/blobs/<digest>` when
+/// `/manifests/<digest>` fails, so a refused manifest whose bytes the upstream also serves as a
+/// blob must not get through that route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_manifest_bytes_do_not_leave_through_the_blob_route() {
+    if !prerequisites(&["docker-registry", "containerd", "ctr"], true) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (registry, proxy) = setup(tmp.path(), &["enforce/app"]).await;
+    let client = http_client();
+    let unsigned = digest("unsigned");
+    // Anyone who can push the unsigned image can push its bytes as a blob as well.
+    push_blob(&client, &registry.addr, "enforce/app", &blob(&unsigned)).await;
+
+    let url = format!(
+        "http://{}/v2/enforce/app/blobs/{unsigned}?ns={UPSTREAM}",
+        proxy.api
+    );
+    let got = get(&client, &url).await;
+    assert!(
+        !(got.status == 200 && got.body == blob(&unsigned)),
+        "GET {url} served the bytes of a manifest refused under enforce"
+    );
+
+    let containerd = Containerd::start(&tmp.path().join("containerd")).await;
+    let hosts = mirror_hosts_dir(&tmp.path().join("hosts"), UPSTREAM, proxy.api);
+    let image = format!("local/enforce/app@{unsigned}");
+    let out = containerd.pull(&hosts, &image, &[]);
+    assert!(!out.status.success(), "{image} was pulled:\n{}", out.text());
+    assert!(
+        !containerd.content_digests().contains(&unsigned),
+        "the refused manifest {unsigned} reached containerd's content store"
+    );
+}
