@@ -528,3 +528,56 @@ fn count_needs_distinct_attestors_over_several_signatures() {
     let v = r2.evaluate(1, checks, ids);
     assert_rejected(&v, "1 of 2");
 }
+
+// === Rekor v2 + RFC 3161 timestamps (tests/fixtures/sigstore/rekor-v2) ===
+
+fn rekor_v2_root() -> TrustRoot {
+    TrustRoot::from_json(
+        read("rekor-v2/trusted_root.json").as_bytes(),
+        "rekor-v2".into(),
+    )
+    .unwrap()
+}
+
+fn tsa_bundle(edit: impl Fn(&mut serde_json::Value)) -> Candidate {
+    let mut j: serde_json::Value =
+        serde_json::from_str(&read("rekor-v2/keyless-tsa.sigstore.json")).unwrap();
+    edit(&mut j);
+    bundle_json(j.to_string())
+}
+
+#[test]
+fn rekor_v2_entry_with_tsa_timestamp_verifies() {
+    let v = verdict_with(
+        &rekor_v2_root(),
+        vec![keyless(OK_ID, ISSUER)],
+        "keyless-bundle",
+        tsa_bundle(|_| {}),
+    );
+    assert!(v.verified, "{v:?}");
+}
+
+#[test]
+fn rekor_v2_bundle_needs_its_timestamp_and_its_roots() {
+    let root = rekor_v2_root();
+    let tampered = tsa_bundle(|j| {
+        let ts = &mut j["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+            [0]["signedTimestamp"];
+        let t = ts.as_str().unwrap().to_owned();
+        *ts = tamper_b64(&t).into();
+    });
+    let removed = tsa_bundle(|j| {
+        j["verificationMaterial"]["timestampVerificationData"] = serde_json::json!({});
+    });
+    for (what, c) in [("tampered timestamp", tampered), ("no timestamp", removed)] {
+        let v = verdict_with(&root, vec![keyless(OK_ID, ISSUER)], "keyless-bundle", c);
+        assert!(!v.verified, "{what}: {v:?}");
+    }
+    // The other mock instance has no TSA and another log key.
+    let v = verdict(
+        vec![keyless(OK_ID, ISSUER)],
+        "keyless-bundle",
+        tsa_bundle(|_| {}),
+    );
+    assert!(!v.verified, "{v:?}");
+}
