@@ -237,16 +237,22 @@ impl Engine {
     /// Discovery + verification for one digest, with the audit event and the latency metric.
     async fn compute(&self, l: &Lookup<'_>) -> Result<Arc<Verdict>, LookupError> {
         let started = Instant::now();
-        let found = tokio::time::timeout(
-            self.lookup_timeout,
-            discovery::discover(l.upstream, l.repo, l.digest, &self.limits),
-        )
-        .await
-        .unwrap_or(Err(LookupError::Timeout(self.lookup_timeout)));
-        let result = found.map(|candidates| {
-            let (checks, identities) = verify::check_all(&self.root, l.rule, l.digest, &candidates);
-            Arc::new(l.rule.evaluate(candidates.len(), checks, identities))
-        });
+        let work = async {
+            let candidates =
+                discovery::discover(l.upstream, l.repo, l.digest, &self.limits).await?;
+            // Signature checks are CPU work (milliseconds each, up to max_signatures of them):
+            // off the async workers.
+            let (root, rule, digest) = (self.root.clone(), l.rule.clone(), l.digest.clone());
+            tokio::task::spawn_blocking(move || {
+                let (checks, identities) = verify::check_all(&root, &rule, &digest, &candidates);
+                Arc::new(rule.evaluate(candidates.len(), checks, identities))
+            })
+            .await
+            .map_err(|e| LookupError::Internal(e.to_string()))
+        };
+        let result = tokio::time::timeout(self.lookup_timeout, work)
+            .await
+            .unwrap_or(Err(LookupError::Timeout(self.lookup_timeout)));
         let elapsed = started.elapsed();
         self.metrics
             .verification_duration
