@@ -18,6 +18,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
 
+use crate::policy::attestation::{predicate_type_uris, Condition, Requirement};
 use crate::policy::attestor::PublicKey;
 use crate::policy::{Attestor, Matcher, Mode, Pattern, PolicySet, RuleSpec, Unmatched};
 use crate::registry_api::reference::ImageName;
@@ -236,6 +237,21 @@ pub mod raw {
         #[serde(default)]
         pub attestors: Vec<RawAttestor>,
         pub signature_repository: Option<String>,
+        #[serde(default)]
+        pub attestations: Vec<RawAttestation>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawAttestation {
+        /// A label for messages; defaults to the predicate type as written.
+        pub name: Option<String>,
+        pub predicate_type: String,
+        #[serde(default)]
+        pub conditions: Vec<String>,
+        /// Accept BuildKit's unsigned attestation manifests for this requirement.
+        #[serde(default)]
+        pub allow_unsigned: bool,
     }
 
     /// Exactly one of `keyless` and `key`.
@@ -588,7 +604,12 @@ impl Validator {
                 .as_deref()
                 .map(|s| self.signature_repository(&key("signature_repository"), s, upstreams))
                 .transpose()?;
+            let mut attestations = Vec::new();
+            for (j, a) in p.attestations.iter().enumerate() {
+                attestations.push(self.attestation(&key(&format!("attestations[{j}]")), a)?);
+            }
             let rule = RuleSpec {
+                attestations,
                 name: p.name.clone(),
                 patterns,
                 mode: p.mode.unwrap_or(Mode::Enforce),
@@ -602,6 +623,24 @@ impl Validator {
         }
         crate::policy::build(rules, raw.unmatched)
             .map_err(|e| self.invalid("policies", e.to_string()))
+    }
+
+    fn attestation(&self, key: &str, a: &raw::RawAttestation) -> Result<Requirement, ConfigError> {
+        let predicate_types = predicate_type_uris(&a.predicate_type)
+            .map_err(|e| self.invalid(format!("{key}.predicate_type"), e.to_string()))?;
+        let mut conditions = Vec::new();
+        for (i, c) in a.conditions.iter().enumerate() {
+            conditions.push(
+                Condition::compile(i + 1, c)
+                    .map_err(|e| self.invalid(format!("{key}.conditions[{i}]"), e.to_string()))?,
+            );
+        }
+        Ok(Requirement {
+            name: a.name.clone().unwrap_or_else(|| a.predicate_type.clone()),
+            predicate_types,
+            conditions,
+            allow_unsigned: a.allow_unsigned,
+        })
     }
 
     fn attestor(&self, key: &str, a: &raw::RawAttestor) -> Result<Attestor, ConfigError> {

@@ -137,6 +137,8 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         .engine
         .verdict(&Lookup {
             image: &canonical,
+            image_upstream: &ctx.upstream,
+            manifest: Some(&m.bytes),
             digest: &m.digest,
             rule,
             upstream: sig_upstream,

@@ -8,6 +8,7 @@
 //! (`count`), and [`decide`] turns a verification outcome into a [`Decision`]. This module does no
 //! I/O: discovery and cryptography are `signature`'s.
 
+pub mod attestation;
 pub mod attestor;
 pub mod pattern;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
+pub use attestation::Requirement;
 pub use attestor::{Attestor, Matcher};
 pub use pattern::Pattern;
 
@@ -75,6 +77,8 @@ pub struct Rule {
     /// Where signatures are looked up instead of the image's own repository (cosign's
     /// `COSIGN_REPOSITORY`).
     pub signature_repository: Option<ImageName>,
+    /// Attestations that must each be present, verified, and satisfy their conditions.
+    pub attestations: Vec<Requirement>,
     pub fingerprint: Fingerprint,
 }
 
@@ -155,6 +159,46 @@ pub struct Verdict {
     pub identities: Vec<String>,
     /// Signatures found for the digest.
     pub signatures: usize,
+    /// Attestations found for the digest (and, for an index, BuildKit's for its children), with
+    /// what each requirement made of them.
+    pub attestations: Vec<AttestationReport>,
+}
+
+/// An attestation found for a digest, after its signature was checked.
+#[derive(Debug, Clone)]
+pub struct FoundAttestation {
+    pub source: String,
+    pub predicate_type: String,
+    /// The attestor-verified signer, `None` when it did not verify (see `error`) or is unsigned.
+    pub signer: Option<String>,
+    /// A BuildKit attestation: no signature at all.
+    pub unsigned: bool,
+    /// Why its signature did not verify.
+    pub error: Option<String>,
+    /// The digest its statement is about: the digest being verified, or for BuildKit
+    /// attestations inside an index, one of the index's children.
+    pub about: String,
+    pub predicate: serde_json::Value,
+    pub subject: serde_json::Value,
+}
+
+/// An attestation and what each requirement of its type made of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttestationReport {
+    pub source: String,
+    pub predicate_type: String,
+    /// The signer, `unsigned (BuildKit)`, or null when its signature did not verify.
+    pub verified_by: Option<String>,
+    pub error: Option<String>,
+    pub about: String,
+    pub requirements: Vec<RequirementReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequirementReport {
+    pub requirement: String,
+    pub satisfied: bool,
+    pub conditions: Vec<attestation::ConditionResult>,
 }
 
 impl Verdict {
@@ -246,7 +290,119 @@ impl Rule {
             evidence,
             identities,
             signatures,
+            attestations: Vec::new(),
         }
+    }
+
+    /// The signature verdict combined with the attestation requirements: verified only when
+    /// the signatures are and every requirement holds for `digest`. For an image index,
+    /// `platform_children` are its image manifests: a requirement that accepts unsigned
+    /// (BuildKit) attestations also holds when each of them has one that satisfies it.
+    pub fn evaluate_attestations(
+        &self,
+        mut verdict: Verdict,
+        digest: &str,
+        found: &[FoundAttestation],
+        platform_children: &[String],
+    ) -> Verdict {
+        let mut reports: Vec<AttestationReport> = found
+            .iter()
+            .map(|f| AttestationReport {
+                source: f.source.clone(),
+                predicate_type: f.predicate_type.clone(),
+                verified_by: if f.unsigned {
+                    Some("unsigned (BuildKit)".to_owned())
+                } else {
+                    f.signer.clone()
+                },
+                error: f.error.clone(),
+                about: f.about.clone(),
+                requirements: Vec::new(),
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for req in &self.attestations {
+            // Every attestation of the type is evaluated, for the report.
+            let mut passed_about: Vec<&str> = Vec::new();
+            let mut first_failure: Option<String> = None;
+            let mut of_type = 0;
+            let mut usable = 0;
+            let mut unverified = Vec::new();
+            for (f, report) in found.iter().zip(reports.iter_mut()) {
+                if !req.predicate_types.contains(&f.predicate_type) {
+                    continue;
+                }
+                of_type += 1;
+                let counts = if f.unsigned {
+                    req.allow_unsigned && platform_children.contains(&f.about)
+                } else {
+                    f.signer.is_some() && f.about == digest
+                };
+                if !counts {
+                    unverified.push(match (&f.error, f.unsigned) {
+                        (Some(e), _) => format!("{}: {e}", f.source),
+                        (None, true) => format!(
+                            "{}: unsigned (BuildKit), and allow_unsigned is off",
+                            f.source
+                        ),
+                        (None, false) => format!("{}: not verified", f.source),
+                    });
+                    continue;
+                }
+                usable += 1;
+                let (conditions, result) =
+                    req.evaluate(&f.predicate_type, &f.predicate, &f.subject);
+                let satisfied = result.is_ok();
+                if let Err(r) = result {
+                    first_failure.get_or_insert(r);
+                } else {
+                    passed_about.push(&f.about);
+                }
+                report.requirements.push(RequirementReport {
+                    requirement: req.name.clone(),
+                    satisfied,
+                    conditions,
+                });
+            }
+            let for_digest = passed_about.contains(&digest);
+            let for_children = req.allow_unsigned
+                && !platform_children.is_empty()
+                && platform_children
+                    .iter()
+                    .all(|c| passed_about.contains(&c.as_str()));
+            if for_digest || for_children {
+                continue;
+            }
+            failures.push(if of_type == 0 {
+                format!(
+                    "{}: no {} attestation found",
+                    req.name,
+                    req.predicate_types.join(" or ")
+                )
+            } else if usable == 0 {
+                unverified.dedup();
+                unverified.truncate(4);
+                format!(
+                    "{}: no verified {} attestation ({})",
+                    req.name,
+                    req.predicate_types.join(" or "),
+                    unverified.join(" | ")
+                )
+            } else {
+                first_failure.unwrap_or_else(|| {
+                    format!(
+                        "{}: not every platform manifest of the index has a satisfying attestation",
+                        req.name
+                    )
+                })
+            });
+        }
+        verdict.attestations = reports;
+        if !failures.is_empty() {
+            verdict.verified = false;
+            verdict.reasons.extend(failures);
+        }
+        verdict
     }
 }
 
@@ -288,6 +444,7 @@ pub struct RuleSpec {
     pub count: Option<usize>,
     pub attestors: Vec<Attestor>,
     pub signature_repository: Option<ImageName>,
+    pub attestations: Vec<Requirement>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -344,6 +501,17 @@ impl RuleSpec {
         if let Some(r) = &self.signature_repository {
             field(r.to_string().as_bytes());
         }
+        for a in &self.attestations {
+            field(b"attestation");
+            field(a.name.as_bytes());
+            for t in &a.predicate_types {
+                field(t.as_bytes());
+            }
+            field(&[u8::from(a.allow_unsigned)]);
+            for c in &a.conditions {
+                field(c.source.as_bytes());
+            }
+        }
         let fingerprint = Fingerprint(h.finalize().into());
         Ok(Rule {
             name: self.name,
@@ -352,6 +520,7 @@ impl RuleSpec {
             count,
             attestors: self.attestors,
             signature_repository: self.signature_repository,
+            attestations: self.attestations,
             fingerprint,
         })
     }
@@ -398,6 +567,7 @@ mod tests {
             count: None,
             attestors: vec![keyless()],
             signature_repository: None,
+            attestations: Vec::new(),
         }
         .build()
         .unwrap()
@@ -461,6 +631,7 @@ mod tests {
                 Matcher::Exact("https://token.actions.githubusercontent.com".into()),
             )],
             signature_repository: None,
+            attestations: Vec::new(),
         };
         assert_ne!(spec_fp(&spec), a.fingerprint);
         spec.attestors = vec![keyless()];
@@ -475,6 +646,7 @@ mod tests {
             count: s.count,
             attestors: s.attestors.clone(),
             signature_repository: s.signature_repository.clone(),
+            attestations: s.attestations.clone(),
         }
         .build()
         .unwrap()
@@ -490,6 +662,7 @@ mod tests {
             count: None,
             attestors: vec![keyless()],
             signature_repository: None,
+            attestations: Vec::new(),
         };
         let mut s = base();
         s.attestors.clear();

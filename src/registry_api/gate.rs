@@ -28,6 +28,8 @@ pub struct Gate {
     /// Where this image's signatures live: its own repository, or the rule's signature
     /// repository.
     pub signatures: (Arc<Upstream>, RepoName),
+    /// The upstream serving the image.
+    pub image_upstream: Arc<Upstream>,
 }
 
 const INDEX_TYPES: [&str; 2] = [
@@ -72,6 +74,8 @@ impl Gate {
         let (upstream, repo) = &self.signatures;
         let lookup = Lookup {
             image,
+            image_upstream: &self.image_upstream,
+            manifest: manifest.map(|(_, bytes)| bytes),
             digest,
             rule,
             upstream,

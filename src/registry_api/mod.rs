@@ -217,6 +217,7 @@ impl Proxy {
             engine: self.engine.clone(),
             metrics: self.metrics.clone(),
             signatures,
+            image_upstream: upstream.clone(),
         }
     }
 }

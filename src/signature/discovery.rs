@@ -31,12 +31,30 @@ const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
-/// Every signature candidate for `digest`, bundles from referrers first, then `.sig` layers.
+/// What to look for besides signatures.
+#[derive(Default)]
+pub struct Wants<'a> {
+    /// cosign `.att` attestations (only asked for when a rule requires attestations).
+    pub attestations: bool,
+    /// An image index whose BuildKit attestation manifests to read.
+    pub buildkit: Option<BuildkitIndex<'a>>,
+}
+
+/// An image index and where it lives (its attestation manifests live there too).
+pub struct BuildkitIndex<'a> {
+    pub upstream: &'a Upstream,
+    pub repo: &'a RepoName,
+    pub index: &'a [u8],
+}
+
+/// Every signature and attestation candidate for `digest`: bundles from referrers first, then
+/// `.sig` layers, then (as `wants` asks) `.att` layers and BuildKit attestations.
 pub async fn discover(
     upstream: &Upstream,
     repo: &RepoName,
     digest: &Digest,
     limits: &Limits,
+    wants: Wants<'_>,
 ) -> Result<Vec<Candidate>, LookupError> {
     let d = Discovery {
         upstream,
@@ -51,10 +69,108 @@ pub async fn discover(
         d.bundles_of(&referrer, &mut out).await?;
     }
     if out.len() < limits.max_signatures {
-        d.legacy_signatures(digest, &mut out).await?;
+        d.legacy_layers(digest, LegacyKind::Signature, &mut out)
+            .await?;
+    }
+    if wants.attestations && out.len() < limits.max_signatures {
+        d.legacy_layers(digest, LegacyKind::Attestation, &mut out)
+            .await?;
+    }
+    if let Some(b) = wants.buildkit {
+        let at = Discovery {
+            upstream: b.upstream,
+            repo: b.repo,
+            limits,
+        };
+        at.buildkit_attestations(b.index, &mut out).await?;
     }
     out.truncate(limits.max_signatures);
     Ok(out)
+}
+
+/// A manifest by digest (bounded, digest-checked), `None` when the upstream does not have it: for
+/// a `HEAD` whose verdict needs the manifest's content (an index's BuildKit attestations).
+pub async fn manifest_by_digest(
+    upstream: &Upstream,
+    repo: &RepoName,
+    digest: &Digest,
+    limits: &Limits,
+) -> Result<Option<Bytes>, LookupError> {
+    let d = Discovery {
+        upstream,
+        repo,
+        limits,
+    };
+    let what = format!("manifest {digest}");
+    let accept = "application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+    let Some((_, bytes)) = d
+        .get(
+            Kind::Manifest,
+            format!("/v2/{repo}/manifests/{digest}"),
+            Some(accept),
+            limits.max_manifest_bytes,
+            &what,
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    if !digest.matches(&bytes) {
+        return Err(d.malformed(&what, "does not match its digest"));
+    }
+    Ok(Some(bytes))
+}
+
+/// The cosign tag schemes: `.sig` (simple signing) and `.att` (DSSE attestations).
+#[derive(Clone, Copy)]
+enum LegacyKind {
+    Signature,
+    Attestation,
+}
+
+impl LegacyKind {
+    fn suffix(self) -> &'static str {
+        match self {
+            LegacyKind::Signature => "sig",
+            LegacyKind::Attestation => "att",
+        }
+    }
+
+    fn layer_type(self) -> &'static str {
+        match self {
+            LegacyKind::Signature => SIMPLE_SIGNING,
+            LegacyKind::Attestation => DSSE_ENVELOPE,
+        }
+    }
+}
+
+/// BuildKit's marker of an attestation manifest inside an index, and what it is about.
+const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+const IN_TOTO: &str = "application/vnd.in-toto+json";
+const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+
+/// The image manifests of an index, without BuildKit's attestation manifests.
+pub fn platform_children(index: &[u8]) -> Vec<String> {
+    let Ok(index) = serde_json::from_slice::<ImageIndex>(index) else {
+        return Vec::new();
+    };
+    index
+        .manifests()
+        .iter()
+        .filter(|d| !is_attestation_manifest(d))
+        .map(|d| d.digest().to_string())
+        .collect()
+}
+
+fn is_attestation_manifest(d: &Descriptor) -> bool {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(REFERENCE_TYPE))
+        .is_some_and(|t| t == "attestation-manifest")
 }
 
 struct Discovery<'a> {
@@ -256,13 +372,15 @@ impl Discovery<'_> {
         Ok(())
     }
 
-    /// cosign's `<alg>-<hex>.sig` manifest and its simple-signing layers.
-    async fn legacy_signatures(
+    /// cosign's `<alg>-<hex>.sig` manifest and its simple-signing layers, or its
+    /// `<alg>-<hex>.att` manifest and its DSSE layers.
+    async fn legacy_layers(
         &self,
         digest: &Digest,
+        kind: LegacyKind,
         out: &mut Vec<Candidate>,
     ) -> Result<(), LookupError> {
-        let tag = format!("{}.sig", digest.fallback_tag());
+        let tag = format!("{}.{}", digest.fallback_tag(), kind.suffix());
         let what = format!("signature tag {tag}");
         let fetched = self
             .get(
@@ -293,7 +411,7 @@ impl Discovery<'_> {
             if out.len() >= self.limits.max_signatures {
                 break;
             }
-            if layer.media_type().to_string() != SIMPLE_SIGNING {
+            if layer.media_type().to_string() != kind.layer_type() {
                 continue;
             }
             let source = format!("{tag} layer {}", i + 1);
@@ -311,11 +429,106 @@ impl Discovery<'_> {
                 .unwrap_or_default();
             out.push(Candidate {
                 source,
-                kind: CandidateKind::Legacy {
-                    payload,
-                    annotations,
+                kind: match kind {
+                    LegacyKind::Signature => CandidateKind::Legacy {
+                        payload,
+                        annotations,
+                    },
+                    LegacyKind::Attestation => CandidateKind::LegacyAttestation {
+                        envelope: payload,
+                        annotations,
+                    },
                 },
             });
+        }
+        Ok(())
+    }
+
+    /// The unsigned in-toto statements of BuildKit's attestation manifests in `index`.
+    async fn buildkit_attestations(
+        &self,
+        index: &[u8],
+        out: &mut Vec<Candidate>,
+    ) -> Result<(), LookupError> {
+        let Ok(index) = serde_json::from_slice::<ImageIndex>(index) else {
+            return Ok(());
+        };
+        for d in index
+            .manifests()
+            .iter()
+            .filter(|d| is_attestation_manifest(d))
+        {
+            if out.len() >= self.limits.max_signatures {
+                break;
+            }
+            let about = d
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(REFERENCE_DIGEST))
+                .and_then(|s| s.parse::<Digest>().ok());
+            let digest = d.digest().to_string();
+            let source = format!("BuildKit attestation manifest {digest}");
+            let Some(about) = about else {
+                out.push(unusable(
+                    source,
+                    format!("no valid {REFERENCE_DIGEST} annotation"),
+                ));
+                continue;
+            };
+            let fetched = self
+                .get(
+                    Kind::Signature,
+                    format!("/v2/{}/manifests/{digest}", self.repo),
+                    Some(MANIFESTS),
+                    self.limits.max_signature_bytes,
+                    &source,
+                )
+                .await;
+            let bytes = match fetched {
+                Ok(Some((_, bytes))) => bytes,
+                Ok(None) => {
+                    out.push(unusable(source, "listed in the index but missing (404)"));
+                    continue;
+                }
+                Err(e) if too_large(&e) => {
+                    out.push(unusable(source, self.too_large_reason("manifest")));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let manifest = match digest
+                .parse::<Digest>()
+                .ok()
+                .filter(|dg| dg.matches(&bytes))
+                .and_then(|_| serde_json::from_slice::<ImageManifest>(&bytes).ok())
+            {
+                Some(m) => m,
+                None => {
+                    out.push(unusable(
+                        source,
+                        "manifest is malformed or does not match its digest",
+                    ));
+                    continue;
+                }
+            };
+            for layer in manifest.layers() {
+                if out.len() >= self.limits.max_signatures {
+                    break;
+                }
+                if layer.media_type().to_string() != IN_TOTO {
+                    continue;
+                }
+                out.push(match self.blob(layer, &source).await? {
+                    Ok(statement) => Candidate {
+                        source: source.clone(),
+                        kind: CandidateKind::Unsigned {
+                            statement,
+                            about: about.clone(),
+                        },
+                    },
+                    Err(reason) => unusable(source.clone(), reason),
+                });
+            }
         }
         Ok(())
     }

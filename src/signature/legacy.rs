@@ -68,27 +68,7 @@ impl LegacySignature {
         )
         .map_err(|e| malformed(SIGNATURE, e.to_string()))?;
 
-        let mut certificates = Vec::new();
-        if let Some(cert) = get(CERTIFICATE).filter(|c| !c.trim().is_empty()) {
-            // The chain annotation holds several PEM blocks; read them all.
-            let pems = pem::parse_many(cert).map_err(|e| malformed(CERTIFICATE, e.to_string()))?;
-            let leaf = pems
-                .into_iter()
-                .next()
-                .ok_or_else(|| malformed(CERTIFICATE, "no PEM certificate".into()))?;
-            certificates.push(X509Certificate::new(DerCertificate::new(
-                leaf.into_contents(),
-            )));
-            if let Some(chain) = get(CHAIN) {
-                for p in pem::parse_many(chain).map_err(|e| malformed(CHAIN, e.to_string()))? {
-                    certificates.push(X509Certificate::new(DerCertificate::new(p.into_contents())));
-                }
-            }
-        }
-
-        let tlog = get(REKOR_BUNDLE)
-            .map(|b| rekor_entry(b).map_err(|reason| malformed(REKOR_BUNDLE, reason)))
-            .transpose()?;
+        let (certificates, tlog) = material(annotations)?;
         Ok(LegacySignature {
             signature,
             certificates,
@@ -114,6 +94,64 @@ impl LegacySignature {
         );
         Bundle::new(MediaType::Bundle0_1, material, signature)
     }
+}
+
+/// The certificate (and chain) and the Rekor entry of a cosign layer's annotations.
+type Material = (Vec<X509Certificate>, Option<TransparencyLogEntry>);
+
+fn material(annotations: &BTreeMap<String, String>) -> Result<Material, LegacyError> {
+    let get = |k: &'static str| annotations.get(k).map(String::as_str);
+    let malformed =
+        |annotation: &'static str, reason: String| LegacyError::Malformed { annotation, reason };
+    let mut certificates = Vec::new();
+    if let Some(cert) = get(CERTIFICATE).filter(|c| !c.trim().is_empty()) {
+        // The chain annotation holds several PEM blocks; read them all.
+        let pems = pem::parse_many(cert).map_err(|e| malformed(CERTIFICATE, e.to_string()))?;
+        let leaf = pems
+            .into_iter()
+            .next()
+            .ok_or_else(|| malformed(CERTIFICATE, "no PEM certificate".into()))?;
+        certificates.push(X509Certificate::new(DerCertificate::new(
+            leaf.into_contents(),
+        )));
+        if let Some(chain) = get(CHAIN) {
+            for p in pem::parse_many(chain).map_err(|e| malformed(CHAIN, e.to_string()))? {
+                certificates.push(X509Certificate::new(DerCertificate::new(p.into_contents())));
+            }
+        }
+    }
+
+    let tlog = get(REKOR_BUNDLE)
+        .map(|b| rekor_entry(b).map_err(|reason| malformed(REKOR_BUNDLE, reason)))
+        .transpose()?;
+    Ok((certificates, tlog))
+}
+
+/// A cosign `.att` layer (a DSSE envelope; certificate, chain and Rekor entry in the
+/// annotations) as a v0.1 bundle, with the envelope's payload (the in-toto statement).
+pub fn attestation_bundle(
+    envelope: &[u8],
+    annotations: &BTreeMap<String, String>,
+) -> Result<(Bundle, Vec<u8>), LegacyError> {
+    let env: sigstore_types::DsseEnvelope = serde_json::from_slice(envelope)
+        .map_err(|e| LegacyError::Payload(format!("DSSE envelope: {e}")))?;
+    let payload = env.payload.as_bytes().to_vec();
+    // The signature lives in the envelope (cosign writes an empty signature annotation).
+    let (certificates, tlog) = material(annotations)?;
+    let content = if certificates.is_empty() {
+        VerificationMaterialContent::PublicKey(PublicKeyIdentifier::new(""))
+    } else {
+        VerificationMaterialContent::X509CertificateChain { certificates }
+    };
+    let material = VerificationMaterial::new(content).with_tlog_entries(tlog.into_iter().collect());
+    Ok((
+        Bundle::new(
+            MediaType::Bundle0_1,
+            material,
+            SignatureContent::DsseEnvelope(env),
+        ),
+        payload,
+    ))
 }
 
 /// cosign's `dev.sigstore.cosign/bundle`: `{"SignedEntryTimestamp": b64, "Payload": {"body": b64,
@@ -149,6 +187,9 @@ fn rekor_entry(json: &str) -> Result<TransparencyLogEntry, String> {
     let kind = match (body.kind.as_str(), body.api_version.as_str()) {
         ("hashedrekord", "0.0.1") => KindVersion::HashedRekordV001,
         ("hashedrekord", "0.0.2") => KindVersion::HashedRekordV002,
+        // Attestations (`.att`): cosign logs them as intoto (or dsse) entries.
+        ("intoto", "0.0.2") => KindVersion::IntotoV002,
+        ("dsse", "0.0.1") => KindVersion::DsseV001,
         (k, v) => return Err(format!("unsupported Rekor entry kind {k} {v}")),
     };
     let log_id = hex::decode(p.log_id.trim()).map_err(|e| format!("logID: {e}"))?;

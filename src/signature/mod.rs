@@ -114,6 +114,14 @@ pub enum CandidateKind {
         payload: Bytes,
         annotations: std::collections::BTreeMap<String, String>,
     },
+    /// A cosign `.att` layer: a DSSE envelope and its descriptor's annotations.
+    LegacyAttestation {
+        envelope: Bytes,
+        annotations: std::collections::BTreeMap<String, String>,
+    },
+    /// An unsigned in-toto statement from a BuildKit attestation manifest inside an index, about
+    /// the child manifest `about`.
+    Unsigned { statement: Bytes, about: Digest },
     /// A signature that could not be read (malformed manifest, oversized or corrupt layer): it
     /// fails verification with this reason.
     Unusable(String),
@@ -157,7 +165,11 @@ impl LookupError {
 /// What to verify: a digest of an image, the rule that applies, and where its signatures live.
 pub struct Lookup<'a> {
     pub image: &'a ImageName,
+    /// The upstream serving the image itself.
+    pub image_upstream: &'a Arc<Upstream>,
     pub digest: &'a Digest,
+    /// The manifest's bytes, when the caller has them (not for `HEAD`).
+    pub manifest: Option<&'a [u8]>,
     pub rule: &'a Arc<Rule>,
     /// The upstream holding the signatures (the image's own, or the rule's signature repository).
     pub upstream: &'a Arc<Upstream>,
@@ -238,14 +250,51 @@ impl Engine {
     async fn compute(&self, l: &Lookup<'_>) -> Result<Arc<Verdict>, LookupError> {
         let started = Instant::now();
         let work = async {
+            let rule = l.rule;
+            // BuildKit attestations live inside the index: read it when a requirement may use them.
+            let index = if rule.attestations.iter().any(|a| a.allow_unsigned) {
+                match l.manifest {
+                    Some(b) => Some(Bytes::copy_from_slice(b)),
+                    None => {
+                        discovery::manifest_by_digest(
+                            l.image_upstream,
+                            &l.image.repo,
+                            l.digest,
+                            &self.limits,
+                        )
+                        .await?
+                    }
+                }
+                .filter(|b| !discovery::platform_children(b).is_empty())
+            } else {
+                None
+            };
+            let wants = discovery::Wants {
+                attestations: !rule.attestations.is_empty(),
+                buildkit: index.as_deref().map(|index| discovery::BuildkitIndex {
+                    upstream: l.image_upstream,
+                    repo: &l.image.repo,
+                    index,
+                }),
+            };
             let candidates =
-                discovery::discover(l.upstream, l.repo, l.digest, &self.limits).await?;
+                discovery::discover(l.upstream, l.repo, l.digest, &self.limits, wants).await?;
+            let children = index
+                .as_deref()
+                .map(discovery::platform_children)
+                .unwrap_or_default();
             // Signature checks are CPU work (milliseconds each, up to max_signatures of them):
             // off the async workers.
             let (root, rule, digest) = (self.root.clone(), l.rule.clone(), l.digest.clone());
             tokio::task::spawn_blocking(move || {
-                let (checks, identities) = verify::check_all(&root, &rule, &digest, &candidates);
-                Arc::new(rule.evaluate(candidates.len(), checks, identities))
+                let c = verify::check_all(&root, &rule, &digest, &candidates);
+                let v = rule.evaluate(c.signatures, c.checks, c.identities);
+                Arc::new(rule.evaluate_attestations(
+                    v,
+                    &digest.to_string(),
+                    &c.attestations,
+                    &children,
+                ))
             })
             .await
             .map_err(|e| LookupError::Internal(e.to_string()))
@@ -280,6 +329,7 @@ impl Engine {
             evidence: Vec::new(),
             identities: Vec::new(),
             signatures: 0,
+            attestations: Vec::new(),
         });
         for child in children {
             self.cache

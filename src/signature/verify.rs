@@ -1,21 +1,48 @@
-//! Verification of candidate signatures against a rule's attestors, with `sigstore-verify`.
+//! Verification of candidate signatures and attestations against a rule's attestors, with
+//! `sigstore-verify`.
 //!
 //! Each candidate is checked cryptographically once per kind of trust: a certificate-signed
 //! candidate once with an open identity (the verifier checks the Fulcio chain, SCT, Rekor SET or
 //! inclusion proof and checkpoint, TSA timestamps, and the signature), after which each keyless
 //! attestor matches the *verified* identity and issuer of that same signature; a key-signed
-//! candidate once per key attestor. On top of the verifier's checks: a bundle's DSSE statement
-//! must be a cosign image signature (`predicateType`) whose subjects contain D (the verifier
-//! checks the subject), and a legacy payload must name D (`legacy::check_payload`).
+//! candidate once per key attestor. On top of the verifier's checks: a legacy payload must name
+//! D (`legacy::check_payload`), and a DSSE statement's subjects must contain D (the verifier
+//! checks it). A DSSE statement with cosign's signature predicate is a signature; any other
+//! predicate makes it an attestation, verified the same way and handed to the rule's attestation
+//! requirements with its statement. BuildKit's unsigned statements are passed on as unsigned.
 
 use base64::Engine as _;
 use sigstore_types::{Bundle, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
-use super::legacy::{check_payload, LegacySignature};
+use super::legacy::{self, check_payload, LegacySignature};
 use super::{Candidate, CandidateKind, TrustRoot, COSIGN_SIGN_PREDICATE};
-use crate::policy::{Attestor, AttestorCheck, Evidence, Rule};
+use crate::policy::{Attestor, AttestorCheck, Evidence, FoundAttestation, Rule};
 use crate::registry_api::reference::{Algorithm, Digest};
+
+/// What a candidate is evidence of.
+enum Role {
+    Signature,
+    /// A signed in-toto statement other than cosign's signature.
+    Attestation(Statement),
+}
+
+/// The parts of an in-toto statement the requirements look at.
+struct Statement {
+    predicate_type: String,
+    predicate: serde_json::Value,
+    subject: serde_json::Value,
+}
+
+/// Everything the checks found, for `Rule::evaluate` and `Rule::evaluate_attestations`.
+pub struct Checked {
+    /// Signature candidates (attestations excluded).
+    pub signatures: usize,
+    /// Per attestor, one check per signature candidate.
+    pub checks: Vec<Vec<AttestorCheck>>,
+    pub identities: Vec<String>,
+    pub attestations: Vec<FoundAttestation>,
+}
 
 /// A candidate made ready for the verifier.
 enum Prepared {
@@ -36,18 +63,34 @@ enum Artifact {
     Payload(Vec<u8>),
 }
 
-/// Checks every candidate against every attestor of `rule`. Returns the checks per attestor (in
-/// attestor order) and every signer whose signature verified cryptographically.
+/// Checks every candidate against every attestor of `rule`: the signature checks per attestor
+/// (in attestor order), every signer whose signature verified cryptographically, and the
+/// attestations found (each with the first attestor that verified it).
 pub fn check_all(
     root: &TrustRoot,
     rule: &Rule,
     digest: &Digest,
     candidates: &[Candidate],
-) -> (Vec<Vec<AttestorCheck>>, Vec<String>) {
+) -> Checked {
     let mut checks: Vec<Vec<AttestorCheck>> = vec![Vec::new(); rule.attestors.len()];
     let mut identities: Vec<String> = Vec::new();
+    let mut attestations = Vec::new();
+    let mut signatures = 0;
     for c in candidates {
-        let prepared = prepare(c, digest);
+        if let CandidateKind::Unsigned { statement, about } = &c.kind {
+            if !rule.attestations.is_empty() {
+                attestations.push(unsigned_attestation(c, statement, about));
+            }
+            continue;
+        }
+        let (prepared, role) = prepare(c, digest);
+        if let Role::Attestation(_) = &role {
+            if rule.attestations.is_empty() {
+                continue;
+            }
+        } else {
+            signatures += 1;
+        }
         let keyless_result = match &prepared {
             Prepared::Ready {
                 bundle,
@@ -64,6 +107,18 @@ pub fn check_all(
             ),
             _ => None,
         };
+        if let Role::Attestation(st) = role {
+            attestations.push(check_attestation(
+                root,
+                rule,
+                digest,
+                c,
+                &prepared,
+                keyless_result.as_ref(),
+                st,
+            ));
+            continue;
+        }
         if let Some(Ok((id, iss))) = &keyless_result {
             push_unique(&mut identities, format!("{id} (issuer {iss})"));
         }
@@ -91,7 +146,131 @@ pub fn check_all(
             checks[i].push(check);
         }
     }
-    (checks, identities)
+    Checked {
+        signatures,
+        checks,
+        identities,
+        attestations,
+    }
+}
+
+/// A signed attestation: verified by the first attestor of the rule that accepts it.
+fn check_attestation(
+    root: &TrustRoot,
+    rule: &Rule,
+    digest: &Digest,
+    c: &Candidate,
+    prepared: &Prepared,
+    keyless_result: Option<&Result<(String, String), String>>,
+    st: Statement,
+) -> FoundAttestation {
+    let mut found = FoundAttestation {
+        source: c.source.clone(),
+        predicate_type: st.predicate_type,
+        signer: None,
+        unsigned: false,
+        error: None,
+        about: digest.to_string(),
+        predicate: st.predicate,
+        subject: st.subject,
+    };
+    let Prepared::Ready {
+        bundle,
+        artifact,
+        keyless,
+        direct,
+    } = prepared
+    else {
+        if let Prepared::Rejected(r) = prepared {
+            found.error = Some(r.clone());
+        }
+        return found;
+    };
+    let mut errors = Vec::new();
+    let mut scratch = Vec::new();
+    for (i, attestor) in rule.attestors.iter().enumerate() {
+        match check_one(
+            root,
+            attestor,
+            i + 1,
+            c,
+            bundle,
+            artifact,
+            *keyless,
+            direct.as_ref(),
+            keyless_result,
+            &mut scratch,
+        ) {
+            Ok(e) => {
+                found.signer = Some(e.signer);
+                return found;
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    errors.dedup();
+    found.error = Some(if errors.is_empty() {
+        "the rule has no attestors".to_owned()
+    } else {
+        errors.join(" | ")
+    });
+    found
+}
+
+/// A BuildKit attestation: an unsigned statement about `about` (a child of the index).
+fn unsigned_attestation(c: &Candidate, statement: &[u8], about: &Digest) -> FoundAttestation {
+    let mut found = FoundAttestation {
+        source: c.source.clone(),
+        predicate_type: String::new(),
+        signer: None,
+        unsigned: true,
+        error: None,
+        about: about.to_string(),
+        predicate: serde_json::Value::Null,
+        subject: serde_json::Value::Null,
+    };
+    match parse_statement(statement) {
+        Ok(st) => {
+            found.predicate_type = st.predicate_type;
+            if !names_digest(&st.subject, about) {
+                found.error = Some(format!("statement subject does not name {about}"));
+            }
+            found.predicate = st.predicate;
+            found.subject = st.subject;
+        }
+        Err(e) => found.error = Some(e),
+    }
+    found
+}
+
+/// True when an in-toto subject list has an entry whose digest is `d`.
+fn names_digest(subject: &serde_json::Value, d: &Digest) -> bool {
+    subject.as_array().is_some_and(|list| {
+        list.iter().any(|s| {
+            s["digest"][d.algorithm().as_str()]
+                .as_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case(d.hex()))
+        })
+    })
+}
+
+fn parse_statement(bytes: &[u8]) -> Result<Statement, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Raw {
+        predicate_type: String,
+        #[serde(default)]
+        predicate: serde_json::Value,
+        #[serde(default)]
+        subject: serde_json::Value,
+    }
+    let r: Raw =
+        serde_json::from_slice(bytes).map_err(|e| format!("not an in-toto statement: {e}"))?;
+    Ok(Statement {
+        predicate_type: r.predicate_type,
+        predicate: r.predicate,
+        subject: r.subject,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -181,36 +360,49 @@ fn verify(
     r.map_err(|e| e.to_string())
 }
 
-fn prepare(c: &Candidate, digest: &Digest) -> Prepared {
+fn prepare(c: &Candidate, digest: &Digest) -> (Prepared, Role) {
+    let rejected = |r: String| (Prepared::Rejected(r), Role::Signature);
+    let sha256 = || {
+        if digest.algorithm() != Algorithm::Sha256 {
+            return Err(format!(
+                "Sigstore bundles sign sha256 digests; this manifest is {}",
+                digest.algorithm().as_str()
+            ));
+        }
+        Sha256Hash::from_hex(digest.hex())
+            .map(Artifact::Digest)
+            .map_err(|e| format!("digest: {e}"))
+    };
     match &c.kind {
-        CandidateKind::Unusable(reason) => Prepared::Rejected(reason.clone()),
+        CandidateKind::Unusable(reason) => rejected(reason.clone()),
+        // Handled before preparation; never reaches the verifier.
+        CandidateKind::Unsigned { .. } => rejected("unsigned statement".to_owned()),
         CandidateKind::Bundle(json) => {
-            if digest.algorithm() != Algorithm::Sha256 {
-                return Prepared::Rejected(format!(
-                    "Sigstore bundles sign sha256 digests; this manifest is {}",
-                    digest.algorithm().as_str()
-                ));
-            }
+            let artifact = match sha256() {
+                Ok(a) => a,
+                Err(e) => return rejected(e),
+            };
             let Ok(text) = std::str::from_utf8(json) else {
-                return Prepared::Rejected("malformed bundle: not UTF-8".to_owned());
+                return rejected("malformed bundle: not UTF-8".to_owned());
             };
             let bundle = match Bundle::from_json(text) {
                 Ok(b) => b,
-                Err(e) => return Prepared::Rejected(format!("malformed bundle: {e}")),
+                Err(e) => return rejected(format!("malformed bundle: {e}")),
             };
-            if let Err(reason) = check_statement_type(json) {
-                return Prepared::Rejected(reason);
-            }
-            let artifact = match Sha256Hash::from_hex(digest.hex()) {
-                Ok(h) => Artifact::Digest(h),
-                Err(e) => return Prepared::Rejected(format!("digest: {e}")),
+            let role = match bundle_statement(json) {
+                Err(reason) => return rejected(reason),
+                Ok(Some(st)) if st.predicate_type != COSIGN_SIGN_PREDICATE => Role::Attestation(st),
+                Ok(_) => Role::Signature,
             };
-            Prepared::Ready {
-                keyless: bundle.signing_certificate().is_some(),
-                bundle: Box::new(bundle),
-                artifact,
-                direct: None,
-            }
+            (
+                Prepared::Ready {
+                    keyless: bundle.signing_certificate().is_some(),
+                    bundle: Box::new(bundle),
+                    artifact,
+                    direct: None,
+                },
+                role,
+            )
         }
         CandidateKind::Legacy {
             payload,
@@ -218,29 +410,69 @@ fn prepare(c: &Candidate, digest: &Digest) -> Prepared {
         } => {
             let sig = match LegacySignature::parse(annotations) {
                 Ok(s) => s,
-                Err(e) => return Prepared::Rejected(format!("malformed cosign signature: {e}")),
+                Err(e) => return rejected(format!("malformed cosign signature: {e}")),
             };
             // The payload is what was signed; it must be about this digest.
             if let Err(e) = check_payload(payload, digest) {
-                return Prepared::Rejected(e.to_string());
+                return rejected(e.to_string());
             }
             let keyless = !sig.certificates.is_empty();
             let direct =
                 (!keyless && sig.tlog.is_none()).then(|| (payload.to_vec(), sig.signature.clone()));
-            Prepared::Ready {
-                bundle: Box::new(sig.to_bundle(payload)),
-                artifact: Artifact::Payload(payload.to_vec()),
-                keyless,
-                direct,
-            }
+            (
+                Prepared::Ready {
+                    bundle: Box::new(sig.to_bundle(payload)),
+                    artifact: Artifact::Payload(payload.to_vec()),
+                    keyless,
+                    direct,
+                },
+                Role::Signature,
+            )
+        }
+        CandidateKind::LegacyAttestation {
+            envelope,
+            annotations,
+        } => {
+            let statement = |r: String| {
+                (
+                    Prepared::Rejected(r),
+                    Role::Attestation(Statement {
+                        predicate_type: annotations
+                            .get("predicateType")
+                            .cloned()
+                            .unwrap_or_default(),
+                        predicate: serde_json::Value::Null,
+                        subject: serde_json::Value::Null,
+                    }),
+                )
+            };
+            let artifact = match sha256() {
+                Ok(a) => a,
+                Err(e) => return statement(e),
+            };
+            let (bundle, payload) = match legacy::attestation_bundle(envelope, annotations) {
+                Ok(b) => b,
+                Err(e) => return statement(format!("malformed cosign attestation: {e}")),
+            };
+            let st = match parse_statement(&payload) {
+                Ok(st) => st,
+                Err(e) => return statement(e),
+            };
+            (
+                Prepared::Ready {
+                    keyless: bundle.signing_certificate().is_some(),
+                    bundle: Box::new(bundle),
+                    artifact,
+                    direct: None,
+                },
+                Role::Attestation(st),
+            )
         }
     }
 }
 
-/// A bundle from a referrer counts as an image signature only when it is a DSSE in-toto
-/// statement with cosign's signature predicate (attestations share the artifact type), or a
-/// plain message signature over the manifest digest.
-fn check_statement_type(json: &[u8]) -> Result<(), String> {
+/// The in-toto statement of a DSSE bundle (`None` for a message signature).
+fn bundle_statement(json: &[u8]) -> Result<Option<Statement>, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Outer {
@@ -250,28 +482,17 @@ fn check_statement_type(json: &[u8]) -> Result<(), String> {
     struct Envelope {
         payload: String,
     }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Statement {
-        predicate_type: String,
-    }
     let outer: Outer =
         serde_json::from_slice(json).map_err(|e| format!("malformed bundle: {e}"))?;
     let Some(env) = outer.dsse_envelope else {
-        return Ok(());
+        return Ok(None);
     };
     let payload = base64::engine::general_purpose::STANDARD
         .decode(env.payload.trim())
         .map_err(|e| format!("malformed DSSE payload: {e}"))?;
-    let st: Statement = serde_json::from_slice(&payload)
-        .map_err(|e| format!("DSSE payload is not an in-toto statement: {e}"))?;
-    if st.predicate_type != COSIGN_SIGN_PREDICATE {
-        return Err(format!(
-            "an attestation ({}), not an image signature",
-            st.predicate_type.chars().take(100).collect::<String>()
-        ));
-    }
-    Ok(())
+    parse_statement(&payload)
+        .map(Some)
+        .map_err(|e| format!("DSSE payload is {e}"))
 }
 
 fn push_unique(v: &mut Vec<String>, s: String) {
@@ -283,3 +504,7 @@ fn push_unique(v: &mut Vec<String>, s: String) {
 #[cfg(test)]
 #[path = "verify_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "attestation_tests.rs"]
+mod attestation_tests;

@@ -100,6 +100,7 @@ fn rule(attestors: Vec<Attestor>) -> Arc<crate::policy::Rule> {
             count: None,
             attestors,
             signature_repository: None,
+            attestations: Vec::new(),
         }
         .build()
         .unwrap(),
@@ -117,8 +118,8 @@ fn verdict_for(
     candidates: Vec<Candidate>,
 ) -> Verdict {
     let r = rule(attestors);
-    let (checks, ids) = check_all(root, &r, digest, &candidates);
-    r.evaluate(candidates.len(), checks, ids)
+    let c = check_all(root, &r, digest, &candidates);
+    r.evaluate(c.signatures, c.checks, c.identities)
 }
 
 fn verdict(attestors: Vec<Attestor>, image: &str, c: Candidate) -> Verdict {
@@ -455,7 +456,8 @@ fn malformed_bundles_are_rejected_not_faults() {
 
 #[test]
 fn attestations_do_not_count_as_signatures() {
-    // Same bundle with its statement's predicateType changed: refused before any cryptography.
+    // Same bundle with its statement's predicateType changed: an attestation, which a rule's
+    // signature requirement does not count (it is not even a signature candidate).
     let mut j: serde_json::Value =
         serde_json::from_str(&read("bundles/keyless-bundle.sigstore.json")).unwrap();
     let p = j["dsseEnvelope"]["payload"].as_str().unwrap();
@@ -467,7 +469,8 @@ fn attestations_do_not_count_as_signatures() {
         "keyless-bundle",
         bundle_json(j.to_string()),
     );
-    assert_rejected(&v, "an attestation (https://slsa.dev/provenance/v1)");
+    assert_rejected(&v, "no signatures found");
+    assert_eq!(v.signatures, 0);
 }
 
 #[test]
@@ -504,13 +507,14 @@ fn count_needs_distinct_attestors_over_several_signatures() {
                 ),
             ],
             signature_repository: None,
+            attestations: Vec::new(),
         }
         .build()
         .unwrap(),
     );
     let cands = vec![bundle("keyless-bundle")];
-    let (checks, ids) = check_all(&root(), &r, &d, &cands);
-    assert!(r.evaluate(1, checks, ids).verified);
+    let c = check_all(&root(), &r, &d, &cands);
+    assert!(r.evaluate(1, c.checks, c.identities).verified);
     // Key + keyless with count 2 on an image that only has the keyless signature: not verified.
     let r2 = Arc::new(
         RuleSpec {
@@ -520,12 +524,13 @@ fn count_needs_distinct_attestors_over_several_signatures() {
             count: Some(2),
             attestors: vec![keyless(OK_ID, ISSUER), key("cosign.pub", false)],
             signature_repository: None,
+            attestations: Vec::new(),
         }
         .build()
         .unwrap(),
     );
-    let (checks, ids) = check_all(&root(), &r2, &d, &cands);
-    let v = r2.evaluate(1, checks, ids);
+    let c = check_all(&root(), &r2, &d, &cands);
+    let v = r2.evaluate(1, c.checks, c.identities);
     assert_rejected(&v, "1 of 2");
 }
 
