@@ -912,6 +912,22 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
                 .map(|r| format!(", signatures in {r}"))
                 .unwrap_or_default()
         );
+        for a in &rule.attestations {
+            let _ = writeln!(
+                out,
+                "    attestation {}: {}{}",
+                a.name,
+                a.predicate_types.join(" or "),
+                if a.allow_unsigned {
+                    ", unsigned BuildKit attestations accepted"
+                } else {
+                    ""
+                }
+            );
+            for (i, c) in a.conditions.iter().enumerate() {
+                let _ = writeln!(out, "      condition {}: {}", i + 1, c.source);
+            }
+        }
         for (i, a) in rule.attestors.iter().enumerate() {
             let _ = writeln!(out, "    attestor {}: {a}", i + 1);
             if let crate::policy::Attestor::Key {
@@ -1096,7 +1112,35 @@ mod tests {
                 &["used twice"],
             ),
         ];
-        for (yaml, needles) in cases {
+        let attestation = |a: &str| {
+            format!("  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - keyless: {{ subject: s, issuer: i }}\n    attestations:\n{a}")
+        };
+        let bad_cel = attestation("      - predicate_type: slsaprovenance\n        conditions: [\"predicate.a == 1\", \"predicate.b ==\"]\n");
+        let bad_var = attestation(
+            "      - predicate_type: spdxjson\n        conditions: [\"predicat.a == 1\"]\n",
+        );
+        let bad_type = attestation("      - predicate_type: slsa\n");
+        let extra_cases: &[(&str, &[&str])] = &[
+            (
+                &bad_cel,
+                &[
+                    "policies[0].attestations[0].conditions[1]",
+                    "does not compile",
+                ],
+            ),
+            (
+                &bad_var,
+                &[
+                    "policies[0].attestations[0].conditions[0]",
+                    "unknown variable \"predicat\"",
+                ],
+            ),
+            (
+                &bad_type,
+                &["policies[0].attestations[0].predicate_type", "short name"],
+            ),
+        ];
+        for (yaml, needles) in cases.iter().chain(extra_cases) {
             let err = with_policy(yaml).unwrap_err().to_string();
             for n in *needles {
                 assert!(err.contains(n), "{err:?} should mention {n:?}");

@@ -53,6 +53,10 @@ pub struct Report {
     pub identities: Vec<String>,
     pub verified_by: Vec<crate::policy::Evidence>,
     pub signatures: usize,
+    /// Every signature found: which attestor verified it, or why none did.
+    pub signature_checks: Vec<crate::policy::SignatureReport>,
+    /// Every attestation found: its signer, and each requirement's conditions with their values.
+    pub attestations: Vec<crate::policy::AttestationReport>,
 }
 
 impl Report {
@@ -107,6 +111,8 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         identities: Vec::new(),
         verified_by: Vec::new(),
         signatures: 0,
+        signature_checks: Vec::new(),
+        attestations: Vec::new(),
     };
     let (rule, pattern) = match &ctx.gate.selection {
         Selection::Unmatched(u) => {
@@ -157,6 +163,8 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
     report.identities = v.identities.clone();
     report.verified_by = v.evidence.clone();
     report.signatures = v.signatures;
+    report.signature_checks = v.signature_reports.clone();
+    report.attestations = v.attestations.clone();
     Ok(report)
 }
 
@@ -183,6 +191,51 @@ impl std::fmt::Display for Report {
         }
         for id in &self.identities {
             writeln!(f, "  signer seen: {id}")?;
+        }
+        for s in &self.signature_checks {
+            match &s.verified_by {
+                Some(by) => writeln!(f, "  signature {}: verified by {by}", s.source)?,
+                None => writeln!(f, "  signature {}: not verified", s.source)?,
+            }
+        }
+        if !self.attestations.is_empty() {
+            writeln!(f, "attestations: {} found", self.attestations.len())?;
+        }
+        for a in &self.attestations {
+            writeln!(
+                f,
+                "  {} ({}): {}",
+                a.predicate_type,
+                a.source,
+                a.verified_by.as_deref().unwrap_or("signature not verified")
+            )?;
+            if let Some(e) = &a.error {
+                writeln!(f, "    error: {e}")?;
+            }
+            for r in &a.requirements {
+                writeln!(
+                    f,
+                    "    requirement {}: {}",
+                    r.requirement,
+                    if r.satisfied {
+                        "satisfied"
+                    } else {
+                        "NOT satisfied"
+                    }
+                )?;
+                for c in &r.conditions {
+                    writeln!(
+                        f,
+                        "      [{}] {}{}",
+                        c.result,
+                        c.condition,
+                        c.detail
+                            .as_ref()
+                            .map(|d| format!("  ({d})"))
+                            .unwrap_or_default()
+                    )?;
+                }
+            }
         }
         for r in &self.reasons {
             writeln!(f, "  reason: {r}")?;

@@ -162,6 +162,16 @@ pub struct Verdict {
     /// Attestations found for the digest (and, for an index, BuildKit's for its children), with
     /// what each requirement made of them.
     pub attestations: Vec<AttestationReport>,
+    /// Every signature found and what became of it.
+    pub signature_reports: Vec<SignatureReport>,
+}
+
+/// A signature found for a digest: the first attestor that verified it, or why none did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignatureReport {
+    pub source: String,
+    pub verified_by: Option<String>,
+    pub errors: Vec<String>,
 }
 
 /// An attestation found for a digest, after its signature was checked.
@@ -291,6 +301,7 @@ impl Rule {
             identities,
             signatures,
             attestations: Vec::new(),
+            signature_reports: Vec::new(),
         }
     }
 
@@ -636,6 +647,18 @@ mod tests {
         assert_ne!(spec_fp(&spec), a.fingerprint);
         spec.attestors = vec![keyless()];
         assert_eq!(spec_fp(&spec), a.fingerprint);
+        // Attestation requirements are part of what a rule accepts.
+        let req = |cond: &str| attestation::Requirement {
+            name: "p".into(),
+            predicate_types: vec!["https://slsa.dev/provenance/v1".into()],
+            conditions: vec![attestation::Condition::compile(1, cond).unwrap()],
+            allow_unsigned: false,
+        };
+        spec.attestations = vec![req("predicate.a == 1")];
+        let with_a = spec_fp(&spec);
+        assert_ne!(with_a, a.fingerprint);
+        spec.attestations = vec![req("predicate.a == 2")];
+        assert_ne!(spec_fp(&spec), with_a);
     }
 
     fn spec_fp(s: &RuleSpec) -> Fingerprint {

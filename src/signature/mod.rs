@@ -288,7 +288,8 @@ impl Engine {
             let (root, rule, digest) = (self.root.clone(), l.rule.clone(), l.digest.clone());
             tokio::task::spawn_blocking(move || {
                 let c = verify::check_all(&root, &rule, &digest, &candidates);
-                let v = rule.evaluate(c.signatures, c.checks, c.identities);
+                let mut v = rule.evaluate(c.signatures, c.checks, c.identities);
+                v.signature_reports = c.signature_reports;
                 Arc::new(rule.evaluate_attestations(
                     v,
                     &digest.to_string(),
@@ -330,6 +331,7 @@ impl Engine {
             identities: Vec::new(),
             signatures: 0,
             attestations: Vec::new(),
+            signature_reports: Vec::new(),
         });
         for child in children {
             self.cache

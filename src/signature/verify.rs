@@ -17,7 +17,7 @@ use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
 use super::legacy::{self, check_payload, LegacySignature};
 use super::{Candidate, CandidateKind, TrustRoot, COSIGN_SIGN_PREDICATE};
-use crate::policy::{Attestor, AttestorCheck, Evidence, FoundAttestation, Rule};
+use crate::policy::{Attestor, AttestorCheck, Evidence, FoundAttestation, Rule, SignatureReport};
 use crate::registry_api::reference::{Algorithm, Digest};
 
 /// What a candidate is evidence of.
@@ -42,6 +42,8 @@ pub struct Checked {
     pub checks: Vec<Vec<AttestorCheck>>,
     pub identities: Vec<String>,
     pub attestations: Vec<FoundAttestation>,
+    /// Every signature candidate and what became of it.
+    pub signature_reports: Vec<SignatureReport>,
 }
 
 /// A candidate made ready for the verifier.
@@ -75,6 +77,7 @@ pub fn check_all(
     let mut checks: Vec<Vec<AttestorCheck>> = vec![Vec::new(); rule.attestors.len()];
     let mut identities: Vec<String> = Vec::new();
     let mut attestations = Vec::new();
+    let mut signature_reports = Vec::new();
     let mut signatures = 0;
     for c in candidates {
         if let CandidateKind::Unsigned { statement, about } = &c.kind {
@@ -122,6 +125,11 @@ pub fn check_all(
         if let Some(Ok((id, iss))) = &keyless_result {
             push_unique(&mut identities, format!("{id} (issuer {iss})"));
         }
+        let mut report = SignatureReport {
+            source: c.source.clone(),
+            verified_by: None,
+            errors: Vec::new(),
+        };
         for (i, attestor) in rule.attestors.iter().enumerate() {
             let check = match &prepared {
                 Prepared::Rejected(reason) => Err(format!("{}: {reason}", c.source)),
@@ -143,14 +151,26 @@ pub fn check_all(
                     &mut identities,
                 ),
             };
+            match &check {
+                Ok(e) if report.verified_by.is_none() => {
+                    report.verified_by = Some(format!("attestor {}: {}", i + 1, e.signer))
+                }
+                Ok(_) => {}
+                Err(e) => push_unique(&mut report.errors, e.clone()),
+            }
             checks[i].push(check);
         }
+        if report.verified_by.is_some() {
+            report.errors.clear();
+        }
+        signature_reports.push(report);
     }
     Checked {
         signatures,
         checks,
         identities,
         attestations,
+        signature_reports,
     }
 }
 
