@@ -23,14 +23,19 @@ struct Store {
 }
 
 fn store() -> Store {
+    store_of(FIXTURES)
+}
+
+/// The fixture set in `dir` (the main one, or `attestations/`).
+fn store_of(dir: &str) -> Store {
     let plan: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{FIXTURES}/registry/plan.json")).unwrap(),
+        &std::fs::read_to_string(format!("{dir}/registry/plan.json")).unwrap(),
     )
     .unwrap();
     let mut manifests = HashMap::new();
     let mut blobs = HashMap::new();
     let blob =
-        |hex: &str| Bytes::from(std::fs::read(format!("{FIXTURES}/registry/blobs/{hex}")).unwrap());
+        |hex: &str| Bytes::from(std::fs::read(format!("{dir}/registry/blobs/{hex}")).unwrap());
     for push in plan.as_array().unwrap() {
         let hex = push["manifest"].as_str().unwrap();
         let media_type = push["media_type"].as_str().unwrap().to_owned();
@@ -49,8 +54,12 @@ fn store() -> Store {
 }
 
 fn digest_of(image: &str) -> String {
+    digest_in(FIXTURES, image)
+}
+
+fn digest_in(dir: &str, image: &str) -> String {
     let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/expect.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/expect.json")).unwrap())
             .unwrap();
     v["images"][image]["digest"].as_str().unwrap().to_owned()
 }
@@ -79,7 +88,11 @@ struct Registry {
 /// A fake registry serving every fixture under any repository name; `/referrers/` answers 404 as
 /// distribution does, so the `sha256-<hex>` fallback tag is used.
 async fn registry() -> Registry {
-    let store = Arc::new(store());
+    registry_of(FIXTURES).await
+}
+
+async fn registry_of(dir: &str) -> Registry {
+    let store = Arc::new(store_of(dir));
     let fault = Arc::new(Mutex::new(Fault::None));
     let f = fault.clone();
     let up = FakeUpstream::start(move |s| {
@@ -632,4 +645,100 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
         assert_eq!(resp.status(), 200);
         assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
     }
+}
+
+const ATTESTATIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/sigstore/attestations"
+);
+
+fn attestation_policy(allow_unsigned: bool, condition: &str) -> String {
+    format!(
+        r#"trusted_root: {ATTESTATIONS}/trusted_root.json
+policies:
+  - name: provenance
+    match: ["fake.local/enforce/**"]
+    attestors:
+      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "https://token.actions.githubusercontent.com" }}
+    attestations:
+      - name: provenance
+        predicate_type: slsaprovenance
+        allow_unsigned: {allow_unsigned}
+        conditions: ['{condition}']
+  - name: signatures-only
+    match: ["fake.local/plain/**"]
+    attestors:
+      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "https://token.actions.githubusercontent.com" }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn attestations_are_looked_up_only_for_rules_that_require_them() {
+    let reg = registry_of(ATTESTATIONS).await;
+    let repo_is_acme = r#"predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app""#;
+    let proxy = Proxy::in_front_of(&reg.up, &attestation_policy(false, repo_is_acme)).await;
+    // Provenance in a legacy `.att`: found through the tag scheme, verified, its condition met.
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/attested-legacy")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(reg.up.count(".att"), 1);
+    let (status, _, message) =
+        error_code(get(&proxy, "enforce/app/manifests/attested-evil-repo").await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        message.contains(r#"(predicate.buildDefinition.externalParameters.workflow.repository = "https://github.com/evil/app")"#),
+        "{message}"
+    );
+    // A rule without attestation requirements never asks for `.att`.
+    let before = reg.up.count(".att");
+    assert_eq!(
+        get(&proxy, "plain/app/manifests/attested-evil-repo")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(reg.up.count(".att"), before);
+}
+
+#[tokio::test]
+async fn buildkit_attestations_are_read_from_the_index_even_for_head() {
+    let reg = registry_of(ATTESTATIONS).await;
+    let buildkit = r#"predicate.buildType == "https://mobyproject.org/buildkit@v1""#;
+    let proxy = Proxy::in_front_of(&reg.up, &attestation_policy(true, buildkit)).await;
+    let index = digest_in(ATTESTATIONS, "buildkit");
+    // HEAD first, as containerd resolves: the engine fetches the index itself to read them.
+    let head = client()
+        .head(format!("{}/v2/enforce/app/manifests/buildkit", proxy.url))
+        .header("accept", INDEX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["docker-content-digest"], index.as_str());
+    let attestation_manifest = digest_in(ATTESTATIONS, "buildkit-attestations");
+    assert_eq!(reg.up.count(&attestation_manifest), 1);
+    // Then the index and its platform manifest, both allowed.
+    assert_eq!(
+        get(&proxy, "enforce/app/manifests/buildkit").await.status(),
+        200
+    );
+    let child = digest_in(ATTESTATIONS, "buildkit-amd64");
+    assert_eq!(
+        get(&proxy, &format!("enforce/app/manifests/{child}"))
+            .await
+            .status(),
+        200
+    );
+
+    // Without allow_unsigned the same attestations do not count.
+    let reg = registry_of(ATTESTATIONS).await;
+    let proxy = Proxy::in_front_of(&reg.up, &attestation_policy(false, buildkit)).await;
+    let (status, _, message) =
+        error_code(get(&proxy, "enforce/app/manifests/buildkit").await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(message.contains("provenance: no"), "{message}");
 }
