@@ -32,6 +32,8 @@ pub struct Metrics {
     pub verdicts: IntCounterVec,
     /// Time to compute a verdict (discovery + verification), by result.
     pub verification_duration: HistogramVec,
+    /// The cryptographic part of a verdict alone (no network), by result.
+    pub signature_check_duration: HistogramVec,
     /// Open client connections by listener.
     pub connections: IntGaugeVec,
     /// 1 while the proxy accepts requests, 0 once shutdown has begun.
@@ -101,6 +103,11 @@ impl Metrics {
             "Time to compute a verdict (signature discovery and verification), by result.",
             &["result"],
         );
+        let signature_check_duration = histogram(
+            "portcullis_signature_check_duration_seconds",
+            "Time to check the signatures and attestations found for a digest (cryptography and conditions, no network), by result.",
+            &["result"],
+        );
         let connections = IntGaugeVec::new(
             Opts::new(
                 "portcullis_connections",
@@ -127,6 +134,7 @@ impl Metrics {
             cache_requests,
             verdicts,
             verification_duration,
+            signature_check_duration,
             connections,
             ready,
         }

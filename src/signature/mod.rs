@@ -286,16 +286,18 @@ impl Engine {
             // Signature checks are CPU work (milliseconds each, up to max_signatures of them):
             // off the async workers.
             let (root, rule, digest) = (self.root.clone(), l.rule.clone(), l.digest.clone());
+            let histogram = self.metrics.signature_check_duration.clone();
             tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
                 let c = verify::check_all(&root, &rule, &digest, &candidates);
                 let mut v = rule.evaluate(c.signatures, c.checks, c.identities);
                 v.signature_reports = c.signature_reports;
-                Arc::new(rule.evaluate_attestations(
-                    v,
-                    &digest.to_string(),
-                    &c.attestations,
-                    &children,
-                ))
+                let v =
+                    rule.evaluate_attestations(v, &digest.to_string(), &c.attestations, &children);
+                histogram
+                    .with_label_values(&[v.result()])
+                    .observe(started.elapsed().as_secs_f64());
+                Arc::new(v)
             })
             .await
             .map_err(|e| LookupError::Internal(e.to_string()))
