@@ -1,6 +1,8 @@
 //! In-memory caches, all moka: upstream bearer tokens, kept per (upstream, scope) until shortly
 //! before they expire; signature verdicts, keyed by (digest, rule fingerprint, trust-root
-//! fingerprint); and the children of verified image indexes, which those indexes cover.
+//! fingerprint); the children of verified image indexes, which those indexes cover; and
+//! manifests — their bytes by digest (content-addressed, bounded by total bytes) and the last
+//! resolution of each tag.
 //!
 //! Concurrent misses for one key run one fill (`try_get_with`), so a burst of cold pulls causes
 //! one token request or one signature lookup, not one per client. Errors are never cached. This
@@ -17,7 +19,8 @@ use moka::Expiry;
 use crate::config::CacheSettings;
 use crate::metrics::Metrics;
 use crate::policy::{Fingerprint, Verdict};
-use crate::registry_api::reference::Digest;
+use crate::registry_api::manifest::FetchedManifest;
+use crate::registry_api::reference::{Digest, ImageName, Tag};
 
 /// A cached bearer token with its own lifetime.
 #[derive(Clone)]
@@ -198,6 +201,135 @@ impl VerdictCache {
             .cache_requests
             .with_label_values(&[cache, if hit { "hit" } else { "miss" }])
             .inc();
+    }
+}
+
+// === manifests ===
+
+/// A manifest of one repository of one upstream, by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ContentKey {
+    image: ImageName,
+    digest: Digest,
+}
+
+/// A tag of one repository, as resolved for one `Accept` (registries answer a tag with the
+/// manifest type the client accepts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TagKey {
+    image: ImageName,
+    tag: Tag,
+    accept: Arc<str>,
+}
+
+/// The last resolution of a tag that passed the gate.
+#[derive(Debug, Clone)]
+pub struct TagEntry {
+    pub digest: Digest,
+    pub resolved: Instant,
+}
+
+/// Manifest bytes by digest (they never change, so a hit needs no upstream request) and tag
+/// resolutions. Bytes are only ever inserted after their digest was proven.
+pub struct ManifestCache {
+    content: Cache<ContentKey, FetchedManifest>,
+    tags: Cache<TagKey, TagEntry>,
+    metrics: Arc<Metrics>,
+}
+
+/// Bookkeeping bytes per cached manifest on top of its body.
+const ENTRY_OVERHEAD: u32 = 256;
+
+impl ManifestCache {
+    pub fn new(settings: &CacheSettings, metrics: Arc<Metrics>) -> ManifestCache {
+        ManifestCache {
+            content: Cache::builder()
+                .max_capacity(settings.manifest_bytes)
+                .weigher(|_k: &ContentKey, m: &FetchedManifest| {
+                    u32::try_from(m.bytes.len())
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(ENTRY_OVERHEAD)
+                })
+                // A manifest deleted upstream stops being served within a day.
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
+            tags: Cache::builder()
+                .max_capacity(settings.max_verdicts)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
+            metrics,
+        }
+    }
+
+    pub async fn get(&self, image: &ImageName, digest: &Digest) -> Option<FetchedManifest> {
+        let key = ContentKey {
+            image: image.clone(),
+            digest: digest.clone(),
+        };
+        let m = self.content.get(&key).await;
+        self.record("manifest", m.is_some());
+        m
+    }
+
+    /// The cached manifest, or the result of `fetch`, run once for concurrent callers (a
+    /// burst of cold pulls of one digest sends one request upstream). Errors are not cached.
+    pub async fn get_or_fetch<E, F>(
+        &self,
+        image: &ImageName,
+        digest: &Digest,
+        fetch: F,
+    ) -> Result<FetchedManifest, Arc<E>>
+    where
+        F: Future<Output = Result<FetchedManifest, E>>,
+        E: Send + Sync + 'static,
+    {
+        let key = ContentKey {
+            image: image.clone(),
+            digest: digest.clone(),
+        };
+        if let Some(m) = self.content.get(&key).await {
+            self.record("manifest", true);
+            return Ok(m);
+        }
+        self.record("manifest", false);
+        self.content.try_get_with(key, fetch).await
+    }
+
+    pub async fn insert(&self, image: &ImageName, m: &FetchedManifest) {
+        let key = ContentKey {
+            image: image.clone(),
+            digest: m.digest.clone(),
+        };
+        self.content.insert(key, m.clone()).await;
+    }
+
+    pub async fn tag(&self, image: &ImageName, tag: &Tag, accept: &str) -> Option<TagEntry> {
+        let t = self.tags.get(&tag_key(image, tag, accept)).await;
+        self.record("tag", t.is_some());
+        t
+    }
+
+    pub async fn set_tag(&self, image: &ImageName, tag: &Tag, accept: &str, digest: &Digest) {
+        let entry = TagEntry {
+            digest: digest.clone(),
+            resolved: Instant::now(),
+        };
+        self.tags.insert(tag_key(image, tag, accept), entry).await;
+    }
+
+    fn record(&self, cache: &str, hit: bool) {
+        self.metrics
+            .cache_requests
+            .with_label_values(&[cache, if hit { "hit" } else { "miss" }])
+            .inc();
+    }
+}
+
+fn tag_key(image: &ImageName, tag: &Tag, accept: &str) -> TagKey {
+    TagKey {
+        image: image.clone(),
+        tag: tag.clone(),
+        accept: accept.into(),
     }
 }
 

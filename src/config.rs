@@ -106,6 +106,11 @@ pub struct UpstreamConfig {
     pub credentials: Option<Credentials>,
     /// Extra CA certificates trusted for this upstream, on top of the system and webpki roots.
     pub ca_certs: Vec<CertificateDer<'static>>,
+    /// How long a tag's resolution is trusted without asking the upstream (`None`: every tag
+    /// request revalidates with a `HEAD`).
+    pub tag_ttl: Option<Duration>,
+    /// Serve a tag from its last verified resolution while the upstream is unreachable.
+    pub serve_stale_tags: bool,
 }
 
 /// The registry listener's TLS set-up, built (and so the key checked against the certificate) at
@@ -160,6 +165,8 @@ pub struct CacheSettings {
     /// How long an unverified verdict is kept (lookup faults are never cached).
     pub failure_ttl: Duration,
     pub max_verdicts: u64,
+    /// Bound on the bytes of manifests held in memory (served by digest without the upstream).
+    pub manifest_bytes: u64,
 }
 
 /// The validated configuration.
@@ -213,6 +220,7 @@ pub mod raw {
         #[serde(with = "humantime_serde")]
         pub failure_ttl: Duration,
         pub max_verdicts: u64,
+        pub manifest_bytes: u64,
     }
 
     impl Default for RawCache {
@@ -221,6 +229,7 @@ pub mod raw {
                 verdict_ttl: Duration::from_secs(3600),
                 failure_ttl: Duration::from_secs(30),
                 max_verdicts: 100_000,
+                manifest_bytes: 32 * 1024 * 1024,
             }
         }
     }
@@ -296,6 +305,10 @@ pub mod raw {
         pub password_file: Option<PathBuf>,
         pub password_env: Option<String>,
         pub ca_file: Option<PathBuf>,
+        #[serde(default, with = "humantime_serde")]
+        pub tag_ttl: Option<Duration>,
+        #[serde(default)]
+        pub serve_stale_tags: bool,
     }
 
     #[derive(Debug, Deserialize)]
@@ -556,6 +569,7 @@ impl Validator {
                 verdict_ttl: c.verdict_ttl,
                 failure_ttl: c.failure_ttl,
                 max_verdicts: c.max_verdicts,
+                manifest_bytes: c.manifest_bytes,
             },
             policies,
             source: self.source,
@@ -853,6 +867,8 @@ impl Validator {
             url,
             credentials,
             ca_certs,
+            tag_ttl: up.tag_ttl,
+            serve_stale_tags: up.serve_stale_tags,
         })
     }
 }
@@ -883,13 +899,29 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
         } else {
             format!(", {} extra CA certificate(s)", up.ca_certs.len())
         };
-        let _ = writeln!(out, "  {key}: {} [{auth}{ca}]", up.url);
+        let tags = match (up.tag_ttl, up.serve_stale_tags) {
+            (None, false) => String::new(),
+            (ttl, stale) => format!(
+                ", tags{}{}",
+                ttl.map(|t| format!(" trusted for {t:?}"))
+                    .unwrap_or_default(),
+                if stale {
+                    " served stale while unreachable"
+                } else {
+                    ""
+                }
+            ),
+        };
+        let _ = writeln!(out, "  {key}: {} [{auth}{ca}{tags}]", up.url);
     }
     let _ = writeln!(out, "trusted_root: {}", config.trusted_root.origin);
     let _ = writeln!(
         out,
-        "cache: verdict_ttl {:?}, failure_ttl {:?}, max_verdicts {}",
-        config.cache.verdict_ttl, config.cache.failure_ttl, config.cache.max_verdicts
+        "cache: verdict_ttl {:?}, failure_ttl {:?}, max_verdicts {}, manifest_bytes {}",
+        config.cache.verdict_ttl,
+        config.cache.failure_ttl,
+        config.cache.max_verdicts,
+        config.cache.manifest_bytes
     );
     let unmatched = match config.policies.unmatched {
         Unmatched::Allow => "allow",

@@ -84,6 +84,7 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         .resolve(name, None)
         .map_err(|e| bad(e.to_string()))?;
     let ctx = RequestCtx {
+        manifests: proxy.manifests.clone(),
         method: Method::GET,
         gate: proxy.gate(&upstream, &canonical),
         upstream,
@@ -145,6 +146,7 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
             image: &canonical,
             image_upstream: &ctx.upstream,
             manifest: Some(&m.bytes),
+            media_type: m.media_type.to_str().ok(),
             digest: &m.digest,
             rule,
             upstream: sig_upstream,
@@ -170,7 +172,12 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "image:      {}:{}", self.image, self.reference)?;
+        let sep = if self.reference.contains(':') {
+            '@'
+        } else {
+            ':'
+        };
+        writeln!(f, "image:      {}{sep}{}", self.image, self.reference)?;
         writeln!(f, "digest:     {}", self.digest)?;
         match (&self.rule, self.mode, &self.pattern) {
             (Some(r), Some(m), Some(p)) => writeln!(f, "rule:       {r} ({m}, pattern {p})")?,
@@ -181,7 +188,17 @@ impl std::fmt::Display for Report {
             Some(false) => "NOT verified",
             None => "not checked",
         };
-        writeln!(f, "signatures: {} found, {verified}", self.signatures)?;
+        writeln!(f, "result:     {verified}")?;
+        let allowed = self
+            .signature_checks
+            .iter()
+            .filter(|s| s.verified_by.is_some())
+            .count();
+        writeln!(
+            f,
+            "signatures: {} found, {allowed} verified by an allowed attestor",
+            self.signatures
+        )?;
         for e in &self.verified_by {
             writeln!(
                 f,

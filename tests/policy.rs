@@ -78,6 +78,8 @@ enum Fault {
     /// The registry has the OCI 1.1 referrers API, paginated: page 1 lists an unrelated SBOM
     /// referrer and links to page 2, which lists the signatures. Fallback tags answer 404.
     ReferrersApi,
+    /// Every request fails with 503: the upstream is down.
+    Down,
 }
 
 struct Registry {
@@ -101,6 +103,9 @@ async fn registry_of(dir: &str) -> Registry {
         async move {
             let path = s.path.as_str();
             let lookup = path.contains("/referrers/") || path.contains("/manifests/sha256-");
+            if fault == Fault::Down {
+                return oci_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+            }
             if fault == Fault::BrokenSig && path.ends_with(".sig") {
                 return respond(
                     StatusCode::OK,
@@ -110,7 +115,7 @@ async fn registry_of(dir: &str) -> Registry {
             }
             if lookup {
                 match fault {
-                    Fault::None | Fault::BrokenSig | Fault::ReferrersApi => {}
+                    Fault::None | Fault::BrokenSig | Fault::ReferrersApi | Fault::Down => {}
                     Fault::Status(code) => {
                         return oci_error(StatusCode::from_u16(code).unwrap(), "UNAVAILABLE")
                     }
@@ -374,9 +379,10 @@ async fn concurrent_cold_pulls_run_one_discovery_and_warm_verdicts_cost_nothing(
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    // Every request reached the upstream for its manifest while the one lookup was in flight.
-    assert_eq!(reg.up.count(&format!("/manifests/{digest}")), 250);
-    // Exactly one discovery: one referrers request, one fallback-tag request, one `.sig` lookup.
+    // One manifest fetch for all of them (single flight, then the content cache)...
+    assert_eq!(reg.up.count(&format!("/manifests/{digest}")), 1);
+    // ...and exactly one discovery: one referrers request, one fallback-tag request, one `.sig`
+    // lookup.
     assert_eq!(reg.up.count("/referrers/"), 1);
     assert_eq!(
         reg.up.count(&format!("/manifests/sha256-{}", &digest[7..])),
@@ -741,4 +747,124 @@ async fn buildkit_attestations_are_read_from_the_index_even_for_head() {
         error_code(get(&proxy, "enforce/app/manifests/buildkit").await).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(message.contains("provenance: no"), "{message}");
+}
+
+// === manifest cache ===
+
+fn gets(reg: &Registry, path: &str) -> usize {
+    reg.up
+        .requests()
+        .iter()
+        .filter(|s| s.method == http::Method::GET && s.path == path)
+        .count()
+}
+
+fn heads(reg: &Registry, path: &str) -> usize {
+    reg.up
+        .requests()
+        .iter()
+        .filter(|s| s.method == http::Method::HEAD && s.path == path)
+        .count()
+}
+
+#[tokio::test]
+async fn manifests_by_digest_are_served_from_memory_even_when_the_upstream_is_down() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    let d = digest_of("keyless-bundle");
+    let path = format!("enforce/app/manifests/{d}");
+    assert_eq!(get(&proxy, &path).await.status(), 200);
+    let before = reg.up.total();
+    *reg.fault.lock().unwrap() = Fault::Down;
+    for _ in 0..3 {
+        let resp = get(&proxy, &path).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["docker-content-digest"], d.as_str());
+        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
+        let head = client()
+            .head(format!("{}/v2/{path}", proxy.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200);
+    }
+    assert_eq!(
+        reg.up.total(),
+        before,
+        "no upstream request for a cached digest"
+    );
+    // Refused manifests are not served from memory either: the gate runs on every answer.
+    let unsigned = format!("enforce/app/manifests/{}", digest_of("unsigned"));
+    *reg.fault.lock().unwrap() = Fault::None;
+    assert_eq!(get(&proxy, &unsigned).await.status(), 403);
+    assert_eq!(get(&proxy, &unsigned).await.status(), 403);
+}
+
+#[tokio::test]
+async fn a_known_tag_is_revalidated_with_head_and_not_fetched_again() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    let tag_path = "/v2/audit/app/manifests/keyless-bundle";
+    let d = digest_of("keyless-bundle");
+    for _ in 0..3 {
+        let resp = get(&proxy, "audit/app/manifests/keyless-bundle").await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
+    }
+    // The first request GETs the tag; the next ones only ask with HEAD (not a pull on Docker Hub).
+    assert_eq!(gets(&reg, tag_path), 1);
+    assert_eq!(heads(&reg, tag_path), 2);
+    assert_eq!(gets(&reg, &format!("/v2/audit/app/manifests/{d}")), 0);
+    // A digest already cached is not fetched when a tag moves onto it.
+    let head = client()
+        .head(format!("{}{tag_path}", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["docker-content-digest"], d.as_str());
+    let m = proxy.metrics().await;
+    assert!(
+        m.contains(r#"portcullis_cache_requests_total{cache="manifest",result="hit"}"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn tag_ttl_skips_the_head_and_serve_stale_tags_rides_out_an_outage() {
+    let reg = registry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write_config(
+        dir.path(),
+        "fake.local",
+        &format!(
+            "  fake.local: {{ url: \"{}\", tag_ttl: 1h, serve_stale_tags: true }}\n  strict.local: {{ url: \"{}\" }}",
+            reg.up.url(),
+            reg.up.url()
+        ),
+        &policy_yaml("allow", ""),
+    );
+    let proxy = Proxy::start_file(&path, dir).await;
+    let d = digest_of("key-legacy");
+    assert_eq!(
+        get(&proxy, "audit/app/manifests/key-legacy").await.status(),
+        200
+    );
+    let before = reg.up.total();
+    let resp = get(&proxy, "audit/app/manifests/key-legacy").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["docker-content-digest"], d.as_str());
+    assert_eq!(reg.up.total(), before, "within tag_ttl, not even a HEAD");
+
+    // Outage: the stale resolution is served where serve_stale_tags is set...
+    *reg.fault.lock().unwrap() = Fault::Down;
+    let resp = get(&proxy, "audit/app/manifests/key-legacy").await;
+    assert_eq!(resp.status(), 200);
+    // ...and refused where it is not (the other upstream key, same registry).
+    assert_eq!(
+        get(&proxy, "strict.local/audit/app/manifests/key-legacy")
+            .await
+            .status(),
+        502
+    );
 }

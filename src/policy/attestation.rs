@@ -36,13 +36,13 @@ const VARIABLES: &[&str] = &["predicate", "subject", "predicateType"];
 pub enum AttestationError {
     #[error("predicate_type {0:?} is neither a known short name ({names}) nor a URI", names = { let mut n: Vec<&str> = SHORT_NAMES.iter().map(|(n, _)| *n).collect(); n.dedup(); n.join(", ") })]
     PredicateType(String),
-    #[error("condition {index} ({source_text:?}) does not compile: {reason}")]
+    #[error("{source_text:?} does not compile: {reason}")]
     Compile {
         index: usize,
         source_text: String,
         reason: String,
     },
-    #[error("condition {index} ({source_text:?}) uses unknown variable {variable:?}; conditions see predicate, subject and predicateType")]
+    #[error("{source_text:?} uses unknown variable {variable:?}; conditions see predicate, subject and predicateType")]
     Variable {
         index: usize,
         source_text: String,
@@ -127,7 +127,7 @@ impl Condition {
 fn first_path(source: &str) -> Option<String> {
     // Invariant: a constant, valid pattern.
     let re = regex::Regex::new(
-        r#"\b(?:predicate|subject)(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\]|\["[^"\]]*"\])*"#,
+        r#"\b(?:predicate|subject)\b(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\]|\["[^"\]]*"\])*"#,
     )
     .expect("valid regex");
     let m = re.find(source)?;
@@ -329,6 +329,9 @@ mod tests {
         ]);
         let (results, ok) = r.evaluate("https://slsa.dev/provenance/v1", &provenance(), &subject);
         assert_eq!(ok, Ok(()), "{results:?}");
+        // `predicateType` is its own variable, not a path under `predicate`.
+        assert_eq!(results[3].detail, None);
+        assert_eq!(first_path("predicateType == \"x\""), None);
         assert!(results.iter().all(|c| c.result == "true"));
 
         let evil =

@@ -351,6 +351,8 @@ impl Rule {
                 };
                 if !counts {
                     unverified.push(match (&f.error, f.unsigned) {
+                        // Errors from the checks already name the source.
+                        (Some(e), _) if e.starts_with(&f.source) => e.clone(),
                         (Some(e), _) => format!("{}: {e}", f.source),
                         (None, true) => format!(
                             "{}: unsigned (BuildKit), and allow_unsigned is off",

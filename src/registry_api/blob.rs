@@ -100,7 +100,11 @@ pub async fn handle(ctx: &RequestCtx, digest: Digest) -> Result<Response<Respons
                             actual: digest.algorithm().digest(&bytes),
                         })));
                     }
-                    ctx.gate.check(&ctx.image, &digest, None).await?;
+                    // No media type: a blob-route manifest is checked, never used to cover
+                    // children.
+                    ctx.gate
+                        .check(&ctx.image, &digest, Some(("", &bytes)))
+                        .await?;
                 }
                 body::full(bytes)
             }

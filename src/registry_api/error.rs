@@ -76,6 +76,9 @@ pub enum ApiError {
     Upstream(#[from] UpstreamError),
     #[error("{0}")]
     PolicyDenied(Box<PolicyDenied>),
+    /// One error handed to every request that waited on the same upstream fetch.
+    #[error("{0}")]
+    Shared(std::sync::Arc<ApiError>),
     #[error("cannot verify {image}@{digest} under policy {rule:?}: signature lookup failed: {error}; refusing until it can be verified (retry later)")]
     SignatureLookup {
         image: ImageName,
@@ -126,10 +129,17 @@ impl ApiError {
         }
     }
 
+    /// An error shared by the callers of one single-flight fetch, unwrapped when it is the
+    /// only holder.
+    pub fn shared(e: std::sync::Arc<ApiError>) -> ApiError {
+        std::sync::Arc::try_unwrap(e).unwrap_or_else(ApiError::Shared)
+    }
+
     /// The HTTP status and OCI error code.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         use ApiError::*;
         match self {
+            Shared(inner) => inner.status_and_code(),
             NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             TagInvalid(_) => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
@@ -161,6 +171,7 @@ impl ApiError {
     fn detail(&self) -> serde_json::Value {
         use ApiError::*;
         match self {
+            Shared(inner) => inner.detail(),
             ManifestUnknown { image, reference } => {
                 json!({ "image": image.to_string(), "reference": reference.to_string() })
             }
@@ -208,18 +219,22 @@ impl ApiError {
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        match self {
+        let original = match &self {
+            ApiError::Shared(inner) => inner.as_ref(),
+            other => other,
+        };
+        match original {
             ApiError::UpstreamThrottled {
                 retry_after: Some(v),
                 ..
             } => {
-                headers.insert(RETRY_AFTER, v);
+                headers.insert(RETRY_AFTER, v.clone());
             }
             ApiError::RangeNotSatisfiable {
                 content_range: Some(v),
                 ..
             } => {
-                headers.insert(http::header::CONTENT_RANGE, v);
+                headers.insert(http::header::CONTENT_RANGE, v.clone());
             }
             ApiError::SignatureLookup { .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));

@@ -37,6 +37,12 @@ const INDEX_TYPES: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
+/// An image index or Docker manifest list, by media type (parameters ignored).
+pub fn is_index(media_type: &str) -> bool {
+    let essence = media_type.split(';').next().unwrap_or("").trim();
+    INDEX_TYPES.contains(&essence)
+}
+
 impl Gate {
     /// True when an unverified manifest would be refused here (an enforce rule, or no rule under
     /// `unmatched: deny`): then manifest bytes must not leave through the blob route either.
@@ -54,6 +60,28 @@ impl Gate {
         image: &ImageName,
         digest: &Digest,
         manifest: Option<(&str, &[u8])>,
+    ) -> Result<(), ApiError> {
+        let media_type = manifest.map(|(t, _)| t);
+        self.check_inner(image, digest, media_type, manifest.map(|(_, b)| b))
+            .await
+    }
+
+    /// [`Gate::check`] for a `HEAD`: the media type the upstream announced, no bytes.
+    pub async fn check_head(
+        &self,
+        image: &ImageName,
+        digest: &Digest,
+        media_type: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.check_inner(image, digest, media_type, None).await
+    }
+
+    async fn check_inner(
+        &self,
+        image: &ImageName,
+        digest: &Digest,
+        media_type: Option<&str>,
+        bytes: Option<&[u8]>,
     ) -> Result<(), ApiError> {
         let rule = match &self.selection {
             Selection::Unmatched(Unmatched::Allow) => return Ok(()),
@@ -75,7 +103,8 @@ impl Gate {
         let lookup = Lookup {
             image,
             image_upstream: &self.image_upstream,
-            manifest: manifest.map(|(_, bytes)| bytes),
+            manifest: bytes,
+            media_type,
             digest,
             rule,
             upstream,
@@ -101,9 +130,8 @@ impl Gate {
         self.record(&rule.name, rule.mode, verdict.result());
         match decide(rule.mode, verdict) {
             Decision::Allow => {
-                if let Some((media_type, bytes)) = manifest {
-                    let essence = media_type.split(';').next().unwrap_or("").trim();
-                    if verdict.verified && INDEX_TYPES.contains(&essence) {
+                if let (Some(media_type), Some(bytes)) = (media_type, bytes) {
+                    if verdict.verified && is_index(media_type) {
                         self.engine.cover_children(bytes, &lookup).await;
                     }
                 }

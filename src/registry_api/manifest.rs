@@ -4,13 +4,20 @@
 //!
 //! `HEAD` asks the upstream with `HEAD` too (registries such as Docker Hub do not count it as a
 //! pull) and answers the same headers without a body.
+//!
+//! Manifests are content-addressed, so bytes once proven are kept (`cache::ManifestCache`) and a
+//! request by digest is answered from memory, upstream reachable or not. A tag is revalidated
+//! with an upstream `HEAD`; when the digest it names is cached, no `GET` is sent. With the
+//! upstream's `tag_ttl`, a recent resolution is trusted without even the `HEAD`; with
+//! `serve_stale_tags`, the last resolution is served while the upstream is unreachable. Every
+//! answer, cached or not, passes the policy gate first.
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::error::{ApiError, DigestMismatch};
-use super::reference::{Digest, Reference};
+use super::reference::{Digest, Reference, Tag};
 use super::{upstream_failure, RequestCtx};
 use crate::upstream::body::{self, BodyError, ResponseBody};
 use crate::upstream::{Kind, UpstreamError, UpstreamRequest};
@@ -35,18 +42,166 @@ pub async fn handle(
     ctx: &RequestCtx,
     reference: Reference,
 ) -> Result<Response<ResponseBody>, ApiError> {
+    let with_body = ctx.method != Method::HEAD;
+    let accept = accept_key(&ctx.headers);
+    // Whether a tag was (re)resolved by the upstream in this request: then its entry is renewed.
+    let mut resolved_now = true;
+    let m = match &reference {
+        Reference::Digest(d) if with_body => ctx
+            .manifests
+            .get_or_fetch(&ctx.image, d, fetch(ctx, &reference))
+            .await
+            .map_err(ApiError::shared)?,
+        Reference::Digest(d) => match ctx.manifests.get(&ctx.image, d).await {
+            Some(m) => m,
+            None => return head_through(ctx, &reference).await,
+        },
+        Reference::Tag(tag) => match resolve_tag(ctx, tag, &accept).await? {
+            Resolution::Cached {
+                manifest,
+                revalidated,
+            } => {
+                resolved_now = revalidated;
+                manifest
+            }
+            Resolution::Headers(resp, digest) => {
+                let media_type = resp
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                ctx.gate.check_head(&ctx.image, &digest, media_type).await?;
+                return Ok(resp);
+            }
+            Resolution::Digest(d) => fetch(ctx, &Reference::Digest(d)).await?,
+            Resolution::Unknown => fetch(ctx, &reference).await?,
+        },
+    };
     // The gate runs after the digest is proven and before any byte (or header) is served.
-    if ctx.method == Method::HEAD {
-        let (resp, digest) = head(ctx, &reference).await?;
-        ctx.gate.check(&ctx.image, &digest, None).await?;
-        return Ok(resp);
-    }
-    let m = fetch(ctx, &reference).await?;
     let media_type = m.media_type.to_str().unwrap_or("");
     ctx.gate
         .check(&ctx.image, &m.digest, Some((media_type, &m.bytes)))
         .await?;
-    Ok(respond(&m, true))
+    ctx.manifests.insert(&ctx.image, &m).await;
+    if let (Reference::Tag(tag), true) = (&reference, resolved_now) {
+        ctx.manifests
+            .set_tag(&ctx.image, tag, &accept, &m.digest)
+            .await;
+    }
+    Ok(respond(&m, with_body))
+}
+
+/// How a tag request is answered.
+enum Resolution {
+    /// From the manifest cache: `revalidated` when the upstream confirmed the digest just now.
+    Cached {
+        manifest: FetchedManifest,
+        revalidated: bool,
+    },
+    /// A `HEAD` answered with the upstream's headers (content not cached).
+    Headers(Response<ResponseBody>, Digest),
+    /// The upstream names this digest, not cached: fetch it by digest.
+    Digest(Digest),
+    /// Not resolved: fetch by tag.
+    Unknown,
+}
+
+async fn resolve_tag(ctx: &RequestCtx, tag: &Tag, accept: &str) -> Result<Resolution, ApiError> {
+    let known = ctx.manifests.tag(&ctx.image, tag, accept).await;
+    if let (Some(ttl), Some(k)) = (ctx.upstream.tag_ttl, &known) {
+        if k.resolved.elapsed() < ttl {
+            if let Some(manifest) = ctx.manifests.get(&ctx.image, &k.digest).await {
+                return Ok(Resolution::Cached {
+                    manifest,
+                    revalidated: false,
+                });
+            }
+        }
+    }
+    let is_head = ctx.method == Method::HEAD;
+    if known.is_none() && !is_head {
+        // Never resolved here, so its content is most likely not cached: one GET, not two.
+        return Ok(Resolution::Unknown);
+    }
+    match head_upstream(ctx, &Reference::Tag(tag.clone())).await {
+        Ok(Some((resp, digest))) => match ctx.manifests.get(&ctx.image, &digest).await {
+            Some(manifest) => Ok(Resolution::Cached {
+                manifest,
+                revalidated: true,
+            }),
+            None if is_head => Ok(Resolution::Headers(resp, digest)),
+            None => Ok(Resolution::Digest(digest)),
+        },
+        Ok(None) if is_head => {
+            let m = fetch(ctx, &Reference::Tag(tag.clone())).await?;
+            Ok(Resolution::Cached {
+                manifest: m,
+                revalidated: true,
+            })
+        }
+        Ok(None) => Ok(Resolution::Unknown),
+        Err(e) if ctx.upstream.serve_stale_tags && is_outage(&e) => {
+            let stale = match &known {
+                Some(k) => ctx.manifests.get(&ctx.image, &k.digest).await,
+                None => None,
+            };
+            match stale {
+                Some(manifest) => {
+                    tracing::warn!(
+                        image = %ctx.image,
+                        %tag,
+                        digest = %manifest.digest,
+                        error = %e,
+                        "upstream unreachable: serving the tag's last verified resolution (serve_stale_tags)"
+                    );
+                    Ok(Resolution::Cached {
+                        manifest,
+                        revalidated: false,
+                    })
+                }
+                None => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The upstream could not be asked (unreachable, timing out, failing): not an answer about the
+/// tag.
+fn is_outage(e: &ApiError) -> bool {
+    matches!(
+        e.status_and_code().0,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// A `HEAD` answered through the upstream (or a `GET` when its `HEAD` is incomplete), gated.
+async fn head_through(
+    ctx: &RequestCtx,
+    reference: &Reference,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let (resp, digest) = match head_upstream(ctx, reference).await? {
+        Some(r) => r,
+        None => {
+            let m = fetch(ctx, reference).await?;
+            (respond(&m, false), m.digest)
+        }
+    };
+    let media_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    ctx.gate.check_head(&ctx.image, &digest, media_type).await?;
+    Ok(resp)
+}
+
+/// The client's `Accept`, as part of a tag's cache key.
+fn accept_key(headers: &HeaderMap) -> String {
+    let values: Vec<&str> = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    values.join(",")
 }
 
 /// The answer for a fetched manifest, with or without its body.
@@ -189,12 +344,12 @@ async fn fetch_accepting(
     })
 }
 
-/// `HEAD`: the upstream's headers, with its digest checked against a requested one. An upstream
-/// that does not say the digest is asked with `GET` so the answer is still exact.
-async fn head(
+/// `HEAD`: the upstream's headers, with its digest checked against a requested one; `None` when
+/// the upstream does not say the digest, type and length (then a `GET` must stand in).
+async fn head_upstream(
     ctx: &RequestCtx,
     reference: &Reference,
-) -> Result<(Response<ResponseBody>, Digest), ApiError> {
+) -> Result<Option<(Response<ResponseBody>, Digest)>, ApiError> {
     let upstream = &ctx.upstream;
     let resp = upstream
         .send(request(
@@ -214,8 +369,7 @@ async fn head(
         headers.get(CONTENT_TYPE),
         headers.get(CONTENT_LENGTH),
     ) else {
-        let m = fetch(ctx, reference).await?;
-        return Ok((respond(&m, false), m.digest));
+        return Ok(None);
     };
     if let Some(requested) = reference.digest() {
         if *requested != claimed {
@@ -233,7 +387,7 @@ async fn head(
     h.insert(CONTENT_TYPE, content_type.clone());
     h.insert(CONTENT_LENGTH, length.clone());
     h.insert(DOCKER_CONTENT_DIGEST, digest_header(&claimed));
-    Ok((out, claimed))
+    Ok(Some((out, claimed)))
 }
 
 /// The upstream's `Docker-Content-Digest`, parsed; a malformed one is an invalid answer.

@@ -21,7 +21,7 @@ use std::time::Instant;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
-use crate::cache::TokenCache;
+use crate::cache::{ManifestCache, TokenCache};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::policy::{PolicySet, Selection};
@@ -41,6 +41,7 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub policies: PolicySet,
     pub engine: Arc<Engine>,
+    pub manifests: Arc<ManifestCache>,
 }
 
 /// What one request is about, once routed and mapped.
@@ -56,6 +57,7 @@ pub struct RequestCtx {
     pub query: Vec<(String, String)>,
     /// The rule that applies to this image and what it needs to decide.
     pub gate: gate::Gate,
+    pub manifests: Arc<ManifestCache>,
 }
 
 impl RequestCtx {
@@ -140,6 +142,7 @@ impl Proxy {
         let gate = self.gate(&upstream, &image);
         let ctx = RequestCtx {
             gate,
+            manifests: self.manifests.clone(),
             method: method.clone(),
             upstream,
             image,
@@ -192,11 +195,13 @@ impl Proxy {
             config.timeouts.signature_lookup,
             metrics.clone(),
         );
+        let manifests = Arc::new(ManifestCache::new(&config.cache, metrics.clone()));
         Ok(Proxy {
             upstreams: Upstreams::new(by_key, config.default_upstream.clone()),
             metrics,
             policies: config.policies.clone(),
             engine: Arc::new(engine),
+            manifests,
         })
     }
 

@@ -139,6 +139,15 @@ impl LegacyKind {
         }
     }
 
+    /// What an unreadable candidate of this kind counts as (see `unusable_as`).
+    fn hint(self) -> Option<String> {
+        match self {
+            LegacyKind::Signature => None,
+            // Its predicate type is unknown: it is reported, and satisfies nothing.
+            LegacyKind::Attestation => Some(String::new()),
+        }
+    }
+
     fn layer_type(self) -> &'static str {
         match self {
             LegacyKind::Signature => SIMPLE_SIGNING,
@@ -324,6 +333,7 @@ impl Discovery<'_> {
             .map_err(|e| self.malformed("a referrers descriptor", e))?;
         let what = format!("bundle referrer {digest}");
         let source = what.clone();
+        let hint = announced_attestation(referrer, BUNDLE_PREDICATE_TYPE);
         let fetched = self
             .get(
                 Kind::Signature,
@@ -338,19 +348,27 @@ impl Discovery<'_> {
             // Listed but gone (deleted since): nothing to verify.
             Ok(None) => return Ok(()),
             Err(e) if too_large(&e) => {
-                out.push(unusable(source, self.too_large_reason("manifest")));
+                out.push(unusable_as(source, self.too_large_reason("manifest"), hint));
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
         if !digest.matches(&bytes) {
-            out.push(unusable(source, "manifest does not match its digest"));
+            out.push(unusable_as(
+                source,
+                "manifest does not match its digest",
+                hint,
+            ));
             return Ok(());
         }
         let manifest: ImageManifest = match serde_json::from_slice(&bytes) {
             Ok(m) => m,
             Err(e) => {
-                out.push(unusable(source, format!("manifest is malformed: {e}")));
+                out.push(unusable_as(
+                    source,
+                    format!("manifest is malformed: {e}"),
+                    hint,
+                ));
                 return Ok(());
             }
         };
@@ -366,7 +384,7 @@ impl Discovery<'_> {
                     source: source.clone(),
                     kind: CandidateKind::Bundle(json),
                 },
-                Err(reason) => unusable(source.clone(), reason),
+                Err(reason) => unusable_as(source.clone(), reason, hint.clone()),
             });
         }
         Ok(())
@@ -395,7 +413,11 @@ impl Discovery<'_> {
             Ok(Some((_, bytes))) => bytes,
             Ok(None) => return Ok(()),
             Err(e) if too_large(&e) => {
-                out.push(unusable(tag, self.too_large_reason("manifest")));
+                out.push(unusable_as(
+                    tag,
+                    self.too_large_reason("manifest"),
+                    kind.hint(),
+                ));
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -403,7 +425,11 @@ impl Discovery<'_> {
         let manifest: ImageManifest = match serde_json::from_slice(&bytes) {
             Ok(m) => m,
             Err(e) => {
-                out.push(unusable(tag, format!("manifest is malformed: {e}")));
+                out.push(unusable_as(
+                    tag,
+                    format!("manifest is malformed: {e}"),
+                    kind.hint(),
+                ));
                 return Ok(());
             }
         };
@@ -418,7 +444,10 @@ impl Discovery<'_> {
             let payload = match self.blob(layer, &what).await? {
                 Ok(p) => p,
                 Err(reason) => {
-                    out.push(unusable(source, reason));
+                    let hint = kind
+                        .hint()
+                        .map(|_| announced_attestation(layer, "predicateType").unwrap_or_default());
+                    out.push(unusable_as(source, reason, hint));
                     continue;
                 }
             };
@@ -469,9 +498,10 @@ impl Discovery<'_> {
             let digest = d.digest().to_string();
             let source = format!("BuildKit attestation manifest {digest}");
             let Some(about) = about else {
-                out.push(unusable(
+                out.push(unusable_as(
                     source,
                     format!("no valid {REFERENCE_DIGEST} annotation"),
+                    Some(String::new()),
                 ));
                 continue;
             };
@@ -487,11 +517,19 @@ impl Discovery<'_> {
             let bytes = match fetched {
                 Ok(Some((_, bytes))) => bytes,
                 Ok(None) => {
-                    out.push(unusable(source, "listed in the index but missing (404)"));
+                    out.push(unusable_as(
+                        source,
+                        "listed in the index but missing (404)",
+                        Some(String::new()),
+                    ));
                     continue;
                 }
                 Err(e) if too_large(&e) => {
-                    out.push(unusable(source, self.too_large_reason("manifest")));
+                    out.push(unusable_as(
+                        source,
+                        self.too_large_reason("manifest"),
+                        Some(String::new()),
+                    ));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -504,9 +542,10 @@ impl Discovery<'_> {
             {
                 Some(m) => m,
                 None => {
-                    out.push(unusable(
+                    out.push(unusable_as(
                         source,
                         "manifest is malformed or does not match its digest",
+                        Some(String::new()),
                     ));
                     continue;
                 }
@@ -526,7 +565,7 @@ impl Discovery<'_> {
                             about: about.clone(),
                         },
                     },
-                    Err(reason) => unusable(source.clone(), reason),
+                    Err(reason) => unusable_as(source.clone(), reason, Some(String::new())),
                 });
             }
         }
@@ -585,11 +624,31 @@ fn too_large(e: &LookupError) -> bool {
     )
 }
 
-fn unusable(source: String, reason: impl Into<String>) -> Candidate {
+/// An unusable candidate that its descriptor announced as an attestation of `predicate_type`.
+fn unusable_as(
+    source: String,
+    reason: impl Into<String>,
+    attestation: Option<String>,
+) -> Candidate {
     Candidate {
         source,
-        kind: CandidateKind::Unusable(reason.into()),
+        kind: CandidateKind::Unusable {
+            reason: reason.into(),
+            attestation,
+        },
     }
+}
+
+/// cosign's annotation of a bundle referrer naming its statement's predicate type.
+const BUNDLE_PREDICATE_TYPE: &str = "dev.sigstore.bundle.predicateType";
+
+/// The predicate type a descriptor announces, when it is not cosign's signature predicate.
+fn announced_attestation(d: &Descriptor, key: &str) -> Option<String> {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .filter(|t| *t != super::COSIGN_SIGN_PREDICATE)
+        .cloned()
 }
 
 fn accept(media_type: &'static str) -> HeaderMap {

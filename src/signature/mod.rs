@@ -122,9 +122,13 @@ pub enum CandidateKind {
     /// An unsigned in-toto statement from a BuildKit attestation manifest inside an index, about
     /// the child manifest `about`.
     Unsigned { statement: Bytes, about: Digest },
-    /// A signature that could not be read (malformed manifest, oversized or corrupt layer): it
-    /// fails verification with this reason.
-    Unusable(String),
+    /// A signature or attestation that could not be read (malformed manifest, oversized or
+    /// corrupt layer): it fails verification with this reason. `attestation` holds the
+    /// predicate type its descriptor announced when it is an attestation, not a signature.
+    Unusable {
+        reason: String,
+        attestation: Option<String>,
+    },
 }
 
 // === lookup errors ===
@@ -170,6 +174,8 @@ pub struct Lookup<'a> {
     pub digest: &'a Digest,
     /// The manifest's bytes, when the caller has them (not for `HEAD`).
     pub manifest: Option<&'a [u8]>,
+    /// The manifest's media type, when known.
+    pub media_type: Option<&'a str>,
     pub rule: &'a Arc<Rule>,
     /// The upstream holding the signatures (the image's own, or the rule's signature repository).
     pub upstream: &'a Arc<Upstream>,
@@ -251,11 +257,17 @@ impl Engine {
         let started = Instant::now();
         let work = async {
             let rule = l.rule;
-            // BuildKit attestations live inside the index: read it when a requirement may use them.
-            let index = if rule.attestations.iter().any(|a| a.allow_unsigned) {
+            // BuildKit attestations live inside an index: read them whenever attestations are
+            // required (so a refusal can say they are unsigned), fetching the index for a HEAD.
+            let announced_index = l
+                .media_type
+                .is_some_and(crate::registry_api::gate::is_index);
+            let index = if rule.attestations.is_empty() {
+                None
+            } else {
                 match l.manifest {
                     Some(b) => Some(Bytes::copy_from_slice(b)),
-                    None => {
+                    None if announced_index => {
                         discovery::manifest_by_digest(
                             l.image_upstream,
                             &l.image.repo,
@@ -264,10 +276,9 @@ impl Engine {
                         )
                         .await?
                     }
+                    None => None,
                 }
                 .filter(|b| !discovery::platform_children(b).is_empty())
-            } else {
-                None
             };
             let wants = discovery::Wants {
                 attestations: !rule.attestations.is_empty(),

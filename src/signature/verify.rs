@@ -86,6 +86,25 @@ pub fn check_all(
             }
             continue;
         }
+        if let CandidateKind::Unusable {
+            reason,
+            attestation: Some(predicate_type),
+        } = &c.kind
+        {
+            if !rule.attestations.is_empty() {
+                attestations.push(FoundAttestation {
+                    source: c.source.clone(),
+                    predicate_type: predicate_type.clone(),
+                    signer: None,
+                    unsigned: false,
+                    error: Some(format!("{}: {reason}", c.source)),
+                    about: digest.to_string(),
+                    predicate: serde_json::Value::Null,
+                    subject: serde_json::Value::Null,
+                });
+            }
+            continue;
+        }
         let (prepared, role) = prepare(c, digest);
         if let Role::Attestation(_) = &role {
             if rule.attestations.is_empty() {
@@ -394,7 +413,7 @@ fn prepare(c: &Candidate, digest: &Digest) -> (Prepared, Role) {
             .map_err(|e| format!("digest: {e}"))
     };
     match &c.kind {
-        CandidateKind::Unusable(reason) => rejected(reason.clone()),
+        CandidateKind::Unusable { reason, .. } => rejected(reason.clone()),
         // Handled before preparation; never reaches the verifier.
         CandidateKind::Unsigned { .. } => rejected("unsigned statement".to_owned()),
         CandidateKind::Bundle(json) => {
@@ -405,14 +424,15 @@ fn prepare(c: &Candidate, digest: &Digest) -> (Prepared, Role) {
             let Ok(text) = std::str::from_utf8(json) else {
                 return rejected("malformed bundle: not UTF-8".to_owned());
             };
-            let bundle = match Bundle::from_json(text) {
-                Ok(b) => b,
-                Err(e) => return rejected(format!("malformed bundle: {e}")),
-            };
             let role = match bundle_statement(json) {
                 Err(reason) => return rejected(reason),
                 Ok(Some(st)) if st.predicate_type != COSIGN_SIGN_PREDICATE => Role::Attestation(st),
                 Ok(_) => Role::Signature,
+            };
+            let bundle = match Bundle::from_json(text) {
+                Ok(b) => b,
+                // An attestation stays one even when its bundle is broken.
+                Err(e) => return (Prepared::Rejected(format!("malformed bundle: {e}")), role),
             };
             (
                 Prepared::Ready {

@@ -124,6 +124,10 @@ pub struct Upstream {
     tokens: TokenCache,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    /// See `UpstreamConfig::tag_ttl`.
+    pub tag_ttl: Option<Duration>,
+    /// See `UpstreamConfig::serve_stale_tags`.
+    pub serve_stale_tags: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -184,6 +188,8 @@ impl Upstream {
             tokens,
             timeouts: timeouts.clone(),
             limits: limits.clone(),
+            tag_ttl: cfg.tag_ttl,
+            serve_stale_tags: cfg.serve_stale_tags,
             metrics,
         })
     }

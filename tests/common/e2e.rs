@@ -491,3 +491,125 @@ pub fn metric_sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
         })
         .sum()
 }
+
+// === fixture plans ===
+
+/// Pushes every image, signature and referrers index of a fixture plan into `repo`, in the
+/// plan's order (blobs before manifests, subjects before referrers, children before the index).
+/// `fixture_registry` holds `plan.json` (`[{reference, media_type, manifest, blobs: [hex]}]`)
+/// and `blobs/<hex>`.
+pub async fn push_plan(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    fixture_registry: &Path,
+) {
+    let read = |path: PathBuf| {
+        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    };
+    let plan: Vec<serde_json::Value> =
+        serde_json::from_slice(&read(fixture_registry.join("plan.json"))).unwrap();
+    let blob = |hex: &str| read(fixture_registry.join("blobs").join(hex));
+    let mut pushed = std::collections::HashSet::new();
+    for step in &plan {
+        for b in step["blobs"].as_array().unwrap() {
+            let hex = b.as_str().unwrap();
+            // Images share their layer; one upload per repository is enough.
+            if pushed.insert(hex.to_owned()) {
+                push_blob(client, registry, repo, &blob(hex)).await;
+            }
+        }
+        push_manifest(
+            client,
+            registry,
+            repo,
+            step["reference"].as_str().unwrap(),
+            step["media_type"].as_str().unwrap(),
+            &blob(step["manifest"].as_str().unwrap()),
+        )
+        .await;
+    }
+}
+
+// === the proxy's audit events ===
+
+/// The JSON log lines of a proxy started with `--log-format json`, kept as they are read so that
+/// later checks can look back.
+pub struct AuditLog<'a> {
+    proxy: &'a super::ProxyProcess,
+    pub lines: Vec<serde_json::Value>,
+}
+
+impl<'a> AuditLog<'a> {
+    /// How long an audit event may take to reach us after the response that caused it.
+    pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+    pub fn new(proxy: &'a super::ProxyProcess) -> AuditLog<'a> {
+        AuditLog {
+            proxy,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Reads what has arrived, waiting at most `wait` for the first new line.
+    pub fn read(&mut self, wait: Duration) {
+        let mut wait = wait;
+        while let Ok(line) = self.proxy.logs.recv_timeout(wait) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                self.lines.push(v);
+            }
+            wait = Duration::ZERO;
+        }
+    }
+
+    /// The audit events (`target: portcullis::audit`, `event: verdict`) for `digest` under
+    /// `rule` read so far.
+    pub fn verdicts(&self, rule: &str, digest: &str) -> Vec<serde_json::Value> {
+        self.lines
+            .iter()
+            .filter(|v| {
+                v["target"] == "portcullis::audit"
+                    && v["event"] == "verdict"
+                    && v["rule"] == rule
+                    && v["digest"] == digest
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The first audit event for `digest` under `rule`, waiting for it up to [`Self::TIMEOUT`].
+    pub fn verdict(&mut self, rule: &str, digest: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Self::TIMEOUT;
+        loop {
+            if let Some(v) = self.verdicts(rule, digest).into_iter().next() {
+                return v;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no audit event for {digest} under rule {rule:?} within {:?}; log:\n{}",
+                Self::TIMEOUT,
+                self.dump()
+            );
+            self.read(left.min(Duration::from_millis(200)));
+        }
+    }
+
+    pub fn dump(&self) -> String {
+        self.lines
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A field of an audit event that holds a JSON array as a string (`reasons`, `identities`,
+/// `verified_by`).
+pub fn audit_list(event: &serde_json::Value, field: &str) -> Vec<String> {
+    let text = event[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("audit event without a string {field:?}: {event}"));
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("{field} of the audit event is not a JSON array ({e}): {event}"))
+}
