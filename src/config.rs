@@ -901,16 +901,16 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
         };
         let tags = match (up.tag_ttl, up.serve_stale_tags) {
             (None, false) => String::new(),
-            (ttl, stale) => format!(
-                ", tags{}{}",
-                ttl.map(|t| format!(" trusted for {t:?}"))
-                    .unwrap_or_default(),
-                if stale {
-                    " served stale while unreachable"
-                } else {
-                    ""
+            (ttl, stale) => {
+                let mut parts = Vec::new();
+                if let Some(t) = ttl {
+                    parts.push(format!("tags trusted for {t:?}"));
                 }
-            ),
+                if stale {
+                    parts.push("stale tags served while unreachable".to_owned());
+                }
+                format!(", {}", parts.join(", "))
+            }
         };
         let _ = writeln!(out, "  {key}: {} [{auth}{ca}{tags}]", up.url);
     }
