@@ -113,6 +113,9 @@ fn run(command: Command) -> anyhow::Result<bool> {
             let config = Config::load(config.as_deref())?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                // Headroom for deep request futures (verification) in unoptimised builds; only
+                // touched pages count towards memory.
+                .thread_stack_size(4 * 1024 * 1024)
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(serve(config))?;

@@ -61,29 +61,50 @@ pub async fn discover(
         repo,
         limits,
     };
-    let mut out = Vec::new();
-    for referrer in d.bundle_referrers(digest).await? {
-        if out.len() >= limits.max_signatures {
-            break;
+    // The three sources are independent: asked concurrently, a cold lookup costs the longest
+    // chain of round trips, not their sum. The result keeps a fixed order (bundles, `.sig`,
+    // `.att`, BuildKit).
+    let referrers = async {
+        let mut out = Vec::new();
+        for referrer in d.bundle_referrers(digest).await? {
+            if out.len() >= limits.max_signatures {
+                break;
+            }
+            d.bundles_of(&referrer, &mut out).await?;
         }
-        d.bundles_of(&referrer, &mut out).await?;
-    }
-    if out.len() < limits.max_signatures {
+        Ok::<_, LookupError>(out)
+    };
+    let signatures = async {
+        let mut out = Vec::new();
         d.legacy_layers(digest, LegacyKind::Signature, &mut out)
             .await?;
-    }
-    if wants.attestations && out.len() < limits.max_signatures {
-        d.legacy_layers(digest, LegacyKind::Attestation, &mut out)
-            .await?;
-    }
-    if let Some(b) = wants.buildkit {
-        let at = Discovery {
-            upstream: b.upstream,
-            repo: b.repo,
-            limits,
-        };
-        at.buildkit_attestations(b.index, &mut out).await?;
-    }
+        Ok(out)
+    };
+    let attestations = async {
+        let mut out = Vec::new();
+        if wants.attestations {
+            d.legacy_layers(digest, LegacyKind::Attestation, &mut out)
+                .await?;
+        }
+        if let Some(b) = &wants.buildkit {
+            let at = Discovery {
+                upstream: b.upstream,
+                repo: b.repo,
+                limits,
+            };
+            at.buildkit_attestations(b.index, &mut out).await?;
+        }
+        Ok(out)
+    };
+    // Boxed: three discovery chains side by side make a large future, too large for a worker
+    // thread's stack in unoptimised builds.
+    let (mut out, signatures, attestations) = tokio::try_join!(
+        Box::pin(referrers),
+        Box::pin(signatures),
+        Box::pin(attestations)
+    )?;
+    out.extend(signatures);
+    out.extend(attestations);
     out.truncate(limits.max_signatures);
     Ok(out)
 }

@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# The benchmarks, in one command: ./bench/run.sh
+#
+# Builds target/release/portcullis, starts on 127.0.0.1 a docker-registry upstream holding the
+# signed fixture images and a 1 GiB blob, and four proxies in front of it (nginx as a plain
+# reverse proxy, docker-registry in proxy mode, portcullis without policy, portcullis with enforce
+# rules), measures warm manifest throughput, blob throughput, peak memory, cold verified pulls and
+# 500 concurrent cold pulls, and writes docs/benchmarks.md (and the same summary to stdout).
+#
+# Everything lives in a temp dir and every process it starts is stopped by PID on exit. Installs
+# docker-registry, nginx and wrk with apt-get when missing (needs root or sudo then). Needs about
+# 3 GiB free under $TMPDIR (the blob, and its copies in the upstream and in distribution-proxy).
+#
+# Knobs for quick trial runs (the committed report uses the defaults):
+#   BENCH_WRK_DURATION=10s  BENCH_BLOB_MIB=1024  BENCH_COLD_SAMPLES=11  BENCH_BURST=500
+#   BENCH_OUT=docs/benchmarks.md  BENCH_KEEP=1 (keep the temp dir)  BENCH_NO_BUILD=1  BENCH_BIN=path
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+WRK_DURATION=${BENCH_WRK_DURATION:-10s}
+BLOB_MIB=${BENCH_BLOB_MIB:-1024}
+BLOB_RUNS=3
+COLD_SAMPLES=${BENCH_COLD_SAMPLES:-11}
+BURST=${BENCH_BURST:-500}
+OUT=${BENCH_OUT:-docs/benchmarks.md}
+FIX=$ROOT/tests/fixtures/sigstore
+HELPER=(python3 "$ROOT/bench/report.py")
+ACCEPT="application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
+ISSUER=https://token.actions.githubusercontent.com
+IDENTITY=https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# === packages and build ===
+
+packages=(docker-registry nginx wrk curl python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+has_verdict_bench=""
+if grep -Eq '^[[:space:]]*name[[:space:]]*=[[:space:]]*"verdict_memory"' Cargo.toml || [ -f benches/verdict_memory.rs ]; then
+  has_verdict_bench=1
+fi
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+  log "cargo build --release --locked"
+  cargo build --release --locked
+  if [ -n "$has_verdict_bench" ]; then
+    log "cargo bench --bench verdict_memory --no-run"
+    cargo bench --locked --bench verdict_memory --no-run || log "verdict_memory bench does not build; not measured"
+  fi
+fi
+BIN=${BENCH_BIN:-$ROOT/target/release/portcullis}
+[ -x "$BIN" ] || die "$BIN missing"
+
+# === processes ===
+
+SECONDS=0
+WORK=$(mktemp -d -t portcullis-bench.XXXXXX)
+RES=$WORK/results
+mkdir -p "$WORK/logs" "$RES"/{wrk,blob,rss,cold,burst}
+PIDS=()
+
+# stop_pid PID: SIGTERM, up to 15 s, then SIGKILL; reaps it and forgets it.
+stop_pid() {
+  local pid=$1 i state
+  if kill -TERM "$pid" 2>/dev/null; then
+    for ((i = 0; i < 150; i++)); do
+      state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+      [ -z "$state" ] || [ "$state" = Z ] && break
+      sleep 0.1
+    done
+    [ -z "$state" ] || [ "$state" = Z ] || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  local keep=()
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
+  if [ -n "${BENCH_KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD...: runs CMD in the background, output to logs/NAME.log; PID in LAST_PID.
+start() {
+  local name=$1
+  shift
+  "$@" >"$WORK/logs/$name.log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+# wait_http URL PID NAME [SECONDS]: until URL answers 2xx, the process dies, or the time is up.
+wait_http() {
+  local url=$1 pid=$2 name=$3 limit=${4:-20} deadline
+  deadline=$((SECONDS + limit))
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$WORK/logs/$name.log" >&2; die "$name exited"; }
+    [ "$SECONDS" -lt "$deadline" ] || { tail -20 "$WORK/logs/$name.log" >&2; die "$name not ready after ${limit}s"; }
+    sleep 0.1
+  done
+}
+
+# vmhwm PID: peak resident set in KiB.
+vmhwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# === upstream with the fixtures and a big blob ===
+
+read -r UP_PORT DP_PORT NGINX_PORT NGINX_DEFAULT_PORT < <("${HELPER[@]}" ports 4)
+UP=127.0.0.1:$UP_PORT
+
+registry_config() { # FILE DATA_DIR PORT [REMOTE]
+  {
+    echo "version: 0.1"
+    echo "log: {level: error, accesslog: {disabled: true}}"
+    echo "storage:"
+    echo "  filesystem: {rootdirectory: $2}"
+    echo "  cache: {blobdescriptor: inmemory}"
+    [ -n "${4:-}" ] || echo "  delete: {enabled: true}"
+    echo "http: {addr: 127.0.0.1:$3}"
+    [ -z "${4:-}" ] || echo "proxy: {remoteurl: $4}"
+  } >"$1"
+}
+
+registry_config "$WORK/upstream.yml" "$WORK/upstream-data" "$UP_PORT"
+start upstream docker-registry serve "$WORK/upstream.yml"
+UP_PID=$LAST_PID
+wait_http "http://$UP/v2/" "$UP_PID" upstream
+log "upstream docker-registry on $UP"
+
+for repo in keyed/app keyless/app; do
+  "${HELPER[@]}" push-plan "$UP" "$repo" "$FIX"
+done
+digest_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["digest"])' "$FIX/registry/images.json" "$1"; }
+KEYED_DIGEST=$(digest_of key-legacy)
+KEYLESS_DIGEST=$(digest_of keyless-bundle)
+log "pushed the fixture plan into keyed/app and keyless/app"
+
+log "generating and pushing a ${BLOB_MIB} MiB random blob"
+head -c "${BLOB_MIB}M" /dev/urandom >"$WORK/blob.bin"
+BLOB_SIZE=$(stat -c %s "$WORK/blob.bin")
+BLOB_DIGEST=sha256:$(sha256sum "$WORK/blob.bin" | cut -d' ' -f1)
+location=$(curl -fsS --max-time 30 -X POST -D - -o /dev/null "http://$UP/v2/keyed/app/blobs/uploads/" |
+  awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+[ -n "$location" ] || die "no upload Location"
+case $location in /*) location=http://$UP$location ;; esac
+case $location in *\?*) sep='&' ;; *) sep='?' ;; esac
+code=$(curl -sS --max-time 600 -o /dev/null -w '%{http_code}' -T "$WORK/blob.bin" \
+  -H 'Content-Type: application/octet-stream' "$location${sep}digest=$BLOB_DIGEST")
+[ "$code" = 201 ] || die "blob upload answered $code"
+rm -f "$WORK/blob.bin"
+
+# === the four proxies ===
+
+# start_nginx NAME PORT EXTRA: nginx as a plain reverse proxy to the upstream, with the proxy
+# directives EXTRA added to its location; NGINX_PID is the master's.
+start_nginx() {
+  local name=$1 port=$2 extra=$3 prefix=$WORK/$1
+  mkdir -p "$prefix"/{logs,tmp}
+  {
+    echo "worker_processes auto;"
+    echo "daemon off;"
+    echo "pid $prefix/nginx.pid;"
+    echo "error_log $prefix/logs/error.log warn;"
+    # As root, workers would run as nobody and could not use the temp dir; stay root then.
+    [ "$(id -u)" -ne 0 ] || echo "user root;"
+    echo "events { worker_connections 4096; }"
+    echo "http {"
+    echo "  access_log off;"
+    for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $prefix/tmp/$t;"; done
+    echo "  upstream registry { server $UP; keepalive 64; }"
+    echo "  server {"
+    echo "    listen 127.0.0.1:$port;"
+    echo "    client_max_body_size 0;"
+    echo "    location / {"
+    echo "      proxy_pass http://registry;"
+    echo "      proxy_http_version 1.1;"
+    echo "      proxy_set_header Connection \"\";"
+    echo "      proxy_set_header Host \$http_host;"
+    [ -z "$extra" ] || echo "      $extra"
+    echo "    }"
+    echo "  }"
+    echo "}"
+  } >"$prefix/nginx.conf"
+  start "$name" nginx -e "$prefix/logs/error.log" -p "$prefix" -c "$prefix/nginx.conf"
+  NGINX_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$port/v2/" "$NGINX_PID" "$name"
+}
+
+# The baseline: response buffers sized for blobs, in memory only. With nginx's defaults (8 buffers
+# of one page, spooling to a temp file) it streams blobs at about half the rate on this machine;
+# that variant is measured too, for blobs only, as nginx-defaults.
+start_nginx nginx "$NGINX_PORT" \
+  "proxy_buffer_size 256k; proxy_buffers 16 256k; proxy_busy_buffers_size 512k; proxy_max_temp_file_size 0;"
+NGINX_MAIN_PID=$NGINX_PID
+start_nginx nginx-defaults "$NGINX_DEFAULT_PORT" ""
+NGINX_DEFAULT_PID=$NGINX_PID
+
+registry_config "$WORK/dproxy.yml" "$WORK/dproxy-data" "$DP_PORT" "http://$UP"
+start distribution-proxy docker-registry serve "$WORK/dproxy.yml"
+DP_PID=$LAST_PID
+wait_http "http://127.0.0.1:$DP_PORT/v2/" "$DP_PID" distribution-proxy
+
+# start_portcullis NAME none|enforce: a fresh process on fresh ports; sets PC_PID PC_URL PC_ADMIN.
+start_portcullis() {
+  local name=$1 kind=$2 api admin dir=$WORK/$1
+  read -r api admin < <("${HELPER[@]}" ports 2)
+  mkdir -p "$dir"
+  {
+    echo "listen: 127.0.0.1:$api"
+    echo "admin_listen: 127.0.0.1:$admin"
+    echo "default_upstream: local"
+    echo "upstreams:"
+    echo "  local: { url: \"http://$UP\" }"
+    echo "unmatched: allow"
+    if [ "$kind" = none ]; then
+      echo "policies: []"
+    else
+      echo "trusted_root: $FIX/trusted_root.json"
+      echo "policies:"
+      echo "  - name: keyed"
+      echo "    match: [\"local/keyed/*\"]"
+      echo "    mode: enforce"
+      echo "    attestors:"
+      echo "      - key: { public_key: $FIX/cosign.pub }"
+      echo "  - name: keyless"
+      echo "    match: [\"local/keyless/*\"]"
+      echo "    mode: enforce"
+      echo "    attestors:"
+      echo "      - keyless: { subject: \"$IDENTITY\", issuer: \"$ISSUER\" }"
+    fi
+  } >"$dir/portcullis.yaml"
+  start "$name" "$BIN" serve --config "$dir/portcullis.yaml"
+  PC_PID=$LAST_PID
+  PC_URL=http://127.0.0.1:$api
+  PC_ADMIN=http://127.0.0.1:$admin
+  wait_http "$PC_ADMIN/readyz" "$PC_PID" "$name"
+}
+
+start_portcullis portcullis none
+PC0_PID=$PC_PID PC0_URL=$PC_URL PC0_ADMIN=$PC_ADMIN
+start_portcullis portcullis-enforce enforce
+PC1_PID=$PC_PID PC1_URL=$PC_URL PC1_ADMIN=$PC_ADMIN
+
+# upstream = the upstream registry itself, as a reference for what the proxies are bounded by.
+TARGETS=(upstream nginx distribution-proxy portcullis portcullis-enforce)
+# nginx-defaults differs from nginx only in response buffering: measured for blobs only.
+BLOB_TARGETS=(upstream nginx nginx-defaults distribution-proxy portcullis portcullis-enforce)
+declare -A URL=(
+  [upstream]=http://$UP [nginx]=http://127.0.0.1:$NGINX_PORT [nginx-defaults]=http://127.0.0.1:$NGINX_DEFAULT_PORT
+  [distribution-proxy]=http://127.0.0.1:$DP_PORT
+  [portcullis]=$PC0_URL [portcullis-enforce]=$PC1_URL
+)
+declare -A PID=(
+  [upstream]=$UP_PID [nginx]=$NGINX_MAIN_PID [nginx-defaults]=$NGINX_DEFAULT_PID [distribution-proxy]=$DP_PID [portcullis]=$PC0_PID [portcullis-enforce]=$PC1_PID
+)
+log "nginx ${URL[nginx]}, distribution-proxy ${URL[distribution-proxy]}, portcullis $PC0_URL, portcullis-enforce $PC1_URL"
+
+# Each target must answer the manifest by digest and by tag with the right digest (this is also
+# the priming request).
+for t in "${TARGETS[@]}"; do
+  for ref in "$KEYED_DIGEST" key-legacy; do
+    hdr=$(curl -sS --max-time 30 -o /dev/null -D - -H "Accept: $ACCEPT" "${URL[$t]}/v2/keyed/app/manifests/$ref" | tr -d '\r' || true)
+    status=$(head -1 <<<"$hdr" | awk '{print $2}')
+    got=$(awk 'tolower($1) == "docker-content-digest:" {print $2}' <<<"$hdr")
+    [ "$status" = 200 ] && [ "$got" = "$KEYED_DIGEST" ] ||
+      die "$t: GET keyed/app/manifests/$ref answered $status with digest '$got'"
+  done
+done
+log "every target serves keyed/app@$KEYED_DIGEST by digest and tag"
+
+# === blob throughput ===
+
+# Run 0 primes (distribution-proxy copies the blob into its own storage then); the measured runs
+# go round the targets so that drift on the shared machine hits each alike.
+for ((i = 0; i <= BLOB_RUNS; i++)); do
+  for t in "${BLOB_TARGETS[@]}"; do
+    [ "$i" -gt 0 ] || : >"$RES/blob/$t.txt"
+    read -r code speed size < <(curl -sS --max-time 600 -o /dev/null -w '%{http_code} %{speed_download} %{size_download}\n' \
+      "${URL[$t]}/v2/keyed/app/blobs/$BLOB_DIGEST")
+    [ "$code" = 200 ] && [ "$size" = "$BLOB_SIZE" ] || die "$t: blob GET answered $code with $size bytes"
+    [ "$i" -eq 0 ] || echo "$speed" >>"$RES/blob/$t.txt"
+  done
+done
+for t in "${BLOB_TARGETS[@]}"; do log "blob $t: $(tr '\n' ' ' <"$RES/blob/$t.txt")bytes/s"; done
+
+rss_of() { # TARGET
+  if [ "$1" = nginx ] || [ "$1" = nginx-defaults ]; then
+    local max=0 w v
+    for w in $(pgrep -P "${PID[$1]}"); do
+      v=$(vmhwm "$w" 2>/dev/null || echo 0)
+      [ "${v:-0}" -gt "$max" ] && max=$v
+    done
+    echo "$max"
+  else
+    vmhwm "${PID[$1]}"
+  fi
+}
+for t in "${BLOB_TARGETS[@]}"; do rss_of "$t" >"$RES/rss/${t}__after_blob.txt"; done
+
+# === warm manifests ===
+
+for mode in digest tag; do
+  ref=$KEYED_DIGEST
+  [ "$mode" = tag ] && ref=key-legacy
+  for c in 16 64; do
+    for t in "${TARGETS[@]}"; do
+      out=$RES/wrk/${t}__${mode}__${c}.txt
+      admin=""
+      [ "$t" = portcullis ] && admin=$PC0_ADMIN
+      [ "$t" = portcullis-enforce ] && admin=$PC1_ADMIN
+      # portcullis's upstream traffic during this run alone: metrics before and after it.
+      [ -z "$admin" ] || curl -fsS --max-time 10 "$admin/metrics" >"$out.metrics0" || true
+      timeout 120 wrk -t2 -c"$c" -d"$WRK_DURATION" --timeout 5s --latency -H "Accept: $ACCEPT" \
+        "${URL[$t]}/v2/keyed/app/manifests/$ref" >"$out" 2>&1 || log "wrk $t $mode $c failed"
+      [ -z "$admin" ] || curl -fsS --max-time 10 "$admin/metrics" >"$out.metrics" || true
+      log "wrk $t by $mode c=$c: $(awk '/Requests\/sec/ {print $2}' "$out") req/s"
+    done
+  done
+done
+
+for t in "${BLOB_TARGETS[@]}"; do rss_of "$t" >"$RES/rss/${t}__end.txt"; done
+mkdir -p "$RES/warm"
+curl -fsS --max-time 10 "$PC0_ADMIN/metrics" >"$RES/warm/portcullis.metrics" || true
+curl -fsS --max-time 10 "$PC1_ADMIN/metrics" >"$RES/warm/portcullis-enforce.metrics" || true
+stop_pid "$PC0_PID"
+stop_pid "$PC1_PID"
+
+# === cold verified pulls ===
+
+# Each sample is a new process, so every cache is empty. Two variants:
+#   first:  the measured GET is the process's first request (includes opening the upstream
+#           connection and any one-time initialisation);
+#   primed: one verified pull of another signed image under the same rule first (same repository,
+#           other digest), so the measured GET is a cold digest on a warmed-up proxy.
+# The no-policy process gets the same two requests. Metrics are scraped before and after the
+# measured GET; the report uses the difference.
+scrape() { curl -fsS --max-time 10 "$PC_ADMIN/metrics"; }
+KEYBUNDLE_DIGEST=$(digest_of key-bundle)
+KEYLESSLEGACY_DIGEST=$(digest_of keyless-legacy)
+for ((i = 0; i < COLD_SAMPLES; i++)); do
+  for img in key-legacy keyless-bundle; do
+    if [ "$img" = key-legacy ]; then
+      path=keyed/app/manifests/$KEYED_DIGEST prime=keyed/app/manifests/$KEYBUNDLE_DIGEST
+    else
+      path=keyless/app/manifests/$KEYLESS_DIGEST prime=keyless/app/manifests/$KEYLESSLEGACY_DIGEST
+    fi
+    for variant in first primed; do
+      mkdir -p "$RES/cold/$variant"
+      for kind in none enforce; do
+        name=portcullis
+        [ "$kind" = enforce ] && name=portcullis-enforce
+        start_portcullis "cold-$name" "$kind"
+        base=$RES/cold/$variant/${name}__${img}__$i
+        if [ "$variant" = primed ]; then
+          code=$(curl -sS --max-time 60 -o /dev/null -w '%{http_code}' -H "Accept: $ACCEPT" "$PC_URL/v2/$prime")
+          [ "$code" = 200 ] || die "$name: priming GET $prime answered $code"
+        fi
+        scrape >"$base.metrics0"
+        curl -sS --max-time 60 -o /dev/null -w '%{http_code} %{time_total}\n' -H "Accept: $ACCEPT" \
+          "$PC_URL/v2/$path" >"$base.curl"
+        scrape >"$base.metrics"
+        stop_pid "$PC_PID"
+      done
+    done
+  done
+done
+log "cold pulls: $COLD_SAMPLES samples each"
+
+# === concurrent cold pulls ===
+
+start_portcullis burst enforce
+"${HELPER[@]}" burst "$PC_URL/v2/keyed/app/manifests/$KEYED_DIGEST" "$BURST" "$ACCEPT" "$RES/burst/result.json" >&2
+scrape >"$RES/burst/metrics.txt"
+stop_pid "$PC_PID"
+
+# === the verdict-memory bench (the lead's Rust bench, when it exists) ===
+
+RUNTIME=$SECONDS
+if [ -n "$has_verdict_bench" ]; then
+  log "cargo bench --bench verdict_memory -- --print-rss"
+  timeout 900 cargo bench --locked --bench verdict_memory -- --print-rss >"$RES/verdict_memory.txt" 2>&1 ||
+    log "verdict_memory bench failed (see report: not measured)"
+fi
+
+# === report ===
+
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] || rev="$rev+uncommitted"
+{
+  echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "nproc=$(nproc)"
+  echo "cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+  echo "kernel=$(uname -r)"
+  echo "mem=$(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
+  echo "nginx=$(nginx -v 2>&1 | sed 's|.*nginx/||')"
+  echo "distribution=$(docker-registry --version | awk '{print $3}')"
+  echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+  echo "curl=$(curl --version | head -1 | awk '{print $2}')"
+  echo "python=$(python3 -c 'import platform; print(platform.python_version())')"
+  echo "portcullis_version=$("$BIN" --version 2>/dev/null | head -1)"
+  echo "portcullis_rev=$rev"
+  echo "warm_digest=$KEYED_DIGEST"
+  echo "wrk_duration=$WRK_DURATION"
+  echo "blob_size=$((BLOB_SIZE / 1048576)) MiB"
+  echo "blob_runs=$BLOB_RUNS"
+  echo "cold_samples=$COLD_SAMPLES"
+  echo "burst=$BURST"
+  echo "burst_image=key-legacy"
+  echo "runtime=$((RUNTIME / 60)) min $((RUNTIME % 60)) s"
+} >"$RES/meta.txt"
+case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
+"${HELPER[@]}" report "$RES" "$OUT"
