@@ -46,12 +46,17 @@ pub async fn handle(
     let accept = accept_key(&ctx.headers);
     // Whether a tag was (re)resolved by the upstream in this request: then its entry is renewed.
     let mut resolved_now = true;
+    // Whether the bytes came from the upstream in this request (else they are cached already).
+    let mut fetched = true;
     let m = match &reference {
-        Reference::Digest(d) if with_body => ctx
-            .manifests
-            .get_or_fetch(&ctx.image, d, fetch(ctx, &reference))
-            .await
-            .map_err(ApiError::shared)?,
+        // Cached or fetched once for all concurrent callers; `get_or_fetch` inserts it.
+        Reference::Digest(d) if with_body => {
+            fetched = false;
+            ctx.manifests
+                .get_or_fetch(&ctx.image, d, fetch(ctx, &reference))
+                .await
+                .map_err(ApiError::shared)?
+        }
         Reference::Digest(d) => match ctx.manifests.get(&ctx.image, d).await {
             Some(m) => m,
             None => return head_through(ctx, &reference).await,
@@ -62,6 +67,7 @@ pub async fn handle(
                 revalidated,
             } => {
                 resolved_now = revalidated;
+                fetched = false;
                 manifest
             }
             Resolution::Headers(resp, digest) => {
@@ -81,7 +87,9 @@ pub async fn handle(
     ctx.gate
         .check(&ctx.image, &m.digest, Some((media_type, &m.bytes)))
         .await?;
-    ctx.manifests.insert(&ctx.image, &m).await;
+    if fetched {
+        ctx.manifests.insert(&ctx.image, &m).await;
+    }
     if let (Reference::Tag(tag), true) = (&reference, resolved_now) {
         ctx.manifests
             .set_tag(&ctx.image, tag, &accept, &m.digest)
@@ -132,7 +140,10 @@ async fn resolve_tag(ctx: &RequestCtx, tag: &Tag, accept: &str) -> Result<Resolu
             None => Ok(Resolution::Digest(digest)),
         },
         Ok(None) if is_head => {
+            // An incomplete HEAD: the GET standing in for it fills the cache (every answer from
+            // the cache passes the gate, so inserting before the gate is safe).
             let m = fetch(ctx, &Reference::Tag(tag.clone())).await?;
+            ctx.manifests.insert(&ctx.image, &m).await;
             Ok(Resolution::Cached {
                 manifest: m,
                 revalidated: true,
