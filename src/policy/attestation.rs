@@ -10,7 +10,10 @@
 
 use std::fmt;
 
+use std::sync::LazyLock;
+
 use cel::{Context, Program, Value};
+use regex::Regex;
 
 /// cosign's short names for predicate types (`cosign attest --type`). `slsaprovenance` is
 /// cosign's name for v0.2; here it also accepts v1, which is what current builders (GitHub
@@ -70,9 +73,9 @@ pub fn predicate_type_uris(s: &str) -> Result<Vec<String>, AttestationError> {
 pub struct Condition {
     pub source: String,
     program: Program,
-    /// The first `predicate…`/`subject…` path in the expression: its value is shown when the
-    /// condition fails.
-    operand: Option<Program>,
+    /// The first `predicate…`/`subject…` path in the expression and its program: its value is
+    /// shown when the condition fails.
+    operand: Option<(String, Program)>,
 }
 
 impl fmt::Debug for Condition {
@@ -96,12 +99,12 @@ impl Condition {
             reason: e.to_string().trim().to_owned(),
         })?;
         // Macros (`subject.exists(s, …)`) bind their own variables.
-        // Invariant: a constant, valid pattern.
-        let bound_re = regex::Regex::new(
-            r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,",
-        )
-        .expect("valid regex");
-        let bound: Vec<&str> = bound_re
+        static BOUND: LazyLock<Regex> = LazyLock::new(|| {
+            // Invariant: a constant, valid pattern.
+            Regex::new(r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
+                .expect("valid regex")
+        });
+        let bound: Vec<&str> = BOUND
             .captures_iter(source)
             .filter_map(|c| c.get(1).map(|m| m.as_str()))
             .collect();
@@ -114,7 +117,7 @@ impl Condition {
                 });
             }
         }
-        let operand = first_path(source).and_then(|p| Program::compile(&p).ok());
+        let operand = first_path(source).and_then(|p| Program::compile(&p).ok().map(|c| (p, c)));
         Ok(Condition {
             source: source.to_owned(),
             program,
@@ -125,12 +128,14 @@ impl Condition {
 
 /// The first `predicate.a.b[0].c` or `subject…` path in an expression.
 fn first_path(source: &str) -> Option<String> {
-    // Invariant: a constant, valid pattern.
-    let re = regex::Regex::new(
-        r#"\b(?:predicate|subject)\b(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\]|\["[^"\]]*"\])*"#,
-    )
-    .expect("valid regex");
-    let m = re.find(source)?;
+    static PATH: LazyLock<Regex> = LazyLock::new(|| {
+        // Invariant: a constant, valid pattern.
+        Regex::new(
+            r#"\b(?:predicate|subject)\b(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\]|\["[^"\]]*"\])*"#,
+        )
+        .expect("valid regex")
+    });
+    let m = PATH.find(source)?;
     let path = m.as_str();
     // `predicate.id.startsWith(…)`: the last segment is a method, not a field.
     if source[m.end()..].starts_with('(') {
@@ -187,13 +192,9 @@ impl Requirement {
         let mut results = Vec::new();
         let mut verdict = Ok(());
         for (i, c) in self.conditions.iter().enumerate() {
-            let operand = c.operand.as_ref().map(|p| match p.execute(&ctx) {
-                Ok(v) => format!(
-                    "{} = {}",
-                    first_path(&c.source).unwrap_or_default(),
-                    show(&v)
-                ),
-                Err(e) => format!("{}: {e}", first_path(&c.source).unwrap_or_default()),
+            let operand = c.operand.as_ref().map(|(path, p)| match p.execute(&ctx) {
+                Ok(v) => format!("{path} = {}", show(&v)),
+                Err(e) => format!("{path}: {e}"),
             });
             let (result, detail) = match c.program.execute(&ctx) {
                 Ok(Value::Bool(true)) => ("true", operand),
