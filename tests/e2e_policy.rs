@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use common::e2e::{
     free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, push_blob,
-    push_manifest, run, run_ok, Containerd, Finished, Registry, Skopeo,
+    push_manifest, push_plan, run, run_ok, Containerd, Finished, Registry, Skopeo,
 };
 use common::{sha256, write_config, ProxyProcess};
 
@@ -79,34 +79,6 @@ fn blob(digest: &str) -> Vec<u8> {
     std::fs::read(fixture_dir().join("registry/blobs").join(hex)).unwrap()
 }
 
-/// Pushes every image, signature and referrers index of `registry/plan.json` into `repo`, in
-/// the plan's order (blobs before manifests, subjects before referrers, children before the
-/// index).
-async fn push_plan(client: &reqwest::Client, registry: &str, repo: &str) {
-    let plan: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(fixture_dir().join("registry/plan.json")).unwrap())
-            .unwrap();
-    let mut pushed = std::collections::HashSet::new();
-    for step in &plan {
-        for b in step["blobs"].as_array().unwrap() {
-            let hex = b.as_str().unwrap();
-            // The images share their layer; one upload per repository is enough.
-            if pushed.insert(hex.to_owned()) {
-                push_blob(client, registry, repo, &blob(hex)).await;
-            }
-        }
-        push_manifest(
-            client,
-            registry,
-            repo,
-            step["reference"].as_str().unwrap(),
-            step["media_type"].as_str().unwrap(),
-            &blob(step["manifest"].as_str().unwrap()),
-        )
-        .await;
-    }
-}
-
 /// Either of two attestors: the ok keyless identity (a regexp, which the proxy anchors to the
 /// whole identity; the evil one is outside it) or the fixtures' key. `ignore_tlog` is left out: the default
 /// must require a transparency log entry.
@@ -149,7 +121,13 @@ async fn setup(tmp: &Path, repos: &[&str]) -> (Registry, ProxyProcess) {
     let registry = Registry::start(&tmp.join("registry"), None).await;
     let client = http_client();
     for repo in repos {
-        push_plan(&client, &registry.addr, repo).await;
+        push_plan(
+            &client,
+            &registry.addr,
+            repo,
+            &fixture_dir().join("registry"),
+        )
+        .await;
     }
     let config = policy_config(&tmp.join("proxy"), &format!("http://{}", registry.addr));
     let proxy = ProxyProcess::start(&config);
@@ -828,7 +806,13 @@ async fn verify_command_reports_and_exits_by_decision() {
     let registry = Registry::start(&tmp.path().join("registry"), None).await;
     let client = http_client();
     for repo in ["enforce/app", "audit/app"] {
-        push_plan(&client, &registry.addr, repo).await;
+        push_plan(
+            &client,
+            &registry.addr,
+            repo,
+            &fixture_dir().join("registry"),
+        )
+        .await;
     }
     let config = policy_config(
         &tmp.path().join("proxy"),

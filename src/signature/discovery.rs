@@ -254,6 +254,26 @@ impl Discovery<'_> {
         Ok(Some((parts.headers, bytes)))
     }
 
+    /// A signature document's manifest (a referrer, a `.sig`/`.att` manifest, a BuildKit
+    /// attestation manifest): `None` on 404; `Some(Err(reason))` when it exceeds
+    /// `max_signature_bytes`, which makes that one candidate unusable, not the lookup a fault.
+    async fn signature_manifest(
+        &self,
+        path: String,
+        what: &str,
+    ) -> Result<Option<Result<Bytes, String>>, LookupError> {
+        let limit = self.limits.max_signature_bytes;
+        match self
+            .get(Kind::Signature, path, Some(MANIFESTS), limit, what)
+            .await
+        {
+            Ok(Some((_, bytes))) => Ok(Some(Ok(bytes))),
+            Ok(None) => Ok(None),
+            Err(e) if too_large(&e) => Ok(Some(Err(self.too_large_reason("manifest")))),
+            Err(e) => Err(e),
+        }
+    }
+
     fn too_large_reason(&self, what: &str) -> String {
         format!(
             "{what} exceeds limits.max_signature_bytes ({})",
@@ -355,24 +375,15 @@ impl Discovery<'_> {
         let what = format!("bundle referrer {digest}");
         let source = what.clone();
         let hint = announced_attestation(referrer, BUNDLE_PREDICATE_TYPE);
-        let fetched = self
-            .get(
-                Kind::Signature,
-                format!("/v2/{}/manifests/{digest}", self.repo),
-                Some(MANIFESTS),
-                self.limits.max_signature_bytes,
-                &what,
-            )
-            .await;
-        let bytes = match fetched {
-            Ok(Some((_, bytes))) => bytes,
-            // Listed but gone (deleted since): nothing to verify.
-            Ok(None) => return Ok(()),
-            Err(e) if too_large(&e) => {
-                out.push(unusable_as(source, self.too_large_reason("manifest"), hint));
+        let path = format!("/v2/{}/manifests/{digest}", self.repo);
+        let bytes = match self.signature_manifest(path, &what).await? {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(reason)) => {
+                out.push(unusable_as(source, reason, hint));
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            // Listed but gone (deleted since): nothing to verify.
+            None => return Ok(()),
         };
         if !digest.matches(&bytes) {
             out.push(unusable_as(
@@ -421,27 +432,14 @@ impl Discovery<'_> {
     ) -> Result<(), LookupError> {
         let tag = format!("{}.{}", digest.fallback_tag(), kind.suffix());
         let what = format!("signature tag {tag}");
-        let fetched = self
-            .get(
-                Kind::Signature,
-                format!("/v2/{}/manifests/{tag}", self.repo),
-                Some(MANIFESTS),
-                self.limits.max_signature_bytes,
-                &what,
-            )
-            .await;
-        let bytes = match fetched {
-            Ok(Some((_, bytes))) => bytes,
-            Ok(None) => return Ok(()),
-            Err(e) if too_large(&e) => {
-                out.push(unusable_as(
-                    tag,
-                    self.too_large_reason("manifest"),
-                    kind.hint(),
-                ));
+        let path = format!("/v2/{}/manifests/{tag}", self.repo);
+        let bytes = match self.signature_manifest(path, &what).await? {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(reason)) => {
+                out.push(unusable_as(tag, reason, kind.hint()));
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            None => return Ok(()),
         };
         let manifest: ImageManifest = match serde_json::from_slice(&bytes) {
             Ok(m) => m,
@@ -526,18 +524,14 @@ impl Discovery<'_> {
                 ));
                 continue;
             };
-            let fetched = self
-                .get(
-                    Kind::Signature,
-                    format!("/v2/{}/manifests/{digest}", self.repo),
-                    Some(MANIFESTS),
-                    self.limits.max_signature_bytes,
-                    &source,
-                )
-                .await;
-            let bytes = match fetched {
-                Ok(Some((_, bytes))) => bytes,
-                Ok(None) => {
+            let path = format!("/v2/{}/manifests/{digest}", self.repo);
+            let bytes = match self.signature_manifest(path, &source).await? {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(reason)) => {
+                    out.push(unusable_as(source, reason, Some(String::new())));
+                    continue;
+                }
+                None => {
                     out.push(unusable_as(
                         source,
                         "listed in the index but missing (404)",
@@ -545,15 +539,6 @@ impl Discovery<'_> {
                     ));
                     continue;
                 }
-                Err(e) if too_large(&e) => {
-                    out.push(unusable_as(
-                        source,
-                        self.too_large_reason("manifest"),
-                        Some(String::new()),
-                    ));
-                    continue;
-                }
-                Err(e) => return Err(e),
             };
             let manifest = match digest
                 .parse::<Digest>()
