@@ -369,29 +369,8 @@ async fn push_blob(
     media_type: &str,
     bytes: &[u8],
 ) -> Value {
+    common::e2e::push_blob(client, registry, repo, bytes).await;
     let digest = sha256(bytes);
-    let base = reqwest::Url::parse(&format!("http://{registry}/v2/{repo}/blobs/uploads/")).unwrap();
-    let started = client.post(base.clone()).send().await.unwrap();
-    assert_eq!(
-        started.status().as_u16(),
-        202,
-        "starting an upload to {base}"
-    );
-    let location = started.headers()["location"].to_str().unwrap().to_owned();
-    let mut url = base.join(&location).unwrap();
-    url.query_pairs_mut().append_pair("digest", &digest);
-    let done = client
-        .put(url)
-        .header("content-type", "application/octet-stream")
-        .body(bytes.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        done.status().as_u16(),
-        201,
-        "finishing the upload of {digest}"
-    );
     json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
 }
 
