@@ -154,7 +154,7 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         })
         .await
         .map_err(InspectError::Lookup)?;
-    let v: &Verdict = &outcome.verdict;
+    let v: &Verdict = &outcome;
     report.verified = Some(v.verified);
     report.decision = match decide(rule.mode, v) {
         Decision::Allow => "allow",

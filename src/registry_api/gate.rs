@@ -126,7 +126,7 @@ impl Gate {
                 };
             }
         };
-        let verdict = &outcome.verdict;
+        let verdict = &outcome;
         self.record(&rule.name, rule.mode, verdict.result());
         match decide(rule.mode, verdict) {
             Decision::Allow => {

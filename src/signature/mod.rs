@@ -182,12 +182,6 @@ pub struct Lookup<'a> {
     pub repo: &'a RepoName,
 }
 
-/// A verdict and whether it came from the cache.
-pub struct Outcome {
-    pub verdict: Arc<Verdict>,
-    pub cached: bool,
-}
-
 /// Verdicts: cached, or discovered and verified once for all concurrent callers.
 pub struct Engine {
     pub root: Arc<TrustRoot>,
@@ -231,25 +225,15 @@ impl Engine {
 
     /// The verdict for `lookup.digest`: a child of a verified index, a cached verdict, or a fresh
     /// discovery and verification (run once for concurrent callers; faults are not cached).
-    pub async fn verdict(&self, lookup: &Lookup<'_>) -> Result<Outcome, Arc<LookupError>> {
+    pub async fn verdict(&self, lookup: &Lookup<'_>) -> Result<Arc<Verdict>, Arc<LookupError>> {
         let key = self.key(lookup.digest, lookup.rule, lookup.upstream, lookup.repo);
         if let Some(v) = self.cache.covered_child(&key).await {
-            return Ok(Outcome {
-                verdict: v,
-                cached: true,
-            });
+            return Ok(v);
         }
         if let Some(v) = self.cache.get(&key).await {
-            return Ok(Outcome {
-                verdict: v,
-                cached: true,
-            });
+            return Ok(v);
         }
-        let verdict = self.cache.get_or_compute(key, self.compute(lookup)).await?;
-        Ok(Outcome {
-            verdict,
-            cached: false,
-        })
+        self.cache.get_or_compute(key, self.compute(lookup)).await
     }
 
     /// Discovery + verification for one digest, with the audit event and the latency metric.
