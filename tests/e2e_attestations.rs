@@ -23,8 +23,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use common::e2e::{
-    audit_list, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, push_plan, run,
-    AuditLog, Containerd, Finished, Registry,
+    audit_list, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites,
+    registry_with_plan, run, AuditLog, Containerd, Finished, Registry,
 };
 use common::{write_config, ProxyProcess};
 
@@ -191,17 +191,7 @@ fn attestation_config(dir: &Path, upstream_url: &str) -> PathBuf {
 /// A registry holding the fixture plan in each of `repos`, and the config of a proxy in front
 /// of it.
 async fn registry_with(tmp: &Path, repos: &[&str]) -> (Registry, PathBuf) {
-    let registry = Registry::start(&tmp.join("registry"), None).await;
-    let client = http_client();
-    for repo in repos {
-        push_plan(
-            &client,
-            &registry.addr,
-            repo,
-            &fixture_dir().join("registry"),
-        )
-        .await;
-    }
+    let registry = registry_with_plan(tmp, repos, &fixture_dir().join("registry")).await;
     let config = attestation_config(&tmp.join("proxy"), &format!("http://{}", registry.addr));
     (registry, config)
 }

@@ -18,13 +18,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use common::e2e::{
-    free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, push_blob,
-    push_manifest, push_plan, run, run_ok, Containerd, Finished, Registry, Skopeo,
+    audit_list, free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites,
+    push_blob, push_manifest, push_plan, registry_with_plan, run, run_ok, AuditLog, Containerd,
+    Finished, Registry, Skopeo,
 };
 use common::{sha256, write_config, ProxyProcess};
 
@@ -41,8 +42,6 @@ application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// The upstream key: images are `local/<repository>` to the proxy and to containerd.
 const UPSTREAM: &str = "local";
-/// How long an audit event may take to reach us after the response that caused it.
-const LOG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Images that verify under the `enforced` rule (one of each signature kind).
 const SIGNED: [&str; 4] = [
@@ -118,99 +117,13 @@ fn policy_config(dir: &Path, upstream_url: &str) -> PathBuf {
 
 /// A registry holding the fixture plan in each of `repos`, and a proxy in front of it.
 async fn setup(tmp: &Path, repos: &[&str]) -> (Registry, ProxyProcess) {
-    let registry = Registry::start(&tmp.join("registry"), None).await;
-    let client = http_client();
-    for repo in repos {
-        push_plan(
-            &client,
-            &registry.addr,
-            repo,
-            &fixture_dir().join("registry"),
-        )
-        .await;
-    }
+    let registry = registry_with_plan(tmp, repos, &fixture_dir().join("registry")).await;
     let config = policy_config(&tmp.join("proxy"), &format!("http://{}", registry.addr));
     let proxy = ProxyProcess::start(&config);
     (registry, proxy)
 }
 
 // === the proxy's audit events ===
-
-/// The JSON log lines of a proxy, kept as they are read so that later checks can look back.
-struct Log<'a> {
-    proxy: &'a ProxyProcess,
-    lines: Vec<Value>,
-}
-
-impl<'a> Log<'a> {
-    fn new(proxy: &'a ProxyProcess) -> Log<'a> {
-        Log {
-            proxy,
-            lines: Vec::new(),
-        }
-    }
-
-    /// Reads what has arrived, waiting at most `wait` for the first new line.
-    fn read(&mut self, wait: Duration) {
-        let mut wait = wait;
-        while let Ok(line) = self.proxy.logs.recv_timeout(wait) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                self.lines.push(v);
-            }
-            wait = Duration::ZERO;
-        }
-    }
-
-    /// The audit events (`target: portcullis::audit`, `event: verdict`) for `digest` under `rule`
-    /// read so far.
-    fn verdicts(&self, rule: &str, digest: &str) -> Vec<Value> {
-        self.lines
-            .iter()
-            .filter(|v| {
-                v["target"] == "portcullis::audit"
-                    && v["event"] == "verdict"
-                    && v["rule"] == rule
-                    && v["digest"] == digest
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// The first audit event for `digest` under `rule`, waiting for it up to `LOG_TIMEOUT`.
-    fn verdict(&mut self, rule: &str, digest: &str) -> Value {
-        let deadline = Instant::now() + LOG_TIMEOUT;
-        loop {
-            if let Some(v) = self.verdicts(rule, digest).into_iter().next() {
-                return v;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no audit event for {digest} under rule {rule:?} within {LOG_TIMEOUT:?}; log:\n{}",
-                self.dump()
-            );
-            self.read(left.min(Duration::from_millis(200)));
-        }
-    }
-
-    fn dump(&self) -> String {
-        self.lines
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-/// A field of an audit event that holds a JSON array as a string (`reasons`, `identities`,
-/// `verified_by`).
-fn list(event: &Value, field: &str) -> Vec<String> {
-    let text = event[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("audit event without a string {field:?}: {event}"));
-    serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("{field} of the audit event is not a JSON array ({e}): {event}"))
-}
 
 fn any_contains(items: &[String], needle: &str) -> bool {
     items.iter().any(|i| i.contains(needle))
@@ -328,7 +241,7 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
     let containerd = Containerd::start(&tmp.path().join("containerd")).await;
     let hosts = mirror_hosts_dir(&tmp.path().join("hosts"), UPSTREAM, proxy.api);
     let client = http_client();
-    let mut log = Log::new(&proxy);
+    let mut log = AuditLog::new(&proxy);
     let px = proxy.api;
 
     for name in SIGNED {
@@ -339,7 +252,7 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
         assert_eq!(event["result"], "verified", "{image}: {event}");
         assert_eq!(event["mode"], "enforce", "{image}: {event}");
         assert_eq!(event["image"], "local/enforce/app", "{image}: {event}");
-        let by = list(&event, "verified_by");
+        let by = audit_list(&event, "verified_by");
         let expected_signer = if name.starts_with("key-") {
             "cosign.pub"
         } else {
@@ -372,10 +285,13 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
         let event = log.verdict("enforced", &d);
         assert_eq!(event["result"], "unverified", "{image}: {event}");
         assert!(
-            any_contains(&list(&event, "reasons"), reason),
+            any_contains(&audit_list(&event, "reasons"), reason),
             "{image}: reasons should contain {reason:?}: {event}"
         );
-        assert!(list(&event, "verified_by").is_empty(), "{image}: {event}");
+        assert!(
+            audit_list(&event, "verified_by").is_empty(),
+            "{image}: {event}"
+        );
         // The URL containerd asked (mirror form), with a body this time.
         let url = format!("http://{px}/v2/enforce/app/manifests/{name}?ns={UPSTREAM}");
         assert_denied(&client, &url, "local/enforce/app", &d, reason).await;
@@ -490,7 +406,7 @@ async fn containerd_pulls_everything_under_audit_and_each_verdict_is_recorded() 
     let containerd = Containerd::start(&tmp.path().join("containerd")).await;
     let hosts = mirror_hosts_dir(&tmp.path().join("hosts"), UPSTREAM, proxy.api);
     let client = http_client();
-    let mut log = Log::new(&proxy);
+    let mut log = AuditLog::new(&proxy);
 
     let names = ["unsigned", "evil-bundle", "keyless-bundle"];
     for name in names {
@@ -504,28 +420,28 @@ async fn containerd_pulls_everything_under_audit_and_each_verdict_is_recorded() 
     assert_eq!(unsigned["image"], "local/audit/app", "{unsigned}");
     assert_eq!(unsigned["signatures"], 0, "{unsigned}");
     assert_eq!(
-        list(&unsigned, "reasons"),
+        audit_list(&unsigned, "reasons"),
         ["no signatures found"],
         "{unsigned}"
     );
-    assert!(list(&unsigned, "identities").is_empty(), "{unsigned}");
+    assert!(audit_list(&unsigned, "identities").is_empty(), "{unsigned}");
 
     // Found and cryptographically valid, but not an allowed identity: its identity is recorded.
     let evil = log.verdict("audited", &digest("evil-bundle"));
     assert_eq!(evil["result"], "unverified", "{evil}");
     assert!(
-        any_contains(&list(&evil, "identities"), EVIL_IDENTITY),
+        any_contains(&audit_list(&evil, "identities"), EVIL_IDENTITY),
         "{evil}"
     );
-    assert!(list(&evil, "verified_by").is_empty(), "{evil}");
+    assert!(audit_list(&evil, "verified_by").is_empty(), "{evil}");
 
     let signed = log.verdict("audited", &digest("keyless-bundle"));
     assert_eq!(signed["result"], "verified", "{signed}");
     assert_eq!(signed["signatures"], 1, "{signed}");
-    assert!(list(&signed, "reasons").is_empty(), "{signed}");
+    assert!(audit_list(&signed, "reasons").is_empty(), "{signed}");
     for field in ["identities", "verified_by"] {
         assert!(
-            any_contains(&list(&signed, field), OK_IDENTITY),
+            any_contains(&audit_list(&signed, field), OK_IDENTITY),
             "{field} should name {OK_IDENTITY}: {signed}"
         );
     }
@@ -715,7 +631,7 @@ async fn key_signatures_without_a_log_entry_need_ignore_tlog() {
     let (_registry, proxy) = setup(tmp.path(), &["enforce/app", "notlog/app"]).await;
     let skopeo = Skopeo::new(tmp.path());
     let client = http_client();
-    let mut log = Log::new(&proxy);
+    let mut log = AuditLog::new(&proxy);
     let px = proxy.api;
     let inspect = |repo: &str, tag: &str| {
         run(&mut skopeo.cmd(&[
@@ -773,7 +689,10 @@ async fn key_signatures_without_a_log_entry_need_ignore_tlog() {
     let event = log.verdict("notlog", &notlog);
     assert_eq!(event["result"], "verified", "{event}");
     assert!(
-        any_contains(&list(&event, "verified_by"), "no transparency log entry"),
+        any_contains(
+            &audit_list(&event, "verified_by"),
+            "no transparency log entry"
+        ),
         "verified_by should say that the signature was never logged: {event}"
     );
 

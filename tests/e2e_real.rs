@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::e2e::{
-    free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, run, run_ok,
-    Containerd, Daemon, Registry, START_TIMEOUT,
+    free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, push_manifest,
+    run, run_ok, Containerd, Daemon, Registry, START_TIMEOUT,
 };
 use common::{sha256, write_config, ProxyProcess};
 
@@ -372,31 +372,6 @@ async fn push_blob(
     common::e2e::push_blob(client, registry, repo, bytes).await;
     let digest = sha256(bytes);
     json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
-}
-
-async fn push_manifest(
-    client: &reqwest::Client,
-    registry: &str,
-    repo: &str,
-    reference: &str,
-    media_type: &str,
-    bytes: &[u8],
-) {
-    let url = format!("http://{registry}/v2/{repo}/manifests/{reference}");
-    let resp = client
-        .put(&url)
-        .header("content-type", media_type)
-        .body(bytes.to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    assert_eq!(
-        status,
-        201,
-        "PUT {url}: {}",
-        resp.text().await.unwrap_or_default()
-    );
 }
 
 const SBOM_TYPE: &str = "application/vnd.example.sbom.v1+json";

@@ -494,6 +494,17 @@ pub fn metric_sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
 
 // === fixture plans ===
 
+/// A registry under `tmp/registry` holding the fixture plan of `fixture_registry` in each of
+/// `repos`.
+pub async fn registry_with_plan(tmp: &Path, repos: &[&str], fixture_registry: &Path) -> Registry {
+    let registry = Registry::start(&tmp.join("registry"), None).await;
+    let client = http_client();
+    for repo in repos {
+        push_plan(&client, &registry.addr, repo, fixture_registry).await;
+    }
+    registry
+}
+
 /// Pushes every image, signature and referrers index of a fixture plan into `repo`, in the
 /// plan's order (blobs before manifests, subjects before referrers, children before the index).
 /// `fixture_registry` holds `plan.json` (`[{reference, media_type, manifest, blobs: [hex]}]`)
