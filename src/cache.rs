@@ -172,8 +172,11 @@ impl VerdictCache {
         v
     }
 
-    pub async fn cover_child(&self, key: VerdictKey, verdict: Arc<Verdict>) {
-        self.children.insert(key, verdict).await;
+    /// Covers `key` unless it is covered already (a lookup is cheaper than an insert).
+    pub async fn cover_child(&self, key: VerdictKey, verdict: &Arc<Verdict>) {
+        if !self.children.contains_key(&key) {
+            self.children.insert(key, verdict.clone()).await;
+        }
     }
 
     /// The cached verdict, or the result of `compute`, run once for concurrent callers. An error

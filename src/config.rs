@@ -111,6 +111,9 @@ pub struct UpstreamConfig {
     pub tag_ttl: Option<Duration>,
     /// Serve a tag from its last verified resolution while the upstream is unreachable.
     pub serve_stale_tags: bool,
+    /// Token realm hosts (`host` or `host:port`) besides the upstream's own host that may receive
+    /// its credentials. Well-known pairs (Docker Hub's `auth.docker.io`) are added by `upstream`.
+    pub token_realms: Vec<String>,
 }
 
 /// The registry listener's TLS set-up, built (and so the key checked against the certificate) at
@@ -125,6 +128,8 @@ pub struct TlsConfig {
 pub struct Limits {
     pub max_manifest_bytes: usize,
     pub max_connections: usize,
+    /// How many of `max_connections` one client address may hold at once.
+    pub max_connections_per_address: usize,
     /// Bound on small upstream JSON documents: token responses, error bodies.
     pub max_token_bytes: usize,
     /// Bound on one page of a referrers response (or the fallback index).
@@ -149,8 +154,14 @@ pub struct Timeouts {
     pub read_idle: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub pool_idle: Duration,
-    /// How long a client may take to send its request headers (and the TLS handshake).
+    /// How long a client may take to send its request headers (and the TLS handshake), counted
+    /// from the moment its connection is accepted.
     pub client_header: Duration,
+    /// How long a keep-alive connection with no request in flight is kept open.
+    pub client_idle: Duration,
+    /// The whole of one upstream exchange for a document (manifest, token, signature material,
+    /// referrers page, tag list): from sending the request to the last body byte.
+    pub exchange: Duration,
     /// How long in-flight requests may run after SIGTERM before they are cut.
     pub shutdown_grace: Duration,
     /// The whole signature lookup (discovery and verification) of one digest.
@@ -309,6 +320,8 @@ pub mod raw {
         pub tag_ttl: Option<Duration>,
         #[serde(default)]
         pub serve_stale_tags: bool,
+        #[serde(default)]
+        pub token_realms: Vec<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -316,6 +329,7 @@ pub mod raw {
     pub struct RawLimits {
         pub max_manifest_bytes: usize,
         pub max_connections: usize,
+        pub max_connections_per_address: usize,
         pub max_token_bytes: usize,
         pub max_referrers_bytes: usize,
         pub max_redirects: usize,
@@ -330,6 +344,7 @@ pub mod raw {
             RawLimits {
                 max_manifest_bytes: 4 * 1024 * 1024,
                 max_connections: 4096,
+                max_connections_per_address: 1024,
                 max_token_bytes: 64 * 1024,
                 max_referrers_bytes: 4 * 1024 * 1024,
                 max_redirects: 5,
@@ -355,6 +370,10 @@ pub mod raw {
         #[serde(with = "humantime_serde")]
         pub client_header: Duration,
         #[serde(with = "humantime_serde")]
+        pub client_idle: Duration,
+        #[serde(with = "humantime_serde")]
+        pub exchange: Duration,
+        #[serde(with = "humantime_serde")]
         pub shutdown_grace: Duration,
         #[serde(with = "humantime_serde")]
         pub signature_lookup: Duration,
@@ -368,6 +387,8 @@ pub mod raw {
                 read_idle: Duration::from_secs(30),
                 pool_idle: Duration::from_secs(90),
                 client_header: Duration::from_secs(10),
+                client_idle: Duration::from_secs(60),
+                exchange: Duration::from_secs(60),
                 shutdown_grace: Duration::from_secs(30),
                 signature_lookup: Duration::from_secs(60),
             }
@@ -509,6 +530,10 @@ impl Validator {
         for (key, v) in [
             ("limits.max_manifest_bytes", l.max_manifest_bytes),
             ("limits.max_connections", l.max_connections),
+            (
+                "limits.max_connections_per_address",
+                l.max_connections_per_address,
+            ),
             ("limits.max_token_bytes", l.max_token_bytes),
             ("limits.max_referrers_bytes", l.max_referrers_bytes),
             ("limits.max_signature_bytes", l.max_signature_bytes),
@@ -525,11 +550,22 @@ impl Validator {
             ("timeouts.response_header", t.response_header),
             ("timeouts.read_idle", t.read_idle),
             ("timeouts.client_header", t.client_header),
+            ("timeouts.client_idle", t.client_idle),
+            ("timeouts.exchange", t.exchange),
             ("timeouts.signature_lookup", t.signature_lookup),
         ] {
             if v.is_zero() {
                 return Err(self.invalid(key, "must be greater than 0"));
             }
+        }
+        if l.max_connections_per_address > l.max_connections {
+            return Err(self.invalid(
+                "limits.max_connections_per_address",
+                format!(
+                    "{} is more than limits.max_connections ({})",
+                    l.max_connections_per_address, l.max_connections
+                ),
+            ));
         }
         let c = &raw.cache;
         if c.max_verdicts == 0 {
@@ -547,6 +583,7 @@ impl Validator {
             limits: Limits {
                 max_manifest_bytes: l.max_manifest_bytes,
                 max_connections: l.max_connections,
+                max_connections_per_address: l.max_connections_per_address,
                 max_token_bytes: l.max_token_bytes,
                 max_referrers_bytes: l.max_referrers_bytes,
                 max_redirects: l.max_redirects,
@@ -561,6 +598,8 @@ impl Validator {
                 read_idle: t.read_idle,
                 pool_idle: t.pool_idle,
                 client_header: t.client_header,
+                client_idle: t.client_idle,
+                exchange: t.exchange,
                 shutdown_grace: t.shutdown_grace,
                 signature_lookup: t.signature_lookup,
             },
@@ -595,11 +634,12 @@ impl Validator {
     ) -> Result<PolicySet, ConfigError> {
         let mut rules = Vec::new();
         for (i, p) in raw.policies.iter().enumerate() {
+            // The rule by its index (where it is in the file) and its name (how people call it).
             let key = |k: &str| {
                 if k.is_empty() {
-                    format!("policies[{i}]")
+                    format!("policies[{i}] ({:?})", p.name)
                 } else {
-                    format!("policies[{i}].{k}")
+                    format!("policies[{i}] ({:?}).{k}", p.name)
                 }
             };
             let mut patterns = Vec::new();
@@ -632,7 +672,7 @@ impl Validator {
                 signature_repository,
             }
             .build()
-            .map_err(|e| self.invalid(key(""), format!("rule {:?}: {e}", p.name)))?;
+            .map_err(|e| self.invalid(key(""), e.to_string()))?;
             rules.push(rule);
         }
         crate::policy::build(rules, raw.unmatched)
@@ -863,13 +903,37 @@ impl Validator {
                 certs
             }
         };
+        let mut token_realms = Vec::new();
+        for (i, realm) in up.token_realms.iter().enumerate() {
+            token_realms.push(self.realm_host(&key(&format!("token_realms[{i}]")), realm)?);
+        }
         Ok(UpstreamConfig {
             url,
             credentials,
             ca_certs,
             tag_ttl: up.tag_ttl,
             serve_stale_tags: up.serve_stale_tags,
+            token_realms,
         })
+    }
+
+    /// A token realm host as written: `host` or `host:port`, lower-cased; no scheme, no path.
+    fn realm_host(&self, key: &str, realm: &str) -> Result<String, ConfigError> {
+        let parsed = Url::parse(&format!("https://{realm}/"))
+            .ok()
+            .filter(|u| u.path() == "/" && u.username().is_empty() && u.query().is_none());
+        match parsed.as_ref().and_then(|u| u.host_str()) {
+            Some(host) if !realm.contains('/') => Ok(match parsed.as_ref().and_then(Url::port) {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            }),
+            _ => Err(self.invalid(
+                key,
+                format!(
+                    "{realm:?} is not a host name such as auth.example.com (no scheme, no path)"
+                ),
+            )),
+        }
     }
 }
 
@@ -1105,27 +1169,27 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             (
                 "  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - keyless: { subject_regexp: \"(\", issuer: \"i\" }\n",
-                &["policies[0].attestors[0].keyless.subject_regexp", "bad regexp"],
+                &["policies[0] (\"a\").attestors[0].keyless.subject_regexp", "bad regexp"],
             ),
             (
                 "  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - keyless: { subject: \"s\", subject_regexp: \"s\", issuer: \"i\" }\n",
-                &["policies[0].attestors[0].keyless", "exactly one of subject"],
+                &["policies[0] (\"a\").attestors[0].keyless", "exactly one of subject"],
             ),
             (
                 "  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - key: { public_key: nope.pub }\n",
-                &["policies[0].attestors[0].key.public_key", "nope.pub"],
+                &["policies[0] (\"a\").attestors[0].key.public_key", "nope.pub"],
             ),
             (
                 "  - name: a\n    match: [\"r.local/**\"]\n    attestors:\n      - key: { public_key: \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\" }\n",
-                &["policies[0].attestors[0].key.public_key", "inline PEM"],
+                &["policies[0] (\"a\").attestors[0].key.public_key", "inline PEM"],
             ),
             (
                 "  - name: a\n    match: [\"r.local//x\"]\n    attestors:\n      - keyless: { subject: s, issuer: i }\n",
-                &["policies[0].match[0]"],
+                &["policies[0] (\"a\").match[0]"],
             ),
             (
                 "  - name: a\n    match: [\"r.local/**\"]\n    mode: enforce\n",
-                &["policies[0]", "needs at least one attestor"],
+                &["policies[0] (\"a\")", "needs at least one attestor"],
             ),
             (
                 "  - name: a\n    match: [\"r.local/**\"]\n    mode: block\n    attestors: []\n",
@@ -1137,7 +1201,7 @@ mod tests {
             ),
             (
                 "  - name: a\n    match: [\"r.local/**\"]\n    signature_repository: nowhere/sigs\n    attestors:\n      - keyless: { subject: s, issuer: i }\n",
-                &["policies[0].signature_repository", "nowhere"],
+                &["policies[0] (\"a\").signature_repository", "nowhere"],
             ),
             (
                 "  - name: a\n    match: [\"r.local/a\"]\n    attestors:\n      - keyless: { subject: s, issuer: i }\n  - name: a\n    match: [\"r.local/b\"]\n    attestors:\n      - keyless: { subject: s, issuer: i }\n",
@@ -1156,20 +1220,23 @@ mod tests {
             (
                 &bad_cel,
                 &[
-                    "policies[0].attestations[0].conditions[1]",
+                    "policies[0] (\"a\").attestations[0].conditions[1]",
                     "does not compile",
                 ],
             ),
             (
                 &bad_var,
                 &[
-                    "policies[0].attestations[0].conditions[0]",
+                    "policies[0] (\"a\").attestations[0].conditions[0]",
                     "unknown variable \"predicat\"",
                 ],
             ),
             (
                 &bad_type,
-                &["policies[0].attestations[0].predicate_type", "short name"],
+                &[
+                    "policies[0] (\"a\").attestations[0].predicate_type",
+                    "short name",
+                ],
             ),
         ];
         for (yaml, needles) in cases.iter().chain(extra_cases) {

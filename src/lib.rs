@@ -12,12 +12,14 @@
 //! - [`cache`]: moka caches (upstream tokens, verdicts, covered index children).
 //! - [`metrics`]: every Prometheus metric.
 //! - [`inspect`]: the one-shot `verify` and `verify-bundle` commands.
+//! - [`logging`]: the text log format's escaping field writer.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod inspect;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod registry_api;

@@ -86,7 +86,9 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            .fmt_fields(portcullis::logging::EscapedFields)
+            .init(),
     }
 }
 
@@ -99,7 +101,10 @@ fn main() -> ExitCode {
         Err(e) => {
             match cli.log_format {
                 LogFormat::Json => tracing::error!(error = %format!("{e:#}"), "fatal"),
-                LogFormat::Text => eprintln!("portcullis: {e:#}"),
+                LogFormat::Text => eprintln!(
+                    "portcullis: {}",
+                    portcullis::logging::escape_control(&format!("{e:#}"))
+                ),
             }
             ExitCode::from(2)
         }

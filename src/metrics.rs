@@ -36,6 +36,9 @@ pub struct Metrics {
     pub signature_check_duration: HistogramVec,
     /// Open client connections by listener.
     pub connections: IntGaugeVec,
+    /// Client connections the proxy closed or refused itself, by listener and reason
+    /// (`per_address_limit`, `idle`).
+    pub connections_closed: IntCounterVec,
     /// 1 while the proxy accepts requests, 0 once shutdown has begun.
     pub ready: IntGauge,
 }
@@ -108,6 +111,13 @@ impl Metrics {
             "Time to check the signatures and attestations found for a digest (cryptography and conditions, no network), by result.",
             &["result"],
         );
+        let connections_closed = counter(
+            "portcullis_connections_closed_total",
+            "Client connections closed by the proxy, by listener and reason (per_address_limit: \
+             the client address held its share of the connection limit; idle: no request in \
+             flight for longer than the header or idle timeout).",
+            &["listener", "reason"],
+        );
         let connections = IntGaugeVec::new(
             Opts::new(
                 "portcullis_connections",
@@ -136,6 +146,7 @@ impl Metrics {
             verification_duration,
             signature_check_duration,
             connections,
+            connections_closed,
             ready,
         }
     }

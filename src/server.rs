@@ -1,9 +1,12 @@
 //! Listeners: the registry API listener (optionally TLS via rustls, HTTP/1.1 and HTTP/2 with
-//! ALPN) and the admin listener ([`crate::admin`]), a bound on concurrent connections, header
-//! read timeouts, and graceful shutdown: stop accepting, let in-flight requests finish up to the
+//! ALPN) and the admin listener ([`crate::admin`]), a bound on concurrent connections and on each
+//! client address's share of it, the header deadline from accept and the idle timeout
+//! ([`conn`]), and graceful shutdown: stop accepting, let in-flight requests finish up to the
 //! grace deadline, then cut what remains.
 //!
 //! This module wires the pieces together; it has no knowledge of the registry protocol.
+
+mod conn;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +19,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -56,8 +59,15 @@ pub struct Server {
 #[derive(Clone)]
 struct ConnLimits {
     name: &'static str,
+    /// At most this many connections at once (`slots` holds one permit each).
+    max: usize,
     slots: Arc<Semaphore>,
+    /// At most this many of them from one client address.
+    per_address: usize,
+    /// From accept to the end of the first request's headers (and of the TLS handshake).
     header_timeout: Duration,
+    /// How long a connection with no request in flight stays open after a response.
+    idle_timeout: Duration,
     grace: Duration,
 }
 
@@ -102,13 +112,18 @@ impl Server {
         metrics.ready.set(1);
         let api_limits = ConnLimits {
             name: "api",
+            max: config.limits.max_connections,
             slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+            per_address: config.limits.max_connections_per_address,
             header_timeout: config.timeouts.client_header,
+            idle_timeout: config.timeouts.client_idle,
             grace: config.timeouts.shutdown_grace,
         };
         let admin_limits = ConnLimits {
             name: "admin",
-            slots: Arc::new(Semaphore::new(64)),
+            max: ADMIN_CONNECTIONS,
+            slots: Arc::new(Semaphore::new(ADMIN_CONNECTIONS)),
+            per_address: ADMIN_CONNECTIONS,
             ..api_limits.clone()
         };
 
@@ -173,6 +188,9 @@ impl Server {
     }
 }
 
+/// Connections the admin listener holds at once (probes and scrapers).
+const ADMIN_CONNECTIONS: usize = 64;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
@@ -196,7 +214,6 @@ async fn accept_loop<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -210,6 +227,13 @@ async fn accept_loop<H, F>(
         .keep_alive_timeout(Duration::from_secs(20))
         .max_concurrent_streams(256);
     let gauge = metrics.connections.with_label_values(&[limits.name]);
+    let per_address_refused = metrics
+        .connections_closed
+        .with_label_values(&[limits.name, "per_address_limit"]);
+    let idle_closed = metrics
+        .connections_closed
+        .with_label_values(&[limits.name, "idle"]);
+    let addresses = conn::AddressSlots::new(limits.per_address);
 
     loop {
         let permit = tokio::select! {
@@ -231,45 +255,66 @@ async fn accept_loop<H, F>(
             },
             _ = shutdown.changed() => break,
         };
+        // One address cannot hold the whole limit: the rest stays free for other clients.
+        let Some(address_slot) = addresses.try_take(peer.ip()) else {
+            per_address_refused.inc();
+            tracing::debug!(listener = limits.name, %peer, "client address holds its share of connections: closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let fut = handler(req);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
+        let activity = conn::Activity::new();
+        let service = {
+            let handler = handler.clone();
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req| {
+                let in_flight = activity.start();
+                let fut = handler(req);
+                async move {
+                    let resp = fut.await;
+                    Ok::<_, Infallible>(resp.map(|b| conn::hold_until_sent(b, in_flight)))
+                }
+            })
+        };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let tls = tls.clone();
         let gauge = gauge.clone();
-        let header_timeout = limits.header_timeout;
+        let idle_closed = idle_closed.clone();
+        let shutdown = shutdown.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
             gauge.inc();
-            let result = match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
-                }
+            let served = match tls {
+                None => serve(&builder, stream, service, &activity, shutdown, &limits).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    // The handshake counts against the header deadline, which runs from accept.
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
                         Ok(Ok(tls_stream)) => {
-                            let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-                            watcher.watch(conn).await
+                            serve(&builder, tls_stream, service, &activity, shutdown, &limits).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            Ok(())
+                            Served::Done(Ok(()))
                         }
                         Err(_) => {
                             tracing::debug!(%peer, "TLS handshake timed out");
-                            Ok(())
+                            Served::Done(Ok(()))
                         }
                     }
                 }
             };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match served {
+                Served::Done(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error")
+                }
+                Served::Done(Ok(())) => {}
+                Served::Idle => {
+                    idle_closed.inc();
+                    tracing::debug!(%peer, "connection closed: no request in flight for too long");
+                }
             }
             gauge.dec();
+            drop(address_slot);
             drop(permit);
         });
     }
@@ -278,12 +323,62 @@ async fn accept_loop<H, F>(
         listener = limits.name,
         "stopped accepting; draining connections"
     );
-    tokio::select! {
-        _ = graceful.shutdown() => {
-            tracing::info!(listener = limits.name, "all connections closed");
-        }
-        _ = tokio::time::sleep(limits.grace) => {
-            tracing::warn!(listener = limits.name, grace = ?limits.grace, "grace period over; cutting remaining connections");
+    // Every connection holds a permit until it is closed: all of them back means all closed.
+    let all = u32::try_from(limits.max).unwrap_or(u32::MAX);
+    match tokio::time::timeout(limits.grace, limits.slots.acquire_many(all)).await {
+        Ok(_) => tracing::info!(listener = limits.name, "all connections closed"),
+        Err(_) => tracing::warn!(
+            listener = limits.name,
+            grace = ?limits.grace,
+            "grace period over; cutting remaining connections"
+        ),
+    }
+}
+
+/// How a connection ended.
+enum Served {
+    /// By the client, by an error, or by a graceful shutdown.
+    Done(Result<(), BoxError>),
+    /// Closed by the idle watchdog.
+    Idle,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves one connection until it ends, shutdown asks it to finish (in-flight requests complete,
+/// no new ones start), or its idle watchdog closes it.
+async fn serve<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    activity: &conn::Activity,
+    mut shutdown: watch::Receiver<bool>,
+    limits: &ConnLimits,
+) -> Served
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<ResponseBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return Served::Done(r),
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = activity.idle(limits.header_timeout, limits.idle_timeout) => {
+                // Nothing is in flight, so nothing is lost: hyper has handed no request of this
+                // connection to the service that has not been answered in full.
+                return Served::Idle;
+            }
         }
     }
 }

@@ -640,17 +640,43 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
             path.rsplit('/').next().unwrap()
         );
     }
-    // Ordinary blobs (an image config is JSON too, but not a manifest; a layer is a tar) stream.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&store().manifests[&unsigned].1).unwrap();
-    for d in [
-        manifest["config"]["digest"].as_str().unwrap(),
-        manifest["layers"][0]["digest"].as_str().unwrap(),
-    ] {
-        let resp = get(&proxy, &blob("enforce/app", d)).await;
-        assert_eq!(resp.status(), 200);
-        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
-    }
+    // A layer (a tar: it cannot be a JSON document) streams whatever manifest names it. An image
+    // config is JSON: it could be a manifest to a lenient parser, so it is served only as part
+    // of a verified image, never for an unverified one.
+    let refs = |d: &str| {
+        let manifest: serde_json::Value = serde_json::from_slice(&store().manifests[d].1).unwrap();
+        (
+            manifest["config"]["digest"].as_str().unwrap().to_owned(),
+            manifest["layers"][0]["digest"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (config, layer) = refs(&unsigned);
+    let resp = get(&proxy, &blob("enforce/app", &layer)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(common::sha256(&resp.bytes().await.unwrap()), layer);
+    let (status, code, message) =
+        error_code(get(&proxy, &blob("enforce/app", &config)).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "DENIED"),
+        "{message}"
+    );
+
+    let (config, _) = refs(&signed);
+    assert_eq!(
+        get(&proxy, &format!("enforce/app/manifests/{signed}"))
+            .await
+            .status(),
+        200
+    );
+    let resp = get(&proxy, &blob("enforce/app", &config)).await;
+    assert_eq!(resp.status(), 200, "the config of a verified image");
+    assert_eq!(common::sha256(&resp.bytes().await.unwrap()), config);
+    // Covered for the repository whose manifest was verified, not for another one.
+    assert_eq!(
+        get(&proxy, &blob("enforce/other", &config)).await.status(),
+        403
+    );
 }
 
 const ATTESTATIONS: &str = concat!(

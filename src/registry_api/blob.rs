@@ -7,10 +7,17 @@
 //!
 //! One exception keeps that guarantee whole: a client can ask for a manifest's digest on the
 //! blob route (containerd does, when resolving a digest fails), and an upstream can hold a
-//! manifest's bytes as a blob. Under a strict rule (enforce, or `unmatched: deny`) a small JSON
-//! blob is therefore read whole, and if it is a manifest (`schemaVersion`) it must hash to the
-//! requested digest and pass the gate like any manifest. Small blobs are fetched whole for this
-//! (a `Range` on them is ignored, which HTTP allows); large or non-JSON blobs stream as before.
+//! manifest's bytes as a blob. Whether some bytes are a manifest is the client's parser's opinion
+//! (Go's JSON reader takes duplicated keys, odd member names, padding), so under a strict rule
+//! (enforce, or `unmatched: deny`) the rule asks no parser: a blob that could be a JSON document
+//! at all (its first byte that is not white space is `{`, or it is all white space as far as
+//! the manifest limit) is served only when its digest passes the gate: the digest is verified,
+//! or a manifest verified under the rule references it (config and layers of a verified image,
+//! children of a verified index). A complete small one must also hash to its digest. Everything
+//! else (gzip, zstd and tar layers) streams as before. Under a strict rule the client's `Range`
+//! is not forwarded, so that the decision is taken on the blob's own first bytes, never on the
+//! shape of a partial answer (several ranges, an unknown total): the whole blob is served with
+//! `200`, which HTTP allows.
 
 use http::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, LAST_MODIFIED,
@@ -39,24 +46,24 @@ pub async fn handle(ctx: &RequestCtx, digest: Digest) -> Result<Response<Respons
     let strict = ctx.gate.is_strict() && ctx.method == Method::GET;
     let limit = upstream.limits.max_manifest_bytes;
     let mut headers = HeaderMap::new();
-    for name in [RANGE, IF_RANGE] {
-        if let Some(v) = ctx.headers.get(&name) {
-            headers.insert(name, v.clone());
+    if !strict {
+        for name in [RANGE, IF_RANGE] {
+            if let Some(v) = ctx.headers.get(&name) {
+                headers.insert(name, v.clone());
+            }
         }
     }
-    let mut resp = fetch(ctx, &digest, &headers).await?;
-    if strict
-        && resp.status() == StatusCode::PARTIAL_CONTENT
-        && range_total(resp.headers()).is_some_and(|total| total <= limit as u64)
-    {
-        // A small blob could be a manifest fetched piecewise: get it whole to look at it.
-        drop(resp);
-        headers.clear();
-        resp = fetch(ctx, &digest, &headers).await?;
-    }
+    let resp = fetch(ctx, &digest, &headers).await?;
 
     let status = resp.status();
     match status {
+        StatusCode::PARTIAL_CONTENT if strict => {
+            return Err(ApiError::UpstreamInvalid {
+                upstream: upstream.key.clone(),
+                image: ctx.image.clone(),
+                reason: "answered 206 Partial Content to a request without a Range".to_owned(),
+            })
+        }
         StatusCode::OK | StatusCode::PARTIAL_CONTENT => {}
         StatusCode::RANGE_NOT_SATISFIABLE => {
             return Err(ApiError::RangeNotSatisfiable {
@@ -84,31 +91,35 @@ pub async fn handle(ctx: &RequestCtx, digest: Digest) -> Result<Response<Respons
             incoming,
             limit,
             upstream.timeouts.read_idle,
+            upstream.deadline_of(&parts),
             upstream.record_blob_bytes(),
         )
         .await
         .map_err(|e| upstream.body_error(e))?;
         match peeked {
             body::Peeked::Json(bytes) => {
-                if is_manifest(&bytes) {
-                    if !digest.matches(&bytes) {
-                        return Err(ApiError::DigestMismatch(Box::new(DigestMismatch {
-                            upstream: upstream.key.clone(),
-                            image: ctx.image.clone(),
-                            expected: digest.clone(),
-                            expected_from: "requested digest",
-                            actual: digest.algorithm().digest(&bytes),
-                        })));
-                    }
-                    // No media type: a blob-route manifest is checked, never used to cover
-                    // children.
-                    ctx.gate
-                        .check(&ctx.image, &digest, Some(("", &bytes)))
-                        .await?;
+                if !digest.matches(&bytes) {
+                    return Err(ApiError::DigestMismatch(Box::new(DigestMismatch {
+                        upstream: upstream.key.clone(),
+                        image: ctx.image.clone(),
+                        expected: digest.clone(),
+                        expected_from: "requested digest",
+                        actual: digest.algorithm().digest(&bytes),
+                    })));
                 }
+                // No media type: a blob-route document is checked, never used to cover others.
+                ctx.gate
+                    .check(&ctx.image, &digest, Some(("", &bytes)))
+                    .await?;
                 body::full(bytes)
             }
-            body::Peeked::Stream(b) => b,
+            body::Peeked::LargeJson(b) => {
+                // Too large to hold, so it cannot be hashed first: only a digest that passes
+                // the gate (the client checks the digest of what it gets).
+                ctx.gate.check(&ctx.image, &digest, None).await?;
+                b
+            }
+            body::Peeked::NotJson(b) => b,
         }
     } else {
         body::stream(
@@ -153,21 +164,4 @@ async fn fetch(
         })
         .await?;
     Ok(upstream.follow_redirects(resp, headers).await?)
-}
-
-/// The complete length from `Content-Range: bytes a-b/total`.
-fn range_total(headers: &HeaderMap) -> Option<u64> {
-    let v = headers.get(CONTENT_RANGE)?.to_str().ok()?;
-    v.rsplit_once('/')?.1.trim().parse().ok()
-}
-
-/// A JSON document with a `schemaVersion` is a manifest (image, index, or Docker schema 1/2),
-/// whatever the route it is asked on.
-fn is_manifest(bytes: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(rename = "schemaVersion")]
-        schema_version: Option<serde_json::Value>,
-    }
-    serde_json::from_slice::<Probe>(bytes).is_ok_and(|p| p.schema_version.is_some())
 }

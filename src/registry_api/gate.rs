@@ -7,7 +7,9 @@
 //!   rule and the reason; a lookup fault → `503 UNAVAILABLE` (fail closed, retryable);
 //! - `audit` → always served; the verdict (or fault) is recorded.
 //!
-//! A verified image index covers the children it lists ([`Engine::cover_children`]). The verdict
+//! A verified manifest covers what it references ([`Engine::cover_children`]): an index its child
+//! manifests, an image its config and layers, so that under a strict rule the blob route serves
+//! the JSON blobs of a verified image (and nothing else that could be a manifest). The verdict
 //! metric is recorded here, once per request; the audit event once per computed verdict (in
 //! `signature`).
 
@@ -130,8 +132,9 @@ impl Gate {
         self.record(&rule.name, rule.mode, verdict.result());
         match decide(rule.mode, verdict) {
             Decision::Allow => {
+                // A document without a media type came through the blob route: it covers nothing.
                 if let (Some(media_type), Some(bytes)) = (media_type, bytes) {
-                    if verdict.verified && is_index(media_type) {
+                    if verdict.verified && !media_type.is_empty() {
                         self.engine.cover_children(bytes, &lookup).await;
                     }
                 }

@@ -42,7 +42,11 @@ pub async fn tags(ctx: &RequestCtx) -> Result<Response<ResponseBody>, ApiError> 
     let body = if ctx.method == Method::HEAD {
         body::empty()
     } else {
-        body::stream(incoming, upstream.timeouts.read_idle, |_| {})
+        body::stream_until(
+            incoming,
+            upstream.timeouts.read_idle,
+            upstream.deadline_of(&parts),
+        )
     };
     let mut out = Response::new(body);
     copy_header(&parts.headers, out.headers_mut(), CONTENT_TYPE);

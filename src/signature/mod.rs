@@ -312,18 +312,19 @@ impl Engine {
         result
     }
 
-    /// Remembers the children of a verified index as covered by it, under the same rule and for
-    /// the same repository.
-    pub async fn cover_children(&self, index: &[u8], parent: &Lookup<'_>) {
+    /// Remembers what a verified manifest references (an index's child manifests, an image's
+    /// config and layers) as covered by it, under the same rule and for the same repository.
+    /// The digests pin those bytes, so they are as trusted as the manifest itself.
+    pub async fn cover_children(&self, manifest: &[u8], parent: &Lookup<'_>) {
         let (rule, upstream, repo) = (parent.rule, parent.upstream, parent.repo);
         let parent = parent.digest;
-        let children = index_children(index, self.limits.max_index_children);
+        let children = referenced(manifest, self.limits.max_index_children);
         if children.is_empty() {
             return;
         }
         let verdict = Arc::new(Verdict {
             verified: true,
-            reasons: vec![format!("covered by verified index {parent}")],
+            reasons: vec![format!("covered by verified manifest {parent}")],
             evidence: Vec::new(),
             identities: Vec::new(),
             signatures: 0,
@@ -331,19 +332,26 @@ impl Engine {
             signature_reports: Vec::new(),
         });
         for child in children {
+            // Warm pulls pass here on every request: insert only what is not covered yet.
             self.cache
-                .cover_child(self.key(&child, rule, upstream, repo), verdict.clone())
+                .cover_child(self.key(&child, rule, upstream, repo), &verdict)
                 .await;
         }
     }
 }
 
-/// The digests an image index lists (at most `max`); empty for anything else.
-fn index_children(bytes: &[u8], max: usize) -> Vec<Digest> {
+/// The digests a manifest references (at most `max`): an index's `manifests`, an image's
+/// `config` and `layers`, an artifact's `blobs`; empty for a document that does not parse.
+fn referenced(bytes: &[u8], max: usize) -> Vec<Digest> {
     #[derive(serde::Deserialize)]
     struct Index {
         #[serde(default)]
         manifests: Vec<Descriptor>,
+        config: Option<Descriptor>,
+        #[serde(default)]
+        layers: Vec<Descriptor>,
+        #[serde(default)]
+        blobs: Vec<Descriptor>,
     }
     #[derive(serde::Deserialize)]
     struct Descriptor {
@@ -352,9 +360,17 @@ fn index_children(bytes: &[u8], max: usize) -> Vec<Digest> {
     let Ok(index) = serde_json::from_slice::<Index>(bytes) else {
         return Vec::new();
     };
-    index
-        .manifests
-        .iter()
+    let Index {
+        manifests,
+        config,
+        layers,
+        blobs,
+    } = index;
+    manifests
+        .into_iter()
+        .chain(config)
+        .chain(layers)
+        .chain(blobs)
         .filter_map(|d| d.digest.parse().ok())
         .take(max)
         .collect()
@@ -403,7 +419,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn index_children_are_bounded_and_parsed() {
+    fn references_are_bounded_and_parsed() {
         let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
         let index = format!(
             r#"{{"manifests":[{{"digest":"{}"}},{{"digest":"bogus"}},{{"digest":"{}"}},{{"digest":"{}"}}]}}"#,
@@ -411,11 +427,22 @@ mod tests {
             d('b'),
             d('c')
         );
-        let kids = index_children(index.as_bytes(), 2);
+        let kids = referenced(index.as_bytes(), 2);
         assert_eq!(kids.len(), 2);
         assert_eq!(kids[1].to_string(), d('b'));
-        assert!(index_children(b"{\"layers\":[]}", 10).is_empty());
-        assert!(index_children(b"not json", 10).is_empty());
+        assert!(referenced(b"{\"layers\":[]}", 10).is_empty());
+        assert!(referenced(b"not json", 10).is_empty());
+        let image = format!(
+            r#"{{"config":{{"digest":"{}"}},"layers":[{{"digest":"{}"}}],"blobs":[{{"digest":"{}"}}]}}"#,
+            d('a'),
+            d('b'),
+            d('c')
+        );
+        let refs: Vec<String> = referenced(image.as_bytes(), 10)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(refs, [d('a'), d('b'), d('c')]);
     }
 
     #[test]

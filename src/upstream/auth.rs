@@ -214,6 +214,53 @@ impl Learned {
     }
 }
 
+/// Registries whose documented token service lives on another host: (registry host, realm host).
+const WELL_KNOWN_REALMS: &[(&str, &str)] = &[
+    ("registry-1.docker.io", "auth.docker.io"),
+    ("index.docker.io", "auth.docker.io"),
+    ("docker.io", "auth.docker.io"),
+    ("registry.gitlab.com", "gitlab.com"),
+];
+
+/// The token realm hosts an upstream's credentials may be sent to: the upstream's own host, the
+/// hosts its `token_realms` lists (`host` for any port, `host:port` for one), and the well-known
+/// token service of its registry.
+#[derive(Debug, Clone)]
+pub struct RealmHosts(Vec<String>);
+
+impl RealmHosts {
+    pub fn new(base: &Url, configured: &[String]) -> RealmHosts {
+        let own = base.host_str().unwrap_or_default().to_ascii_lowercase();
+        let mut hosts = vec![own.clone()];
+        hosts.extend(
+            WELL_KNOWN_REALMS
+                .iter()
+                .filter(|(registry, _)| *registry == own)
+                .map(|(_, realm)| (*realm).to_owned()),
+        );
+        hosts.extend(configured.iter().map(|h| h.to_ascii_lowercase()));
+        RealmHosts(hosts)
+    }
+
+    pub fn allows(&self, realm: &Url) -> bool {
+        let Some(host) = realm.host_str().map(str::to_ascii_lowercase) else {
+            return false;
+        };
+        let with_port = host_port(realm);
+        self.0.iter().any(|h| *h == host || *h == with_port)
+    }
+}
+
+/// `host:port` of a URL (the scheme's default port when it names none), for messages and
+/// `token_realms` entries that name a port.
+pub fn host_port(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    }
+}
+
 /// The pull scope for a repository.
 pub fn pull_scope(repo: &str) -> String {
     format!("repository:{repo}:pull")
@@ -286,6 +333,28 @@ mod tests {
             parse_challenge(Some(&hv(r#"Bearer realm="unterminated"#)), true),
             Err(ChallengeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn credentials_go_only_to_allowed_realm_hosts() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let hub = RealmHosts::new(&url("https://registry-1.docker.io"), &[]);
+        assert!(hub.allows(&url("https://auth.docker.io/token")));
+        assert!(hub.allows(&url("https://registry-1.docker.io/token")));
+        assert!(!hub.allows(&url("https://auth.docker.io.evil.example/token")));
+        assert!(!hub.allows(&url("https://evil.example/token")));
+
+        let own = RealmHosts::new(
+            &url("https://registry.corp:5000"),
+            &["sso.corp".into(), "tokens.corp:8443".into()],
+        );
+        // The upstream's own host, on any port; listed hosts as written.
+        assert!(own.allows(&url("https://REGISTRY.corp/token")));
+        assert!(own.allows(&url("https://registry.corp:9000/token")));
+        assert!(own.allows(&url("https://sso.corp:1234/auth")));
+        assert!(own.allows(&url("https://tokens.corp:8443/t")));
+        assert!(!own.allows(&url("https://tokens.corp/t")));
+        assert!(!own.allows(&url("https://127.0.0.2/t")));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Reading upstream bodies with bounds: [`read_bounded`] collects a small document (manifest,
 //! token, index) up to a byte limit, [`stream`] passes a large one (blob) through chunk by chunk.
-//! Both give up when the upstream pauses longer than the idle timeout between chunks.
+//! Both give up when the upstream pauses longer than the idle timeout between chunks; a document
+//! read (and a tag list stream) also gives up at its exchange's [`Deadline`], so an upstream that
+//! drips a byte a second cannot hold a request for longer than that.
 //!
 //! This module owns no policy about *which* limit applies; callers pass it.
 
@@ -15,12 +17,48 @@ use hyper::body::Incoming;
 pub type ResponseBody = BoxBody<Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The moment a whole upstream exchange must be over, and the budget it was set from (for the
+/// error message).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: tokio::time::Instant,
+    pub budget: Duration,
+}
+
+impl Deadline {
+    pub fn after(budget: Duration) -> Deadline {
+        Deadline {
+            at: tokio::time::Instant::now() + budget,
+            budget,
+        }
+    }
+
+    /// How long to wait for the next chunk: the idle timeout, cut short by the deadline.
+    fn wait(&self, idle: Duration) -> Duration {
+        idle.min(
+            self.at
+                .saturating_duration_since(tokio::time::Instant::now()),
+        )
+    }
+
+    /// The error for a wait of `idle` that ran out.
+    fn expired(&self, idle: Duration) -> BodyError {
+        if tokio::time::Instant::now() >= self.at {
+            BodyError::Deadline { after: self.budget }
+        } else {
+            BodyError::Idle { after: idle }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     #[error("body exceeds the {limit}-byte limit")]
     TooLarge { limit: usize },
     #[error("upstream sent nothing for {after:?} in the middle of a body")]
     Idle { after: Duration },
+    #[error("upstream did not complete the exchange within {after:?}")]
+    Deadline { after: Duration },
     #[error("body transfer failed: {0}")]
     Transport(#[source] hyper::Error),
 }
@@ -31,12 +69,13 @@ pub async fn read_bounded(
     body: Incoming,
     limit: usize,
     idle: Duration,
+    deadline: Deadline,
 ) -> Result<Bytes, BodyError> {
     let mut stream = BodyStream::new(body);
     let mut buf = BytesMut::new();
     loop {
-        let frame = match tokio::time::timeout(idle, stream.next()).await {
-            Err(_) => return Err(BodyError::Idle { after: idle }),
+        let frame = match tokio::time::timeout(deadline.wait(idle), stream.next()).await {
+            Err(_) => return Err(deadline.expired(idle)),
             Ok(None) => break,
             Ok(Some(frame)) => frame.map_err(BodyError::Transport)?,
         };
@@ -66,6 +105,28 @@ pub fn stream(
     )))
 }
 
+/// [`stream`] for a document passed through (a tag list): it also ends in an error at the
+/// exchange's deadline.
+pub fn stream_until(body: Incoming, idle: Duration, deadline: Deadline) -> ResponseBody {
+    let frames = Box::pin(timed(BodyStream::new(body), idle, |_| {}));
+    // The state is the rest of the body; `None` once it failed (an error ends the stream).
+    let frames = futures_util::stream::unfold(Some(frames), move |state| async move {
+        let mut frames = state?;
+        match tokio::time::timeout_at(deadline.at, frames.next()).await {
+            Ok(Some(Ok(frame))) => Some((Ok(frame), Some(frames))),
+            Ok(Some(Err(e))) => Some((Err(e), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(BoxError::from(BodyError::Deadline {
+                    after: deadline.budget,
+                })),
+                None,
+            )),
+        }
+    });
+    BodyExt::boxed(StreamBody::new(frames))
+}
+
 /// The frames of a body, each counted by `on_chunk`, ending in an error after `idle` of silence.
 fn timed(
     frames: BodyStream<Incoming>,
@@ -87,26 +148,33 @@ fn timed(
 }
 
 /// A body whose start was looked at: held whole when it is a small JSON document, else passed
-/// through as a stream (the bytes already read first).
+/// through as a stream (the bytes already read first), saying whether it could be JSON.
 pub enum Peeked {
-    /// A JSON document (first byte `{`) of at most the limit, read whole.
+    /// Could be a JSON document (first byte that is not white space is `{`) and has at most the
+    /// limit's bytes: read whole.
     Json(Bytes),
-    Stream(ResponseBody),
+    /// Could be a JSON document (starts with `{` or is all white space as far as the limit) but
+    /// is longer than the limit.
+    LargeJson(ResponseBody),
+    /// Cannot be a JSON document: its first byte that is not white space is something else.
+    NotJson(ResponseBody),
 }
 
-/// Reads a body far enough to tell whether it is a small JSON document: at most `limit` bytes
-/// are held, and only when the first byte is `{`. Anything else streams as [`stream`] does.
+/// Reads a body far enough to tell whether it could be a JSON document: at most `limit` bytes
+/// (plus one chunk) are held, and only while it still could be.
 pub async fn peek_json(
     body: Incoming,
     limit: usize,
     idle: Duration,
+    deadline: Deadline,
     on_chunk: impl Fn(usize) + Send + Sync + 'static,
 ) -> Result<Peeked, BodyError> {
     let mut frames = BodyStream::new(body);
     let mut buf = BytesMut::new();
+    let first = |buf: &BytesMut| buf.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let complete = loop {
-        let frame = match tokio::time::timeout(idle, frames.next()).await {
-            Err(_) => return Err(BodyError::Idle { after: idle }),
+        let frame = match tokio::time::timeout(deadline.wait(idle), frames.next()).await {
+            Err(_) => return Err(deadline.expired(idle)),
             Ok(None) => break true,
             Ok(Some(frame)) => frame.map_err(BodyError::Transport)?,
         };
@@ -114,22 +182,25 @@ pub async fn peek_json(
             continue;
         };
         buf.extend_from_slice(&data);
-        let first = buf.iter().find(|b| !b.is_ascii_whitespace());
-        if first.is_some_and(|b| *b != b'{') || buf.len() > limit {
+        if first(&buf).is_some_and(|b| b != b'{') || buf.len() > limit {
             break false;
         }
     };
-    if complete && buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-        on_chunk(buf.len());
+    let could_be_json = matches!(first(&buf), None | Some(b'{'));
+    on_chunk(buf.len());
+    if complete && could_be_json {
         return Ok(Peeked::Json(buf.freeze()));
     }
-    on_chunk(buf.len());
     let prefix = futures_util::stream::once(futures_util::future::ready(Ok::<_, BoxError>(
         hyper::body::Frame::data(buf.freeze()),
     )));
     // After the end of the body, `frames` yields nothing more.
     let frames = prefix.chain(timed(frames, idle, on_chunk));
-    Ok(Peeked::Stream(BodyExt::boxed(StreamBody::new(frames))))
+    let body = BodyExt::boxed(StreamBody::new(frames));
+    Ok(match could_be_json {
+        true => Peeked::LargeJson(body),
+        false => Peeked::NotJson(body),
+    })
 }
 
 /// A complete in-memory body.

@@ -113,6 +113,13 @@ pub fn resolve_name(
             Some((first, rest)) if is_configured(&canonical(first)) => {
                 (canonical(first), rest, Form::Prefix)
             }
+            // Docker's reference rule makes this first segment a registry, not a namespace: a
+            // client meant another registry, so nothing goes to the default upstream (§7.6).
+            Some((first, _)) if is_host_name(first) => {
+                return Err(MappingError::UnknownRegistry(
+                    first.chars().take(100).collect(),
+                ))
+            }
             _ => (default_key.to_owned(), path_name, Form::Plain),
         },
     };
@@ -121,6 +128,12 @@ pub fn resolve_name(
         repo = repo.with_library_prefix();
     }
     Ok((key, repo, form))
+}
+
+/// Docker's rule for the first component of a reference: a registry host when it contains a `.`
+/// or a `:`, or is `localhost` (in any case: the rule is applied before names are lower-cased).
+fn is_host_name(segment: &str) -> bool {
+    segment.contains(['.', ':']) || segment.eq_ignore_ascii_case("localhost")
 }
 
 #[cfg(test)]
@@ -182,8 +195,27 @@ mod tests {
     fn plain_form() {
         assert_eq!(resolve("alpine", None), ok("docker.io", "library/alpine"));
         assert_eq!(resolve("company/app", None), ok("docker.io", "company/app"));
-        // An unconfigured registry prefix is just a repository path on the default upstream.
-        assert_eq!(resolve("quay.io/x", None), ok("docker.io", "quay.io/x"));
+        // A first segment that is a host name names a registry: unconfigured ones are unknown,
+        // never a repository path on the default upstream.
+        for (path, host) in [
+            ("quay.io/x", "quay.io"),
+            ("evil.example/library/alpine", "evil.example"),
+            ("registry.other:5000/team/app", "registry.other:5000"),
+            ("localhost/app", "localhost"),
+            ("LocalHost/app", "LocalHost"),
+            ("127.0.0.1:5001/app", "127.0.0.1:5001"),
+        ] {
+            assert_eq!(
+                resolve(path, None),
+                Err(MappingError::UnknownRegistry(host.into())),
+                "{path}"
+            );
+        }
+        // Without a slash the one segment is a repository, as in Docker's rule.
+        assert_eq!(
+            resolve("localhost", None),
+            ok("docker.io", "library/localhost")
+        );
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //!
 //! [`mapping`] turns a client's request path into an upstream and a canonical image name. This
 //! module only ever connects to hosts in the configuration, to the token realm such a host names
-//! in its challenge, and to the storage hosts it redirects blob downloads to (never with
-//! registry credentials). It knows nothing about manifests or policy.
+//! in its challenge (with the upstream's credentials only when the realm is the upstream's own
+//! host or one its configuration lists, [`auth::RealmHosts`]), and to the storage hosts it
+//! redirects blob downloads to (never with registry credentials). Every exchange has a deadline
+//! for the whole of it (`timeouts.exchange`), carried on the response ([`ExchangeDeadline`]) to
+//! the body reads. It knows nothing about manifests or policy.
 
 pub mod auth;
 pub mod body;
@@ -30,7 +33,7 @@ use crate::config::{Credentials, Limits, Timeouts, UpstreamConfig};
 use crate::metrics::Metrics;
 use crate::registry_api::reference::RepoName;
 use auth::{Challenge, Scheme};
-use body::BodyError;
+use body::{BodyError, Deadline};
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -96,12 +99,17 @@ impl UpstreamError {
             self,
             UpstreamError::Timeout { .. }
                 | UpstreamError::Body {
-                    error: BodyError::Idle { .. },
+                    error: BodyError::Idle { .. } | BodyError::Deadline { .. },
                     ..
                 }
         )
     }
 }
+
+/// The deadline of the exchange a response belongs to, set when its request was sent: body reads
+/// of that response stop there. Kept in the response's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeDeadline(pub Deadline);
 
 /// One request to an upstream registry.
 pub struct UpstreamRequest<'a> {
@@ -119,6 +127,8 @@ pub struct Upstream {
     pub key: String,
     base: Url,
     credentials: Option<Credentials>,
+    /// Token realm hosts that may receive `credentials`.
+    realms: auth::RealmHosts,
     client: HttpClient,
     learned: auth::Learned,
     tokens: TokenCache,
@@ -181,6 +191,7 @@ impl Upstream {
             .build(connector);
         Ok(Upstream {
             key: key.to_owned(),
+            realms: auth::RealmHosts::new(&cfg.url, &cfg.token_realms),
             base: cfg.url.clone(),
             credentials: cfg.credentials.clone(),
             client,
@@ -201,6 +212,22 @@ impl Upstream {
     /// Sends a request, authenticating as the upstream asks: a cached token or basic credentials
     /// up front when the scheme is known, else one retry after a 401 challenge.
     pub async fn send(
+        &self,
+        req: UpstreamRequest<'_>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        // The token exchange and a retry after a challenge count against the same deadline.
+        let deadline = Deadline::after(self.timeouts.exchange);
+        let mut resp = tokio::time::timeout_at(deadline.at, self.send_authenticated(req))
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                upstream: self.key.clone(),
+                after: deadline.budget,
+            })??;
+        resp.extensions_mut().insert(ExchangeDeadline(deadline));
+        Ok(resp)
+    }
+
+    async fn send_authenticated(
         &self,
         req: UpstreamRequest<'_>,
     ) -> Result<Response<Incoming>, UpstreamError> {
@@ -319,9 +346,14 @@ impl Upstream {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(self.body_error(BodyError::TooLarge { limit }));
         }
-        let bytes = body::read_bounded(body, limit, self.timeouts.read_idle)
-            .await
-            .map_err(|e| self.body_error(e))?;
+        let bytes = body::read_bounded(
+            body,
+            limit,
+            self.timeouts.read_idle,
+            self.deadline_of(&parts),
+        )
+        .await
+        .map_err(|e| self.body_error(e))?;
         Ok((parts, bytes))
     }
 
@@ -340,6 +372,15 @@ impl Upstream {
             code,
             message,
             retry_after,
+        }
+    }
+
+    /// The deadline of the exchange a response came from (`send` and `send_once` put it there;
+    /// a response without one gets the whole budget from now).
+    pub fn deadline_of(&self, parts: &http::response::Parts) -> Deadline {
+        match parts.extensions.get::<ExchangeDeadline>() {
+            Some(d) => d.0,
+            None => Deadline::after(self.timeouts.exchange),
         }
     }
 
@@ -443,7 +484,20 @@ impl Upstream {
             .as_str()
             .parse()
             .map_err(|_| auth_err("token realm is not a valid URI".into()))?;
-        let basic = self.credentials.as_ref().map(auth::basic_header);
+        // Credentials go to the upstream's own host and the realms its configuration names, never
+        // to a host a challenge made up: elsewhere the token is asked for anonymously.
+        let withheld = self.credentials.is_some() && !self.realms.allows(realm);
+        if withheld {
+            tracing::warn!(
+                upstream = %self.key,
+                realm_host = %auth::host_port(realm),
+                "token realm is not the upstream's host nor listed in token_realms: asking for an anonymous token"
+            );
+        }
+        let basic = match withheld {
+            true => None,
+            false => self.credentials.as_ref().map(auth::basic_header),
+        };
         let resp = self
             .send_once(
                 Kind::Token,
@@ -457,6 +511,15 @@ impl Upstream {
             resp.status(),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
         ) {
+            if withheld {
+                return Err(auth_err(format!(
+                    "the token realm host {} is neither the upstream's host nor listed in its \
+                     token_realms, so the credentials were not sent, and an anonymous token was \
+                     refused ({})",
+                    auth::host_port(realm),
+                    resp.status()
+                )));
+            }
             return Err(UpstreamError::TokenDenied {
                 upstream: self.key.clone(),
                 status: resp.status(),
@@ -524,8 +587,14 @@ impl Upstream {
                     reason: error_chain(&e),
                 })
             }
-            Ok(Ok(resp)) => {
+            Ok(Ok(mut resp)) => {
                 labels_status = resp.status().as_u16().to_string();
+                // A response got through `send` carries that exchange's earlier deadline instead.
+                let deadline = Deadline {
+                    at: tokio::time::Instant::from_std(started) + self.timeouts.exchange,
+                    budget: self.timeouts.exchange,
+                };
+                resp.extensions_mut().insert(ExchangeDeadline(deadline));
                 Ok(resp)
             }
         };
