@@ -11,8 +11,6 @@
 //! unless `PORTCULLIS_SKIP_E2E=1` is set, which turns it into a skip. Every process started here
 //! is killed by PID when its guard drops; every wait has a deadline.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::e2e::{
+use crate::common::{sha256, write_config, ProxyProcess};
+use crate::harness::{
     free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, push_manifest,
     run, run_ok, Containerd, Daemon, Registry, START_TIMEOUT,
 };
-use common::{sha256, write_config, ProxyProcess};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -369,7 +367,7 @@ async fn push_blob(
     media_type: &str,
     bytes: &[u8],
 ) -> Value {
-    common::e2e::push_blob(client, registry, repo, bytes).await;
+    crate::harness::push_blob(client, registry, repo, bytes).await;
     let digest = sha256(bytes);
     json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
 }
@@ -1142,8 +1140,8 @@ async fn referrers_fallback_does_not_depend_on_the_clients_accept_header() {
     let proxy = ProxyProcess::start(&write_config(&proxy_dir, "registry.local", &upstreams, ""));
     let subject = app.header("docker-content-digest");
     let url = format!(
-        "http://{}/v2/company/app/referrers/{subject}?ns=registry.local",
-        proxy.api
+        "{}/v2/company/app/referrers/{subject}?ns=registry.local",
+        proxy.url()
     );
     for accept in [OCI_INDEX, "*/*", "application/json"] {
         let got = fetch(&client, reqwest::Method::GET, &url, None, accept).await;

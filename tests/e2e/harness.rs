@@ -202,7 +202,8 @@ pub fn http_client() -> reqwest::Client {
 
 /// `docker-registry serve` (CNCF distribution) on 127.0.0.1, storing in a temporary directory.
 pub struct Registry {
-    pub daemon: Daemon,
+    /// Held for its `Drop`, which stops the registry.
+    _daemon: Daemon,
     /// `127.0.0.1:PORT`
     pub addr: String,
 }
@@ -252,7 +253,10 @@ impl Registry {
                         s == 200 || s == 401,
                         "GET /v2/ on docker-registry answered {s}"
                     );
-                    return Registry { daemon, addr };
+                    return Registry {
+                        _daemon: daemon,
+                        addr,
+                    };
                 }
                 if Instant::now() > deadline {
                     daemon.assert_running();
@@ -271,7 +275,7 @@ impl Registry {
 
 /// Uploads `bytes` as a blob of `repo` (monolithic: POST, then PUT with `digest=`).
 pub async fn push_blob(client: &reqwest::Client, registry: &str, repo: &str, bytes: &[u8]) {
-    let digest = super::sha256(bytes);
+    let digest = crate::common::sha256(bytes);
     let base = reqwest::Url::parse(&format!("http://{registry}/v2/{repo}/blobs/uploads/")).unwrap();
     let started = client.post(base.clone()).send().await.unwrap();
     assert_eq!(
@@ -547,7 +551,7 @@ pub async fn push_plan(
 /// The JSON log lines of a proxy started with `--log-format json`, kept as they are read so that
 /// later checks can look back.
 pub struct AuditLog<'a> {
-    proxy: &'a super::ProxyProcess,
+    proxy: &'a crate::common::ProxyProcess,
     pub lines: Vec<serde_json::Value>,
 }
 
@@ -555,7 +559,7 @@ impl<'a> AuditLog<'a> {
     /// How long an audit event may take to reach us after the response that caused it.
     pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-    pub fn new(proxy: &'a super::ProxyProcess) -> AuditLog<'a> {
+    pub fn new(proxy: &'a crate::common::ProxyProcess) -> AuditLog<'a> {
         AuditLog {
             proxy,
             lines: Vec::new(),

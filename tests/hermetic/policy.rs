@@ -2,15 +2,12 @@
 //! that serves the signed fixture images (tests/fixtures/sigstore) and counts requests and
 //! injects faults into signature lookups.
 
-mod common;
-mod fake;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
 use bytes::Bytes;
-use fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
 use http::StatusCode;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sigstore");
@@ -168,7 +165,7 @@ async fn registry_of(dir: &str) -> Registry {
                 let Some((media_type, bytes)) = store.manifests.get(reference) else {
                     return oci_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
                 };
-                let digest = common::sha256(bytes);
+                let digest = crate::common::sha256(bytes);
                 let body = if s.method == http::Method::HEAD {
                     Bytes::new()
                 } else {
@@ -269,7 +266,7 @@ async fn enforce_serves_signed_images_byte_for_byte_and_refuses_unsigned() {
             .unwrap()
             .to_owned();
         let body = resp.bytes().await.unwrap();
-        assert_eq!(common::sha256(&body), digest_of(image), "{image}");
+        assert_eq!(crate::common::sha256(&body), digest_of(image), "{image}");
         assert_eq!(digest, digest_of(image));
     }
     for (image, reason) in [
@@ -486,7 +483,10 @@ async fn a_verified_index_covers_its_children_and_an_orphan_child_is_verified_al
     for c in ["index-amd64", "index-arm64"] {
         let resp = get(&proxy, &format!("enforce/app/manifests/{}", digest_of(c))).await;
         assert_eq!(resp.status(), 200, "{c}");
-        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), digest_of(c));
+        assert_eq!(
+            crate::common::sha256(&resp.bytes().await.unwrap()),
+            digest_of(c)
+        );
     }
     assert_eq!(
         reg.up.count("/referrers/"),
@@ -626,7 +626,10 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
         .await
         .unwrap();
     assert_eq!(ranged.status(), 200);
-    assert_eq!(common::sha256(&ranged.bytes().await.unwrap()), signed);
+    assert_eq!(
+        crate::common::sha256(&ranged.bytes().await.unwrap()),
+        signed
+    );
     // A verified manifest may be read as a blob; audit and unmatched repositories are not gated.
     for path in [
         blob("enforce/app", &signed),
@@ -636,7 +639,7 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
         let resp = get(&proxy, &path).await;
         assert_eq!(resp.status(), 200, "{path}");
         assert_eq!(
-            common::sha256(&resp.bytes().await.unwrap()),
+            crate::common::sha256(&resp.bytes().await.unwrap()),
             path.rsplit('/').next().unwrap()
         );
     }
@@ -649,7 +652,7 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
     ] {
         let resp = get(&proxy, &blob("enforce/app", d)).await;
         assert_eq!(resp.status(), 200);
-        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
+        assert_eq!(crate::common::sha256(&resp.bytes().await.unwrap()), d);
     }
 }
 
@@ -780,7 +783,7 @@ async fn manifests_by_digest_are_served_from_memory_even_when_the_upstream_is_do
         let resp = get(&proxy, &path).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["docker-content-digest"], d.as_str());
-        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
+        assert_eq!(crate::common::sha256(&resp.bytes().await.unwrap()), d);
         let head = client()
             .head(format!("{}/v2/{path}", proxy.url))
             .send()
@@ -809,7 +812,7 @@ async fn a_known_tag_is_revalidated_with_head_and_not_fetched_again() {
     for _ in 0..3 {
         let resp = get(&proxy, "audit/app/manifests/keyless-bundle").await;
         assert_eq!(resp.status(), 200);
-        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
+        assert_eq!(crate::common::sha256(&resp.bytes().await.unwrap()), d);
     }
     // The first request GETs the tag; the next ones only ask with HEAD (not a pull on Docker Hub).
     assert_eq!(gets(&reg, tag_path), 1);
@@ -834,7 +837,7 @@ async fn a_known_tag_is_revalidated_with_head_and_not_fetched_again() {
 async fn tag_ttl_skips_the_head_and_serve_stale_tags_rides_out_an_outage() {
     let reg = registry().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = common::write_config(
+    let path = crate::common::write_config(
         dir.path(),
         "fake.local",
         &format!(

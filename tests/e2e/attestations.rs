@@ -13,8 +13,6 @@
 //! tool is a test failure, unless `PORTCULLIS_SKIP_E2E=1` is set, which turns it into a skip.
 //! Every process started here is killed by PID when its guard drops; every wait has a deadline.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,11 +20,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use common::e2e::{
+use crate::common::{write_config, ProxyProcess};
+use crate::harness::{
     audit_list, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites,
     registry_with_plan, run, AuditLog, Containerd, Finished, Registry,
 };
-use common::{write_config, ProxyProcess};
 
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
 const OK_IDENTITY: &str =
@@ -217,8 +215,8 @@ async fn get_manifest(
     reference: &str,
 ) -> Fetched {
     let url = format!(
-        "http://{}/v2/{repo}/manifests/{reference}?ns={UPSTREAM}",
-        proxy.api
+        "{}/v2/{repo}/manifests/{reference}?ns={UPSTREAM}",
+        proxy.url()
     );
     let resp = client
         .get(&url)

@@ -13,8 +13,6 @@
 //! a skip. Every process started here is killed by PID when its guard drops; every wait has a
 //! deadline.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,12 +20,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use common::e2e::{
+use crate::common::{sha256, write_config, ProxyProcess};
+use crate::harness::{
     audit_list, free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites,
     push_blob, push_manifest, push_plan, registry_with_plan, run, run_ok, AuditLog, Containerd,
     Finished, Registry, Skopeo,
 };
-use common::{sha256, write_config, ProxyProcess};
 
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
 const OK_IDENTITY: &str =
@@ -834,8 +832,8 @@ async fn refused_manifest_bytes_do_not_leave_through_the_blob_route() {
     push_blob(&client, &registry.addr, "enforce/app", &blob(&unsigned)).await;
 
     let url = format!(
-        "http://{}/v2/enforce/app/blobs/{unsigned}?ns={UPSTREAM}",
-        proxy.api
+        "{}/v2/enforce/app/blobs/{unsigned}?ns={UPSTREAM}",
+        proxy.url()
     );
     let got = get(&client, &url).await;
     assert!(
