@@ -2,6 +2,9 @@
 //! and digests. Helpers that only one binary needs live in that binary (`hermetic/fake.rs`,
 //! `e2e/harness.rs`), so that everything here is used by both.
 
+/// The signed fixture sets.
+pub mod fixtures;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;

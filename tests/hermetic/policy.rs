@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::fixtures::{Fixtures, ISSUER};
 use crate::fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
 use bytes::Bytes;
 use http::StatusCode;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sigstore");
+const FIXTURES: Fixtures = Fixtures::SIGSTORE;
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// The fixture registry: manifests by tag and by digest, blobs by digest.
@@ -20,20 +21,15 @@ struct Store {
 }
 
 fn store() -> Store {
-    store_of(FIXTURES)
+    store_of(&FIXTURES)
 }
 
-/// The fixture set in `dir` (the main one, or `attestations/`).
-fn store_of(dir: &str) -> Store {
-    let plan: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{dir}/registry/plan.json")).unwrap(),
-    )
-    .unwrap();
+/// The fixture set `fixtures` (the main one, or the attestations).
+fn store_of(fixtures: &Fixtures) -> Store {
     let mut manifests = HashMap::new();
     let mut blobs = HashMap::new();
-    let blob =
-        |hex: &str| Bytes::from(std::fs::read(format!("{dir}/registry/blobs/{hex}")).unwrap());
-    for push in plan.as_array().unwrap() {
+    let blob = |hex: &str| Bytes::from(fixtures.blob(hex));
+    for push in fixtures.plan() {
         let hex = push["manifest"].as_str().unwrap();
         let media_type = push["media_type"].as_str().unwrap().to_owned();
         let bytes = blob(hex);
@@ -51,14 +47,7 @@ fn store_of(dir: &str) -> Store {
 }
 
 fn digest_of(image: &str) -> String {
-    digest_in(FIXTURES, image)
-}
-
-fn digest_in(dir: &str, image: &str) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/expect.json")).unwrap())
-            .unwrap();
-    v["images"][image]["digest"].as_str().unwrap().to_owned()
+    FIXTURES.digest(image)
 }
 
 /// What the fake does to signature lookups (referrers and `sha256-…` tags).
@@ -87,11 +76,11 @@ struct Registry {
 /// A fake registry serving every fixture under any repository name; `/referrers/` answers 404 as
 /// distribution does, so the `sha256-<hex>` fallback tag is used.
 async fn registry() -> Registry {
-    registry_of(FIXTURES).await
+    registry_of(&FIXTURES).await
 }
 
-async fn registry_of(dir: &str) -> Registry {
-    let store = Arc::new(store_of(dir));
+async fn registry_of(fixtures: &Fixtures) -> Registry {
+    let store = Arc::new(store_of(fixtures));
     let fault = Arc::new(Mutex::new(Fault::None));
     let f = fault.clone();
     let up = FakeUpstream::start(move |s| {
@@ -211,13 +200,12 @@ async fn registry_of(dir: &str) -> Registry {
 /// Policies over the fake registry `fake.local`: `enforce/**` and `audit/**` with one keyless
 /// and one key attestor, `off/**` off, and `extra` appended.
 fn policy_yaml(unmatched: &str, extra_rules: &str) -> String {
-    let attestors = format!(
-        r#"    attestors:
-      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "https://token.actions.githubusercontent.com" }}
-      - key: {{ public_key: {FIXTURES}/cosign.pub }}"#
-    );
+    let attestors = FIXTURES.attestors();
+    let attestors = attestors.trim_end();
+    let trusted_root = FIXTURES.path("trusted_root.json");
+    let trusted_root = trusted_root.display();
     format!(
-        r#"trusted_root: {FIXTURES}/trusted_root.json
+        r#"trusted_root: {trusted_root}
 timeouts: {{ signature_lookup: 2s }}
 cache: {{ verdict_ttl: 1h, failure_ttl: 30s }}
 unmatched: {unmatched}
@@ -498,12 +486,14 @@ async fn a_verified_index_covers_its_children_and_an_orphan_child_is_verified_al
 #[tokio::test]
 async fn signatures_can_live_in_a_signature_repository() {
     let reg = registry().await;
+    let key = FIXTURES.path("cosign.pub");
     let rule = format!(
         r#"  - name: sigrepo
     match: ["fake.local/mirrored/*"]
     signature_repository: fake.local/signatures/app
     attestors:
-      - key: {{ public_key: {FIXTURES}/cosign.pub }}"#
+      - key: {{ public_key: {} }}"#,
+        key.display()
     );
     let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", &rule)).await;
     assert_eq!(
@@ -656,19 +646,16 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
     }
 }
 
-const ATTESTATIONS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/sigstore/attestations"
-);
+const ATTESTATIONS: Fixtures = Fixtures::ATTESTATIONS;
 
 fn attestation_policy(allow_unsigned: bool, condition: &str) -> String {
     format!(
-        r#"trusted_root: {ATTESTATIONS}/trusted_root.json
+        r#"trusted_root: {}
 policies:
   - name: provenance
     match: ["fake.local/enforce/**"]
     attestors:
-      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "https://token.actions.githubusercontent.com" }}
+      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "{ISSUER}" }}
     attestations:
       - name: provenance
         predicate_type: slsaprovenance
@@ -677,14 +664,15 @@ policies:
   - name: signatures-only
     match: ["fake.local/plain/**"]
     attestors:
-      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "https://token.actions.githubusercontent.com" }}
-"#
+      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "{ISSUER}" }}
+"#,
+        ATTESTATIONS.path("trusted_root.json").display()
     )
 }
 
 #[tokio::test]
 async fn attestations_are_looked_up_only_for_rules_that_require_them() {
-    let reg = registry_of(ATTESTATIONS).await;
+    let reg = registry_of(&ATTESTATIONS).await;
     let repo_is_acme = r#"predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app""#;
     let proxy = Proxy::in_front_of(&reg.up, &attestation_policy(false, repo_is_acme)).await;
     // Provenance in a legacy `.att`: found through the tag scheme, verified, its condition met.
@@ -715,10 +703,10 @@ async fn attestations_are_looked_up_only_for_rules_that_require_them() {
 
 #[tokio::test]
 async fn buildkit_attestations_are_read_from_the_index_even_for_head() {
-    let reg = registry_of(ATTESTATIONS).await;
+    let reg = registry_of(&ATTESTATIONS).await;
     let buildkit = r#"predicate.buildType == "https://mobyproject.org/buildkit@v1""#;
     let proxy = Proxy::in_front_of(&reg.up, &attestation_policy(true, buildkit)).await;
-    let index = digest_in(ATTESTATIONS, "buildkit");
+    let index = ATTESTATIONS.digest("buildkit");
     // HEAD first, as containerd resolves: the engine fetches the index itself to read them.
     let head = client()
         .head(format!("{}/v2/enforce/app/manifests/buildkit", proxy.url))
@@ -728,14 +716,14 @@ async fn buildkit_attestations_are_read_from_the_index_even_for_head() {
         .unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["docker-content-digest"], index.as_str());
-    let attestation_manifest = digest_in(ATTESTATIONS, "buildkit-attestations");
+    let attestation_manifest = ATTESTATIONS.digest("buildkit-attestations");
     assert_eq!(reg.up.count(&attestation_manifest), 1);
     // Then the index and its platform manifest, both allowed.
     assert_eq!(
         get(&proxy, "enforce/app/manifests/buildkit").await.status(),
         200
     );
-    let child = digest_in(ATTESTATIONS, "buildkit-amd64");
+    let child = ATTESTATIONS.digest("buildkit-amd64");
     assert_eq!(
         get(&proxy, &format!("enforce/app/manifests/{child}"))
             .await
@@ -744,7 +732,7 @@ async fn buildkit_attestations_are_read_from_the_index_even_for_head() {
     );
 
     // Without allow_unsigned the same attestations do not count.
-    let reg = registry_of(ATTESTATIONS).await;
+    let reg = registry_of(&ATTESTATIONS).await;
     let proxy = Proxy::in_front_of(&reg.up, &attestation_policy(false, buildkit)).await;
     let (status, _, message) =
         error_code(get(&proxy, "enforce/app/manifests/buildkit").await).await;
