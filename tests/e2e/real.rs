@@ -83,7 +83,7 @@ impl Layout {
             "os": "linux",
             "config": { "Cmd": ["/bin/busybox", "cat", "/etc/portcullis-e2e.txt"] },
             "rootfs": { "type": "layers", "diff_ids": [sha256(&layer)] },
-            "history": [{ "created": "2024-01-01T00:00:00Z", "created_by": "tests/e2e_real.rs" }]
+            "history": [{ "created": "2024-01-01T00:00:00Z", "created_by": "tests/e2e/real.rs" }]
         });
         let config_desc = self.put_json(OCI_CONFIG, &config);
         let manifest = json!({
