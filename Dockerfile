@@ -14,7 +14,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # config/default.yaml is compiled into the binary (include_str!).
 COPY config ./config
-# Cargo.toml declares the bench target, so cargo needs its source to read the manifest.
+# Cargo.toml declares the `cargo bench` target, so cargo needs its source to read the manifest
+# (the benchmark harness, benchmark-harness/, is not needed).
 COPY benches ./benches
 RUN cargo build --release --locked \
  && install -D -m 0755 target/release/portcullis /out/portcullis

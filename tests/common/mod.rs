@@ -1,8 +1,9 @@
-//! Shared test harness: running the real `portcullis` binary on a config, and small helpers.
-#![allow(dead_code)]
+//! What both test binaries use: the real `portcullis` binary as a child process, config files,
+//! and digests. Helpers that only one binary needs live in that binary (`hermetic/fake.rs`,
+//! `e2e/harness.rs`), so that everything here is used by both.
 
-/// Real third-party parts (docker-registry, containerd, skopeo) for the e2e tests.
-pub mod e2e;
+/// The signed fixture sets.
+pub mod fixtures;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -25,24 +26,18 @@ pub struct ProxyProcess {
 
 impl ProxyProcess {
     /// Starts the binary with `config_path`, waiting until it logs its listening addresses.
-    pub fn start(config_path: &Path) -> ProxyProcess {
-        Self::start_with_env(config_path, &[])
-    }
-
     // The child is either returned inside a ProxyProcess (whose Drop kills and waits) or killed
     // and waited for before the panic.
     #[allow(clippy::zombie_processes)]
-    pub fn start_with_env(config_path: &Path, env: &[(&str, &str)]) -> ProxyProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        cmd.args(["--log-format", "json", "serve", "--config"])
+    pub fn start(config_path: &Path) -> ProxyProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["--log-format", "json", "serve", "--config"])
             .arg(config_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn portcullis");
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis");
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -87,39 +82,27 @@ impl ProxyProcess {
     pub fn url(&self) -> String {
         format!("http://{}", self.api)
     }
-
-    /// Peak resident set size (VmHWM) of the proxy process, in KiB.
-    pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/<pid>/status")
-    }
-
-    /// Sends SIGTERM and waits for the process to exit, returning its exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("portcullis did not exit after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the proxy printed; the lines the test itself took from
+        // `logs` are not repeated. The reader thread ends at the killed child's end of output.
+        if std::thread::panicking() {
+            let mut rest = Vec::new();
+            while let Ok(line) = self.logs.recv_timeout(Duration::from_secs(1)) {
+                rest.push(line);
+            }
+            eprintln!(
+                "portcullis (api {}, admin {}) printed at start-up:\n{}\nthen, unread by the test:\n{}",
+                self.api,
+                self.admin,
+                self.startup.join("\n"),
+                rest.join("\n")
+            );
+        }
     }
 }
 

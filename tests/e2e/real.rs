@@ -11,8 +11,6 @@
 //! unless `PORTCULLIS_SKIP_E2E=1` is set, which turns it into a skip. Every process started here
 //! is killed by PID when its guard drops; every wait has a deadline.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,21 +19,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::e2e::{
-    free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, push_manifest,
-    run, run_ok, Containerd, Daemon, Registry, START_TIMEOUT,
+use crate::common::{sha256, write_config, ProxyProcess};
+use crate::harness::{
+    fetch, free_port, get, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites,
+    push_manifest, run, run_ok, Containerd, Daemon, Fetched, Registry, Skopeo, MANIFEST_ACCEPT,
+    OCI_MANIFEST, START_TIMEOUT,
 };
-use common::{sha256, write_config, ProxyProcess};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
-application/vnd.oci.image.index.v1+json, \
-application/vnd.docker.distribution.manifest.v2+json, \
-application/vnd.docker.distribution.manifest.list.v2+json";
-
 /// Upstream credentials for the basic-auth test. The htpasswd line is a committed fixture so the
 /// test needs no bcrypt tool at run time; it was generated with
 /// `python3 -c 'import bcrypt; print(bcrypt.hashpw(b"e2e-upstream-Pw-4f9c21d7", bcrypt.gensalt(rounds=5)).decode())'`
@@ -90,7 +83,7 @@ impl Layout {
             "os": "linux",
             "config": { "Cmd": ["/bin/busybox", "cat", "/etc/portcullis-e2e.txt"] },
             "rootfs": { "type": "layers", "diff_ids": [sha256(&layer)] },
-            "history": [{ "created": "2024-01-01T00:00:00Z", "created_by": "tests/e2e_real.rs" }]
+            "history": [{ "created": "2024-01-01T00:00:00Z", "created_by": "tests/e2e/real.rs" }]
         });
         let config_desc = self.put_json(OCI_CONFIG, &config);
         let manifest = json!({
@@ -185,86 +178,19 @@ fn build_layout(dir: &Path) -> PathBuf {
 
 // === skopeo ===
 
-/// `skopeo` with no host policy, auth file or proxy settings leaking in.
-struct Skopeo {
-    authfile: PathBuf,
-}
-
-impl Skopeo {
-    fn new(dir: &Path) -> Skopeo {
-        let authfile = dir.join("skopeo-auth.json");
-        std::fs::write(&authfile, br#"{"auths":{}}"#).unwrap();
-        Skopeo { authfile }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("skopeo");
-        cmd.env("REGISTRY_AUTH_FILE", &self.authfile)
-            .arg("--insecure-policy")
-            .args(args);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Vec<u8> {
-        run_ok(&mut self.cmd(args))
-    }
-
-    /// Pushes `oci:LAYOUT:v1` to `company/app:v1` and `oci:LAYOUT:multi` (all platforms) to
-    /// `company/multi:v1`.
-    fn push(&self, layout: &Path, registry: &str, creds: Option<&str>) {
-        for (tag, repo) in [("v1", "company/app:v1"), ("multi", "company/multi:v1")] {
-            let src = format!("oci:{}:{tag}", layout.display());
-            let dst = format!("docker://{registry}/{repo}");
-            let mut args = vec!["copy", "--all", "--dest-tls-verify=false"];
-            if let Some(c) = creds {
-                args.extend(["--dest-creds", c]);
-            }
-            args.extend([src.as_str(), dst.as_str()]);
-            self.run(&args);
-        }
-    }
-
-    /// `skopeo inspect --raw`: the manifest bytes exactly as served.
-    fn raw_manifest(&self, image: &str, creds: Option<&str>) -> Vec<u8> {
-        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+/// Pushes `oci:LAYOUT:v1` to `company/app:v1` and `oci:LAYOUT:multi` (all platforms) to
+/// `company/multi:v1`.
+fn push_layout(skopeo: &Skopeo, layout: &Path, registry: &str, creds: Option<&str>) {
+    for (tag, repo) in [("v1", "company/app:v1"), ("multi", "company/multi:v1")] {
+        let src = format!("oci:{}:{tag}", layout.display());
+        let dst = format!("docker://{registry}/{repo}");
+        let mut args = vec!["copy", "--all", "--dest-tls-verify=false"];
         if let Some(c) = creds {
-            args.extend(["--creds", c]);
-        }
-        let image = format!("docker://{image}");
-        args.push(&image);
-        self.run(&args)
-    }
-
-    /// `skopeo copy --all ... dir:OUT`; returns every file of OUT.
-    fn copy_to_dir(
-        &self,
-        image: &str,
-        out: &Path,
-        creds: Option<&str>,
-    ) -> BTreeMap<String, Vec<u8>> {
-        let src = format!("docker://{image}");
-        let dst = format!("dir:{}", out.display());
-        let mut args = vec!["copy", "--all", "--src-tls-verify=false"];
-        if let Some(c) = creds {
-            args.extend(["--src-creds", c]);
+            args.extend(["--dest-creds", c]);
         }
         args.extend([src.as_str(), dst.as_str()]);
-        self.run(&args);
-        read_files(out)
+        skopeo.run(&args);
     }
-}
-
-fn read_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// Two `skopeo copy dir:` results must hold the same files with the same bytes.
@@ -294,47 +220,6 @@ fn assert_same_files(
 }
 
 // === HTTP helpers ===
-
-struct Fetched {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Fetched {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-    }
-}
-
-async fn fetch(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    auth: Option<(&str, &str)>,
-    accept: &str,
-) -> Fetched {
-    let mut req = client.request(method, url).header("accept", accept);
-    if let Some((user, password)) = auth {
-        req = req.basic_auth(user, Some(password));
-    }
-    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.bytes().await.unwrap().to_vec();
-    Fetched {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn get(client: &reqwest::Client, url: &str) -> Fetched {
-    fetch(client, reqwest::Method::GET, url, None, MANIFEST_ACCEPT).await
-}
 
 /// A manifest fetched straight from the registry: its bytes must hash to `Docker-Content-Digest`.
 async fn direct_manifest(
@@ -369,7 +254,7 @@ async fn push_blob(
     media_type: &str,
     bytes: &[u8],
 ) -> Value {
-    common::e2e::push_blob(client, registry, repo, bytes).await;
+    crate::harness::push_blob(client, registry, repo, bytes).await;
     let digest = sha256(bytes);
     json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
 }
@@ -529,7 +414,7 @@ async fn skopeo_and_http_pull_through_the_proxy_in_every_addressing_form() {
     let registry = Registry::start(&tmp.path().join("registry"), None).await;
     let reg = registry.addr.as_str();
     let skopeo = Skopeo::new(tmp.path());
-    skopeo.push(&build_layout(tmp.path()), reg, None);
+    push_layout(&skopeo, &build_layout(tmp.path()), reg, None);
 
     // Two keys for the same registry, so the metrics show which key each form selected.
     let proxy_dir = tmp.path().join("proxy");
@@ -805,7 +690,12 @@ async fn containerd_pulls_through_the_proxy() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = Registry::start(&tmp.path().join("registry"), None).await;
     let reg = registry.addr.as_str();
-    Skopeo::new(tmp.path()).push(&build_layout(tmp.path()), reg, None);
+    push_layout(
+        &Skopeo::new(tmp.path()),
+        &build_layout(tmp.path()),
+        reg,
+        None,
+    );
     let client = http_client();
     let app = direct_manifest(&client, reg, "company/app", "v1", None).await;
     let multi = direct_manifest(&client, reg, "company/multi", "v1", None).await;
@@ -935,7 +825,7 @@ async fn basic_auth_upstream_credentials_are_used_and_never_leak() {
     let reg = registry.addr.as_str();
     let creds = format!("{UPSTREAM_USER}:{UPSTREAM_PASSWORD}");
     let skopeo = Skopeo::new(tmp.path());
-    skopeo.push(&build_layout(tmp.path()), reg, Some(&creds));
+    push_layout(&skopeo, &build_layout(tmp.path()), reg, Some(&creds));
 
     let client = http_client();
     let anonymous = get(
@@ -1131,7 +1021,12 @@ async fn referrers_fallback_does_not_depend_on_the_clients_accept_header() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = Registry::start(&tmp.path().join("registry"), None).await;
     let reg = registry.addr.as_str();
-    Skopeo::new(tmp.path()).push(&build_layout(tmp.path()), reg, None);
+    push_layout(
+        &Skopeo::new(tmp.path()),
+        &build_layout(tmp.path()),
+        reg,
+        None,
+    );
     let client = http_client();
     let app = direct_manifest(&client, reg, "company/app", "v1", None).await;
     let sbom = attach_referrer(&client, reg, "company/app", &app).await;
@@ -1142,8 +1037,8 @@ async fn referrers_fallback_does_not_depend_on_the_clients_accept_header() {
     let proxy = ProxyProcess::start(&write_config(&proxy_dir, "registry.local", &upstreams, ""));
     let subject = app.header("docker-content-digest");
     let url = format!(
-        "http://{}/v2/company/app/referrers/{subject}?ns=registry.local",
-        proxy.api
+        "{}/v2/company/app/referrers/{subject}?ns=registry.local",
+        proxy.url()
     );
     for accept in [OCI_INDEX, "*/*", "application/json"] {
         let got = fetch(&client, reqwest::Method::GET, &url, None, accept).await;

@@ -2,18 +2,16 @@
 //! that serves the signed fixture images (tests/fixtures/sigstore) and counts requests and
 //! injects faults into signature lookups.
 
-mod common;
-mod fake;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::fixtures::{Fixtures, ISSUER};
+use crate::fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
 use bytes::Bytes;
-use fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
 use http::StatusCode;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sigstore");
+const FIXTURES: Fixtures = Fixtures::SIGSTORE;
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// The fixture registry: manifests by tag and by digest, blobs by digest.
@@ -23,20 +21,15 @@ struct Store {
 }
 
 fn store() -> Store {
-    store_of(FIXTURES)
+    store_of(&FIXTURES)
 }
 
-/// The fixture set in `dir` (the main one, or `attestations/`).
-fn store_of(dir: &str) -> Store {
-    let plan: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{dir}/registry/plan.json")).unwrap(),
-    )
-    .unwrap();
+/// The fixture set `fixtures` (the main one, or the attestations).
+fn store_of(fixtures: &Fixtures) -> Store {
     let mut manifests = HashMap::new();
     let mut blobs = HashMap::new();
-    let blob =
-        |hex: &str| Bytes::from(std::fs::read(format!("{dir}/registry/blobs/{hex}")).unwrap());
-    for push in plan.as_array().unwrap() {
+    let blob = |hex: &str| Bytes::from(fixtures.blob(hex));
+    for push in fixtures.plan() {
         let hex = push["manifest"].as_str().unwrap();
         let media_type = push["media_type"].as_str().unwrap().to_owned();
         let bytes = blob(hex);
@@ -54,14 +47,7 @@ fn store_of(dir: &str) -> Store {
 }
 
 fn digest_of(image: &str) -> String {
-    digest_in(FIXTURES, image)
-}
-
-fn digest_in(dir: &str, image: &str) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/expect.json")).unwrap())
-            .unwrap();
-    v["images"][image]["digest"].as_str().unwrap().to_owned()
+    FIXTURES.digest(image)
 }
 
 /// What the fake does to signature lookups (referrers and `sha256-…` tags).
@@ -90,11 +76,11 @@ struct Registry {
 /// A fake registry serving every fixture under any repository name; `/referrers/` answers 404 as
 /// distribution does, so the `sha256-<hex>` fallback tag is used.
 async fn registry() -> Registry {
-    registry_of(FIXTURES).await
+    registry_of(&FIXTURES).await
 }
 
-async fn registry_of(dir: &str) -> Registry {
-    let store = Arc::new(store_of(dir));
+async fn registry_of(fixtures: &Fixtures) -> Registry {
+    let store = Arc::new(store_of(fixtures));
     let fault = Arc::new(Mutex::new(Fault::None));
     let f = fault.clone();
     let up = FakeUpstream::start(move |s| {
@@ -168,7 +154,7 @@ async fn registry_of(dir: &str) -> Registry {
                 let Some((media_type, bytes)) = store.manifests.get(reference) else {
                     return oci_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
                 };
-                let digest = common::sha256(bytes);
+                let digest = crate::common::sha256(bytes);
                 let body = if s.method == http::Method::HEAD {
                     Bytes::new()
                 } else {
@@ -214,13 +200,12 @@ async fn registry_of(dir: &str) -> Registry {
 /// Policies over the fake registry `fake.local`: `enforce/**` and `audit/**` with one keyless
 /// and one key attestor, `off/**` off, and `extra` appended.
 fn policy_yaml(unmatched: &str, extra_rules: &str) -> String {
-    let attestors = format!(
-        r#"    attestors:
-      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "https://token.actions.githubusercontent.com" }}
-      - key: {{ public_key: {FIXTURES}/cosign.pub }}"#
-    );
+    let attestors = FIXTURES.attestors();
+    let attestors = attestors.trim_end();
+    let trusted_root = FIXTURES.path("trusted_root.json");
+    let trusted_root = trusted_root.display();
     format!(
-        r#"trusted_root: {FIXTURES}/trusted_root.json
+        r#"trusted_root: {trusted_root}
 timeouts: {{ signature_lookup: 2s }}
 cache: {{ verdict_ttl: 1h, failure_ttl: 30s }}
 unmatched: {unmatched}
@@ -269,7 +254,7 @@ async fn enforce_serves_signed_images_byte_for_byte_and_refuses_unsigned() {
             .unwrap()
             .to_owned();
         let body = resp.bytes().await.unwrap();
-        assert_eq!(common::sha256(&body), digest_of(image), "{image}");
+        assert_eq!(crate::common::sha256(&body), digest_of(image), "{image}");
         assert_eq!(digest, digest_of(image));
     }
     for (image, reason) in [
@@ -486,7 +471,10 @@ async fn a_verified_index_covers_its_children_and_an_orphan_child_is_verified_al
     for c in ["index-amd64", "index-arm64"] {
         let resp = get(&proxy, &format!("enforce/app/manifests/{}", digest_of(c))).await;
         assert_eq!(resp.status(), 200, "{c}");
-        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), digest_of(c));
+        assert_eq!(
+            crate::common::sha256(&resp.bytes().await.unwrap()),
+            digest_of(c)
+        );
     }
     assert_eq!(
         reg.up.count("/referrers/"),
@@ -498,12 +486,14 @@ async fn a_verified_index_covers_its_children_and_an_orphan_child_is_verified_al
 #[tokio::test]
 async fn signatures_can_live_in_a_signature_repository() {
     let reg = registry().await;
+    let key = FIXTURES.path("cosign.pub");
     let rule = format!(
         r#"  - name: sigrepo
     match: ["fake.local/mirrored/*"]
     signature_repository: fake.local/signatures/app
     attestors:
-      - key: {{ public_key: {FIXTURES}/cosign.pub }}"#
+      - key: {{ public_key: {} }}"#,
+        key.display()
     );
     let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", &rule)).await;
     assert_eq!(
@@ -626,7 +616,10 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
         .await
         .unwrap();
     assert_eq!(ranged.status(), 200);
-    assert_eq!(common::sha256(&ranged.bytes().await.unwrap()), signed);
+    assert_eq!(
+        crate::common::sha256(&ranged.bytes().await.unwrap()),
+        signed
+    );
     // A verified manifest may be read as a blob; audit and unmatched repositories are not gated.
     for path in [
         blob("enforce/app", &signed),
@@ -636,7 +629,7 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
         let resp = get(&proxy, &path).await;
         assert_eq!(resp.status(), 200, "{path}");
         assert_eq!(
-            common::sha256(&resp.bytes().await.unwrap()),
+            crate::common::sha256(&resp.bytes().await.unwrap()),
             path.rsplit('/').next().unwrap()
         );
     }
@@ -653,7 +646,7 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
     let (config, layer) = refs(&unsigned);
     let resp = get(&proxy, &blob("enforce/app", &layer)).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(common::sha256(&resp.bytes().await.unwrap()), layer);
+    assert_eq!(crate::common::sha256(&resp.bytes().await.unwrap()), layer);
     let (status, code, message) =
         error_code(get(&proxy, &blob("enforce/app", &config)).await).await;
     assert_eq!(
@@ -671,7 +664,7 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
     );
     let resp = get(&proxy, &blob("enforce/app", &config)).await;
     assert_eq!(resp.status(), 200, "the config of a verified image");
-    assert_eq!(common::sha256(&resp.bytes().await.unwrap()), config);
+    assert_eq!(crate::common::sha256(&resp.bytes().await.unwrap()), config);
     // Covered for the repository whose manifest was verified, not for another one.
     assert_eq!(
         get(&proxy, &blob("enforce/other", &config)).await.status(),
@@ -679,19 +672,16 @@ async fn manifest_bytes_do_not_leave_through_the_blob_route_unverified() {
     );
 }
 
-const ATTESTATIONS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/sigstore/attestations"
-);
+const ATTESTATIONS: Fixtures = Fixtures::ATTESTATIONS;
 
 fn attestation_policy(allow_unsigned: bool, condition: &str) -> String {
     format!(
-        r#"trusted_root: {ATTESTATIONS}/trusted_root.json
+        r#"trusted_root: {}
 policies:
   - name: provenance
     match: ["fake.local/enforce/**"]
     attestors:
-      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "https://token.actions.githubusercontent.com" }}
+      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "{ISSUER}" }}
     attestations:
       - name: provenance
         predicate_type: slsaprovenance
@@ -700,14 +690,15 @@ policies:
   - name: signatures-only
     match: ["fake.local/plain/**"]
     attestors:
-      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "https://token.actions.githubusercontent.com" }}
-"#
+      - keyless: {{ subject_regexp: "https://github.com/acme/.+", issuer: "{ISSUER}" }}
+"#,
+        ATTESTATIONS.path("trusted_root.json").display()
     )
 }
 
 #[tokio::test]
 async fn attestations_are_looked_up_only_for_rules_that_require_them() {
-    let reg = registry_of(ATTESTATIONS).await;
+    let reg = registry_of(&ATTESTATIONS).await;
     let repo_is_acme = r#"predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app""#;
     let proxy = Proxy::in_front_of(&reg.up, &attestation_policy(false, repo_is_acme)).await;
     // Provenance in a legacy `.att`: found through the tag scheme, verified, its condition met.
@@ -738,10 +729,10 @@ async fn attestations_are_looked_up_only_for_rules_that_require_them() {
 
 #[tokio::test]
 async fn buildkit_attestations_are_read_from_the_index_even_for_head() {
-    let reg = registry_of(ATTESTATIONS).await;
+    let reg = registry_of(&ATTESTATIONS).await;
     let buildkit = r#"predicate.buildType == "https://mobyproject.org/buildkit@v1""#;
     let proxy = Proxy::in_front_of(&reg.up, &attestation_policy(true, buildkit)).await;
-    let index = digest_in(ATTESTATIONS, "buildkit");
+    let index = ATTESTATIONS.digest("buildkit");
     // HEAD first, as containerd resolves: the engine fetches the index itself to read them.
     let head = client()
         .head(format!("{}/v2/enforce/app/manifests/buildkit", proxy.url))
@@ -751,14 +742,14 @@ async fn buildkit_attestations_are_read_from_the_index_even_for_head() {
         .unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["docker-content-digest"], index.as_str());
-    let attestation_manifest = digest_in(ATTESTATIONS, "buildkit-attestations");
+    let attestation_manifest = ATTESTATIONS.digest("buildkit-attestations");
     assert_eq!(reg.up.count(&attestation_manifest), 1);
     // Then the index and its platform manifest, both allowed.
     assert_eq!(
         get(&proxy, "enforce/app/manifests/buildkit").await.status(),
         200
     );
-    let child = digest_in(ATTESTATIONS, "buildkit-amd64");
+    let child = ATTESTATIONS.digest("buildkit-amd64");
     assert_eq!(
         get(&proxy, &format!("enforce/app/manifests/{child}"))
             .await
@@ -767,7 +758,7 @@ async fn buildkit_attestations_are_read_from_the_index_even_for_head() {
     );
 
     // Without allow_unsigned the same attestations do not count.
-    let reg = registry_of(ATTESTATIONS).await;
+    let reg = registry_of(&ATTESTATIONS).await;
     let proxy = Proxy::in_front_of(&reg.up, &attestation_policy(false, buildkit)).await;
     let (status, _, message) =
         error_code(get(&proxy, "enforce/app/manifests/buildkit").await).await;
@@ -806,7 +797,7 @@ async fn manifests_by_digest_are_served_from_memory_even_when_the_upstream_is_do
         let resp = get(&proxy, &path).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["docker-content-digest"], d.as_str());
-        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
+        assert_eq!(crate::common::sha256(&resp.bytes().await.unwrap()), d);
         let head = client()
             .head(format!("{}/v2/{path}", proxy.url))
             .send()
@@ -835,7 +826,7 @@ async fn a_known_tag_is_revalidated_with_head_and_not_fetched_again() {
     for _ in 0..3 {
         let resp = get(&proxy, "audit/app/manifests/keyless-bundle").await;
         assert_eq!(resp.status(), 200);
-        assert_eq!(common::sha256(&resp.bytes().await.unwrap()), d);
+        assert_eq!(crate::common::sha256(&resp.bytes().await.unwrap()), d);
     }
     // The first request GETs the tag; the next ones only ask with HEAD (not a pull on Docker Hub).
     assert_eq!(gets(&reg, tag_path), 1);
@@ -860,7 +851,7 @@ async fn a_known_tag_is_revalidated_with_head_and_not_fetched_again() {
 async fn tag_ttl_skips_the_head_and_serve_stale_tags_rides_out_an_outage() {
     let reg = registry().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = common::write_config(
+    let path = crate::common::write_config(
         dir.path(),
         "fake.local",
         &format!(

@@ -1,6 +1,5 @@
 //! An in-process fake upstream registry on 127.0.0.1:0 for fault injection and request
 //! counting, and an in-process proxy in front of it.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,15 +1,12 @@
 //! Hermetic integration tests: the proxy in process, in front of a fake upstream on 127.0.0.1:0
 //! that counts requests and injects faults.
 
-mod common;
-mod fake;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
 use bytes::Bytes;
-use fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
 use http::StatusCode;
 use portcullis::upstream::body::{self, ResponseBody};
 
@@ -24,7 +21,7 @@ fn manifest_bytes() -> Bytes {
 async fn manifest_upstream() -> FakeUpstream {
     FakeUpstream::start(|s| async move {
         let bytes = manifest_bytes();
-        let digest = common::sha256(&bytes);
+        let digest = crate::common::sha256(&bytes);
         let path = s.path.as_str();
         if path == "/v2/team/app/manifests/v1" || path == format!("/v2/team/app/manifests/{digest}")
         {
@@ -43,7 +40,7 @@ async fn manifest_upstream() -> FakeUpstream {
             return respond(StatusCode::OK, &headers, bytes);
         }
         if path == "/v2/team/app/manifests/lying" {
-            let wrong = common::sha256(b"something else");
+            let wrong = crate::common::sha256(b"something else");
             return respond(
                 StatusCode::OK,
                 &[
@@ -63,7 +60,7 @@ async fn manifest_bytes_and_headers_pass_through_exactly() {
     let up = manifest_upstream().await;
     let proxy = Proxy::in_front_of(&up, "").await;
     let bytes = manifest_bytes();
-    let digest = common::sha256(&bytes);
+    let digest = crate::common::sha256(&bytes);
 
     for reference in ["v1", digest.as_str()] {
         let resp = client()
@@ -138,7 +135,7 @@ async fn digest_mismatches_are_refused() {
     })
     .await;
     let proxy = Proxy::in_front_of(&liar, "").await;
-    let other = common::sha256(b"x");
+    let other = crate::common::sha256(b"x");
     let resp = client()
         .get(format!("{}/v2/team/app/manifests/{other}", proxy.url))
         .send()
@@ -318,7 +315,7 @@ fn broken_blob(declared: usize, first: usize) -> http::Response<ResponseBody> {
 async fn blob_reset_midway_fails_the_client_transfer() {
     let up = FakeUpstream::start(|_| async { broken_blob(1 << 20, 64 * 1024) }).await;
     let proxy = Proxy::in_front_of(&up, "").await;
-    let digest = common::sha256(b"whatever");
+    let digest = crate::common::sha256(b"whatever");
     let resp = client()
         .get(format!("{}/v2/team/app/blobs/{digest}", proxy.url))
         .send()
@@ -354,7 +351,7 @@ async fn blob_that_stalls_is_cut_after_the_idle_timeout() {
     })
     .await;
     let proxy = Proxy::in_front_of(&up, "timeouts: { read_idle: 300ms }").await;
-    let digest = common::sha256(b"x");
+    let digest = crate::common::sha256(b"x");
     let started = Instant::now();
     let resp = client()
         .get(format!("{}/v2/team/app/blobs/{digest}", proxy.url))
@@ -413,7 +410,7 @@ async fn blob_redirects_are_followed_without_credentials_and_ranges_pass() {
     })
     .await;
     let proxy = Proxy::in_front_of(&registry, "").await;
-    let digest = common::sha256(b"0123456789abcdef");
+    let digest = crate::common::sha256(b"0123456789abcdef");
 
     let resp = client()
         .get(format!("{}/v2/team/app/blobs/{digest}", proxy.url))
@@ -509,7 +506,7 @@ async fn redirect_to_a_non_http_scheme_is_refused() {
         .get(format!(
             "{}/v2/team/app/blobs/{}",
             proxy.url,
-            common::sha256(b"x")
+            crate::common::sha256(b"x")
         ))
         .send()
         .await
@@ -562,7 +559,7 @@ async fn bearer_token_flow_with_basic_credentials_is_cached() {
     let up = bearer_registry(fetches.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pw"), "pw-s3cret\n").unwrap();
-    let path = common::write_config(
+    let path = crate::common::write_config(
         dir.path(),
         "fake.local",
         &format!(
@@ -775,12 +772,12 @@ async fn addressing_forms_select_the_upstream() {
 
 #[tokio::test]
 async fn referrers_pass_through_and_fall_back_to_the_tag_schema() {
-    let subject = common::sha256(b"subject");
+    let subject = crate::common::sha256(b"subject");
     let fallback_tag = subject.replace(':', "-");
     let index = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{a}","size":10,"artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json"}},{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{b}","size":11,"artifactType":"application/spdx+json"}}]}}"#,
-        a = common::sha256(b"a"),
-        b = common::sha256(b"b")
+        a = crate::common::sha256(b"a"),
+        b = crate::common::sha256(b"b")
     );
     // Upstream without the referrers API (text/plain 404, like distribution 2.8).
     let index2 = index.clone();
@@ -844,7 +841,7 @@ async fn referrers_pass_through_and_fall_back_to_the_tag_schema() {
     assert_eq!(v["manifests"][0]["artifactType"], "application/spdx+json");
 
     // No fallback tag: an empty index.
-    let none = common::sha256(b"none");
+    let none = crate::common::sha256(b"none");
     let v: serde_json::Value = client()
         .get(format!("{}/v2/team/app/referrers/{none}", proxy.url))
         .send()

@@ -6,14 +6,33 @@
 //! Everything binds 127.0.0.1 and lives in a caller-owned temporary directory; every wait has a
 //! deadline.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::fixtures::Fixtures;
+
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The upstream key of the policy tests: images are `local/<repository>` to the proxy and to
+/// containerd.
+pub const UPSTREAM: &str = "local";
+
+/// The keyless identities that signed the fixtures: one the attestors accept, one outside them.
+pub const OK_IDENTITY: &str =
+    "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+pub const EVIL_IDENTITY: &str =
+    "https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main";
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json";
 
 // === tool checks ===
 
@@ -202,7 +221,8 @@ pub fn http_client() -> reqwest::Client {
 
 /// `docker-registry serve` (CNCF distribution) on 127.0.0.1, storing in a temporary directory.
 pub struct Registry {
-    pub daemon: Daemon,
+    /// Held for its `Drop`, which stops the registry.
+    _daemon: Daemon,
     /// `127.0.0.1:PORT`
     pub addr: String,
 }
@@ -252,7 +272,10 @@ impl Registry {
                         s == 200 || s == 401,
                         "GET /v2/ on docker-registry answered {s}"
                     );
-                    return Registry { daemon, addr };
+                    return Registry {
+                        _daemon: daemon,
+                        addr,
+                    };
                 }
                 if Instant::now() > deadline {
                     daemon.assert_running();
@@ -271,7 +294,7 @@ impl Registry {
 
 /// Uploads `bytes` as a blob of `repo` (monolithic: POST, then PUT with `digest=`).
 pub async fn push_blob(client: &reqwest::Client, registry: &str, repo: &str, bytes: &[u8]) {
-    let digest = super::sha256(bytes);
+    let digest = crate::common::sha256(bytes);
     let base = reqwest::Url::parse(&format!("http://{registry}/v2/{repo}/blobs/uploads/")).unwrap();
     let started = client.post(base.clone()).send().await.unwrap();
     assert_eq!(
@@ -429,6 +452,31 @@ pub fn mirror_hosts_dir(dir: &Path, host: &str, proxy: SocketAddr) -> PathBuf {
     dir.to_owned()
 }
 
+/// containerd resolves a name with `HEAD`, and a `HEAD` response has no body: the proxy's OCI
+/// error message cannot reach `ctr`, which reports the status line only. What `ctr` shows is
+/// checked here; the message itself is checked on a `GET` of the same URL.
+pub fn assert_pull_refused(out: &Finished, image: &str) {
+    let text = out.text();
+    assert!(
+        !out.status.success(),
+        "ctr pull of {image} succeeded under enforce:\n{text}"
+    );
+    assert!(
+        text.contains("403 Forbidden") && text.contains("failed to resolve reference"),
+        "ctr pull of {image} failed for another reason than the proxy's 403:\n{text}"
+    );
+}
+
+/// `ctr` pulled `image` and unpacked `digest`.
+pub fn assert_pulled(out: &Finished, image: &str, digest: &str) {
+    let text = out.text();
+    assert!(out.status.success(), "ctr pull of {image} failed:\n{text}");
+    assert!(
+        text.contains(digest) && text.contains("unpacking"),
+        "ctr pull of {image} does not report unpacking {digest}:\n{text}"
+    );
+}
+
 // === skopeo ===
 
 /// `skopeo` with no host policy, auth file or proxy settings leaking in.
@@ -450,6 +498,110 @@ impl Skopeo {
             .args(args);
         cmd
     }
+
+    /// Runs skopeo, which must succeed; returns its stdout.
+    pub fn run(&self, args: &[&str]) -> Vec<u8> {
+        run_ok(&mut self.cmd(args))
+    }
+
+    /// `skopeo inspect --raw`: the manifest bytes exactly as served.
+    pub fn raw_manifest(&self, image: &str, creds: Option<&str>) -> Vec<u8> {
+        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+        if let Some(c) = creds {
+            args.extend(["--creds", c]);
+        }
+        let image = format!("docker://{image}");
+        args.push(&image);
+        self.run(&args)
+    }
+
+    /// `skopeo copy --all ... dir:OUT`; returns every file of OUT.
+    pub fn copy_to_dir(
+        &self,
+        image: &str,
+        out: &Path,
+        creds: Option<&str>,
+    ) -> BTreeMap<String, Vec<u8>> {
+        let src = format!("docker://{image}");
+        let dst = format!("dir:{}", out.display());
+        let mut args = vec!["copy", "--all", "--src-tls-verify=false"];
+        if let Some(c) = creds {
+            args.extend(["--src-creds", c]);
+        }
+        args.extend([src.as_str(), dst.as_str()]);
+        self.run(&args);
+        read_files(out)
+    }
+}
+
+/// Every file of `dir` by name.
+pub fn read_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// What skopeo told its user. skopeo prints errors as logrus `msg="..."` fields, with the
+/// proxy's quotes escaped; unescape them so that messages compare as the proxy wrote them.
+pub fn skopeo_says(out: &Finished) -> String {
+    out.text().replace("\\\"", "\"")
+}
+
+// === HTTP ===
+
+/// A response read to the end.
+pub struct Fetched {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Fetched {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `method url` with `accept`, and basic credentials if given.
+pub async fn fetch(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    auth: Option<(&str, &str)>,
+    accept: &str,
+) -> Fetched {
+    let mut req = client.request(method, url).header("accept", accept);
+    if let Some((user, password)) = auth {
+        req = req.basic_auth(user, Some(password));
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap().to_vec();
+    Fetched {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `GET url` accepting every manifest type.
+pub async fn get(client: &reqwest::Client, url: &str) -> Fetched {
+    fetch(client, reqwest::Method::GET, url, None, MANIFEST_ACCEPT).await
 }
 
 // === metrics ===
@@ -494,40 +646,26 @@ pub fn metric_sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
 
 // === fixture plans ===
 
-/// A registry under `tmp/registry` holding the fixture plan of `fixture_registry` in each of
-/// `repos`.
-pub async fn registry_with_plan(tmp: &Path, repos: &[&str], fixture_registry: &Path) -> Registry {
+/// A registry under `tmp/registry` holding the plan of `fixtures` in each of `repos`.
+pub async fn registry_with_plan(tmp: &Path, repos: &[&str], fixtures: &Fixtures) -> Registry {
     let registry = Registry::start(&tmp.join("registry"), None).await;
     let client = http_client();
     for repo in repos {
-        push_plan(&client, &registry.addr, repo, fixture_registry).await;
+        push_plan(&client, &registry.addr, repo, fixtures).await;
     }
     registry
 }
 
-/// Pushes every image, signature and referrers index of a fixture plan into `repo`, in the
-/// plan's order (blobs before manifests, subjects before referrers, children before the index).
-/// `fixture_registry` holds `plan.json` (`[{reference, media_type, manifest, blobs: [hex]}]`)
-/// and `blobs/<hex>`.
-pub async fn push_plan(
-    client: &reqwest::Client,
-    registry: &str,
-    repo: &str,
-    fixture_registry: &Path,
-) {
-    let read = |path: PathBuf| {
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-    };
-    let plan: Vec<serde_json::Value> =
-        serde_json::from_slice(&read(fixture_registry.join("plan.json"))).unwrap();
-    let blob = |hex: &str| read(fixture_registry.join("blobs").join(hex));
+/// Pushes every image, signature and referrers index of the plan of `fixtures` into `repo`, in
+/// the plan's order.
+pub async fn push_plan(client: &reqwest::Client, registry: &str, repo: &str, fixtures: &Fixtures) {
     let mut pushed = std::collections::HashSet::new();
-    for step in &plan {
+    for step in &fixtures.plan() {
         for b in step["blobs"].as_array().unwrap() {
             let hex = b.as_str().unwrap();
             // Images share their layer; one upload per repository is enough.
             if pushed.insert(hex.to_owned()) {
-                push_blob(client, registry, repo, &blob(hex)).await;
+                push_blob(client, registry, repo, &fixtures.blob(hex)).await;
             }
         }
         push_manifest(
@@ -536,7 +674,7 @@ pub async fn push_plan(
             repo,
             step["reference"].as_str().unwrap(),
             step["media_type"].as_str().unwrap(),
-            &blob(step["manifest"].as_str().unwrap()),
+            &fixtures.blob(step["manifest"].as_str().unwrap()),
         )
         .await;
     }
@@ -547,7 +685,7 @@ pub async fn push_plan(
 /// The JSON log lines of a proxy started with `--log-format json`, kept as they are read so that
 /// later checks can look back.
 pub struct AuditLog<'a> {
-    proxy: &'a super::ProxyProcess,
+    proxy: &'a crate::common::ProxyProcess,
     pub lines: Vec<serde_json::Value>,
 }
 
@@ -555,7 +693,7 @@ impl<'a> AuditLog<'a> {
     /// How long an audit event may take to reach us after the response that caused it.
     pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-    pub fn new(proxy: &'a super::ProxyProcess) -> AuditLog<'a> {
+    pub fn new(proxy: &'a crate::common::ProxyProcess) -> AuditLog<'a> {
         AuditLog {
             proxy,
             lines: Vec::new(),
@@ -623,4 +761,9 @@ pub fn audit_list(event: &serde_json::Value, field: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("audit event without a string {field:?}: {event}"));
     serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("{field} of the audit event is not a JSON array ({e}): {event}"))
+}
+
+/// Whether any of `items` (e.g. an [`audit_list`]) contains `needle`.
+pub fn any_contains(items: &[String], needle: &str) -> bool {
+    items.iter().any(|i| i.contains(needle))
 }

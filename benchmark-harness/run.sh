@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks, in one command: ./bench/run.sh
+# The benchmarks, in one command: ./benchmark-harness/run.sh
 #
 # Builds target/release/portcullis, starts on 127.0.0.1 a docker-registry upstream holding the
 # signed fixture images and a 1 GiB blob, and four proxies in front of it (nginx as a plain
@@ -25,7 +25,7 @@ COLD_SAMPLES=${BENCH_COLD_SAMPLES:-11}
 BURST=${BENCH_BURST:-500}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
 FIX=$ROOT/tests/fixtures/sigstore
-HELPER=(python3 "$ROOT/bench/report.py")
+HELPER=(python3 "$ROOT/benchmark-harness/report.py")
 ACCEPT="application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
 ISSUER=https://token.actions.githubusercontent.com
 IDENTITY=https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main

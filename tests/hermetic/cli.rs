@@ -1,9 +1,6 @@
 //! The command line: `check-config` on good and bad files, start-up errors that name the key and
 //! the file, and TLS serving with HTTP/2 negotiated by ALPN.
 
-mod common;
-mod fake;
-
 use std::process::Command;
 
 fn portcullis(args: &[&str]) -> (i32, String, String) {
@@ -22,7 +19,7 @@ fn portcullis(args: &[&str]) -> (i32, String, String) {
 fn check_config_describes_routing() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pw"), "hunter2\n").unwrap();
-    let path = common::write_config(
+    let path = crate::common::write_config(
         dir.path(),
         "docker.io",
         "  docker.io: { url: \"https://registry-1.docker.io\" }\n  ghcr.io: { url: \"https://ghcr.io\", username: bot, password_file: pw }",
@@ -59,7 +56,7 @@ fn bad_configs_are_start_up_errors_naming_key_and_file() {
         ("tls: { cert: missing.crt, key: missing.key }", "tls.cert"),
     ];
     for (extra, key) in cases {
-        let path = common::write_config(
+        let path = crate::common::write_config(
             dir.path(),
             "r.local",
             "  r.local: { url: \"http://127.0.0.1:1\" }",
@@ -76,7 +73,7 @@ fn bad_configs_are_start_up_errors_naming_key_and_file() {
             assert!(err.contains("portcullis.yaml"), "{cmd:?}: {err}");
         }
     }
-    let path = common::write_config(
+    let path = crate::common::write_config(
         dir.path(),
         "r.local",
         "  r.local: { url: \"not a url\" }",
@@ -94,7 +91,7 @@ fn tls_key_must_match_certificate() {
     let b = rcgen::generate_simple_self_signed(vec!["b".to_owned()]).unwrap();
     std::fs::write(dir.path().join("tls.crt"), a.cert.pem()).unwrap();
     std::fs::write(dir.path().join("tls.key"), b.key_pair.serialize_pem()).unwrap();
-    let path = common::write_config(
+    let path = crate::common::write_config(
         dir.path(),
         "r.local",
         "  r.local: { url: \"http://127.0.0.1:1\" }",
@@ -114,13 +111,13 @@ async fn serves_tls_with_http2_via_alpn() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
     std::fs::write(dir.path().join("tls.key"), cert.key_pair.serialize_pem()).unwrap();
-    let path = common::write_config(
+    let path = crate::common::write_config(
         dir.path(),
         "r.local",
         "  r.local: { url: \"http://127.0.0.1:1\" }",
         "tls: { cert: tls.crt, key: tls.key }",
     );
-    let proxy = fake::Proxy::start_file(&path, dir).await;
+    let proxy = crate::fake::Proxy::start_file(&path, dir).await;
     let port = proxy.url.rsplit(':').next().unwrap().to_owned();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())

@@ -13,35 +13,23 @@
 //! tool is a test failure, unless `PORTCULLIS_SKIP_E2E=1` is set, which turns it into a skip.
 //! Every process started here is killed by PID when its guard drops; every wait has a deadline.
 
-mod common;
-
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use common::e2e::{
-    audit_list, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites,
-    registry_with_plan, run, AuditLog, Containerd, Finished, Registry,
+use crate::common::fixtures::{Fixtures, ISSUER};
+use crate::common::{write_config, ProxyProcess};
+use crate::harness::{
+    any_contains, assert_pull_refused, assert_pulled, audit_list, get, http_client, metric_sum,
+    metrics, mirror_hosts_dir, prerequisites, registry_with_plan, run, AuditLog, Containerd,
+    Fetched, Registry, EVIL_IDENTITY, OK_IDENTITY, UPSTREAM,
 };
-use common::{write_config, ProxyProcess};
 
-const ISSUER: &str = "https://token.actions.githubusercontent.com";
-const OK_IDENTITY: &str =
-    "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
-const EVIL_IDENTITY: &str =
-    "https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main";
 const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
 const SPDX: &str = "https://spdx.dev/Document";
-const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
-application/vnd.oci.image.index.v1+json, \
-application/vnd.docker.distribution.manifest.v2+json, \
-application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// The upstream key: images are `local/<repository>` to the proxy and to containerd.
-const UPSTREAM: &str = "local";
+const FIXTURES: Fixtures = Fixtures::ATTESTATIONS;
 
 /// The provenance condition of the `provenance-*` rules, and what the proxy says when the
 /// provenance of `attested-evil-repo` fails it.
@@ -60,45 +48,13 @@ const OPENSSL: &str = "predicate.packages.exists(p, p.name == \"openssl\")";
 
 // === fixtures ===
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sigstore/attestations")
-}
-
-/// `registry/images.json`: image name → digest.
-fn digest(name: &str) -> String {
-    let text = std::fs::read(fixture_dir().join("registry/images.json")).unwrap();
-    let images: BTreeMap<String, Value> = serde_json::from_slice(&text).unwrap();
-    images
-        .get(name)
-        .and_then(|i| i["digest"].as_str())
-        .unwrap_or_else(|| panic!("no image {name:?} in images.json"))
-        .to_owned()
-}
-
-/// The committed bytes of a manifest or blob (`sha256:<hex>`).
-fn blob(digest: &str) -> Vec<u8> {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    std::fs::read(fixture_dir().join("registry/blobs").join(hex)).unwrap()
-}
-
-/// The ok keyless identity (a regexp over `github.com/acme/`; the evil identity is outside it)
-/// or the fixtures' key.
-fn attestors() -> String {
-    format!(
-        "    attestors:\n\
-         \x20     - keyless: {{ subject_regexp: \"https://github.com/acme/.+\", issuer: \"{ISSUER}\" }}\n\
-         \x20     - key: {{ public_key: {} }}\n",
-        fixture_dir().join("cosign.pub").display()
-    )
-}
-
 /// One enforce or audit rule over `local/<prefix>/**` with both attestors and `attestations`
 /// (the YAML list items, indented by six spaces).
 fn rule(name: &str, prefix: &str, mode: &str, attestations: &str) -> String {
     format!(
         "  - name: {name}\n    match: [\"{UPSTREAM}/{prefix}/**\"]\n    mode: {mode}\n{}\
          \x20   attestations:\n{attestations}",
-        attestors()
+        FIXTURES.attestors()
     )
 }
 
@@ -177,7 +133,7 @@ fn attestation_config(dir: &Path, upstream_url: &str) -> PathBuf {
     ];
     let extra = format!(
         "trusted_root: {}\nunmatched: allow\npolicies:\n{}",
-        fixture_dir().join("trusted_root.json").display(),
+        FIXTURES.path("trusted_root.json").display(),
         rules.concat()
     );
     write_config(
@@ -191,23 +147,12 @@ fn attestation_config(dir: &Path, upstream_url: &str) -> PathBuf {
 /// A registry holding the fixture plan in each of `repos`, and the config of a proxy in front
 /// of it.
 async fn registry_with(tmp: &Path, repos: &[&str]) -> (Registry, PathBuf) {
-    let registry = registry_with_plan(tmp, repos, &fixture_dir().join("registry")).await;
+    let registry = registry_with_plan(tmp, repos, &FIXTURES).await;
     let config = attestation_config(&tmp.join("proxy"), &format!("http://{}", registry.addr));
     (registry, config)
 }
 
 // === HTTP ===
-
-struct Fetched {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Fetched {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
 
 /// `GET` of a manifest through the proxy, in the mirror form containerd uses.
 async fn get_manifest(
@@ -217,19 +162,10 @@ async fn get_manifest(
     reference: &str,
 ) -> Fetched {
     let url = format!(
-        "http://{}/v2/{repo}/manifests/{reference}?ns={UPSTREAM}",
-        proxy.api
+        "{}/v2/{repo}/manifests/{reference}?ns={UPSTREAM}",
+        proxy.url()
     );
-    let resp = client
-        .get(&url)
-        .header("accept", MANIFEST_ACCEPT)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
-    Fetched {
-        status: resp.status().as_u16(),
-        body: resp.bytes().await.unwrap().to_vec(),
-    }
+    get(client, &url).await
 }
 
 /// A `GET` of `local/<repo>:<tag>` must answer `403` with an OCI `DENIED` error whose message
@@ -253,7 +189,7 @@ async fn assert_denied(
     let message = error["message"].as_str().unwrap_or_default().to_owned();
     let head = format!(
         "{UPSTREAM}/{repo}@{} refused by policy \"{rule}\" (enforce): ",
-        digest(tag)
+        FIXTURES.digest(tag)
     );
     assert!(
         message.starts_with(&head),
@@ -273,38 +209,9 @@ async fn assert_served(client: &reqwest::Client, proxy: &ProxyProcess, repo: &st
     let got = get_manifest(client, proxy, repo, tag).await;
     assert_eq!(got.status, 200, "GET {repo}:{tag}: {}", got.text());
     assert!(
-        got.body == blob(&digest(tag)),
+        got.body == FIXTURES.blob(&FIXTURES.digest(tag)),
         "GET {repo}:{tag}: the bytes served differ from the fixture"
     );
-}
-
-// === containerd ===
-
-/// containerd resolves with `HEAD`, whose response has no body: `ctr` can only show the status.
-/// The message itself is checked on a `GET` of the same URL.
-fn assert_pull_refused(out: &Finished, image: &str) {
-    let text = out.text();
-    assert!(
-        !out.status.success(),
-        "ctr pull of {image} succeeded under enforce:\n{text}"
-    );
-    assert!(
-        text.contains("403 Forbidden") && text.contains("failed to resolve reference"),
-        "ctr pull of {image} failed for another reason than the proxy's 403:\n{text}"
-    );
-}
-
-fn assert_pulled(out: &Finished, image: &str, digest: &str) {
-    let text = out.text();
-    assert!(out.status.success(), "ctr pull of {image} failed:\n{text}");
-    assert!(
-        text.contains(digest) && text.contains("unpacking"),
-        "ctr pull of {image} does not report unpacking {digest}:\n{text}"
-    );
-}
-
-fn any_contains(items: &[String], needle: &str) -> bool {
-    items.iter().any(|i| i.contains(needle))
 }
 
 // === portcullis verify ===
@@ -383,7 +290,7 @@ async fn containerd_pulls_attested_images_and_is_refused_bad_provenance_under_en
     ];
     for (name, signer) in pulled {
         let image = format!("{UPSTREAM}/enforce/app:{name}");
-        let d = digest(name);
+        let d = FIXTURES.digest(name);
         assert_pulled(&containerd.pull(&hosts, &image, &[]), &image, &d);
         let event = log.verdict(rule, &d);
         assert_eq!(event["result"], "verified", "{image}: {event}");
@@ -413,7 +320,7 @@ async fn containerd_pulls_attested_images_and_is_refused_bad_provenance_under_en
     ];
     for (name, reasons) in &refused {
         let image = format!("{UPSTREAM}/enforce/app:{name}");
-        let d = digest(name);
+        let d = FIXTURES.digest(name);
         assert_pull_refused(&containerd.pull(&hosts, &image, &[]), &image);
         let event = log.verdict(rule, &d);
         assert_eq!(event["result"], "unverified", "{image}: {event}");
@@ -436,13 +343,13 @@ async fn containerd_pulls_attested_images_and_is_refused_bad_provenance_under_en
     let content = containerd.content_digests();
     for (name, _) in pulled {
         assert!(
-            content.contains(&digest(name)),
+            content.contains(&FIXTURES.digest(name)),
             "containerd's content store lacks {name}: {content:?}"
         );
     }
     for (name, _) in &refused {
         assert!(
-            !content.contains(&digest(name)),
+            !content.contains(&FIXTURES.digest(name)),
             "the refused manifest of {name} reached containerd's content store"
         );
     }
@@ -478,16 +385,20 @@ async fn containerd_pulls_bad_provenance_under_audit_and_the_event_says_why() {
 
     for name in ["attested-evil-repo", "attested"] {
         let image = format!("{UPSTREAM}/audit/app:{name}");
-        assert_pulled(&containerd.pull(&hosts, &image, &[]), &image, &digest(name));
+        assert_pulled(
+            &containerd.pull(&hosts, &image, &[]),
+            &image,
+            &FIXTURES.digest(name),
+        );
     }
 
-    let evil = log.verdict(rule, &digest("attested-evil-repo"));
+    let evil = log.verdict(rule, &FIXTURES.digest("attested-evil-repo"));
     assert_eq!(evil["result"], "unverified", "{evil}");
     assert_eq!(evil["mode"], "audit", "{evil}");
     assert_eq!(evil["image"], "local/audit/app", "{evil}");
     assert_eq!(audit_list(&evil, "reasons"), [EVIL_REPO_REASON], "{evil}");
 
-    let good = log.verdict(rule, &digest("attested"));
+    let good = log.verdict(rule, &FIXTURES.digest("attested"));
     assert_eq!(good["result"], "verified", "{good}");
     assert_eq!(good["mode"], "audit", "{good}");
     assert!(audit_list(&good, "reasons").is_empty(), "{good}");
@@ -517,8 +428,8 @@ async fn buildkit_unsigned_provenance_counts_only_with_allow_unsigned() {
     let hosts = mirror_hosts_dir(&tmp.path().join("hosts"), UPSTREAM, proxy.api);
     let client = http_client();
     let mut log = AuditLog::new(&proxy);
-    let index = digest("buildkit");
-    let amd64 = digest("buildkit-amd64");
+    let index = FIXTURES.digest("buildkit");
+    let amd64 = FIXTURES.digest("buildkit-amd64");
     let platform = ["--platform", "linux/amd64"];
 
     let image = format!("{UPSTREAM}/buildkit/app:buildkit");
@@ -587,7 +498,7 @@ async fn buildkit_unsigned_provenance_counts_only_with_allow_unsigned() {
     );
     let content = containerd.content_digests();
     assert!(
-        !content.contains(&digest("buildkit-attestations")),
+        !content.contains(&FIXTURES.digest("buildkit-attestations")),
         "containerd fetched the attestation manifest although --platform linux/amd64 was given"
     );
 }
@@ -610,7 +521,7 @@ async fn verify_json_reports_attestations_and_condition_values() {
     assert_eq!(r["verified"], true, "{r}");
     assert_eq!(r["decision"], "allow", "{r}");
     assert_eq!(r["rule"], "provenance-enforced", "{r}");
-    assert_eq!(r["digest"], digest("attested"), "{r}");
+    assert_eq!(r["digest"], FIXTURES.digest("attested"), "{r}");
     assert_eq!(r["reasons"], serde_json::json!([]), "{r}");
     let checks = r["signature_checks"].as_array().unwrap();
     assert_eq!(checks.len(), 1, "{r}");
@@ -624,7 +535,11 @@ async fn verify_json_reports_attestations_and_condition_values() {
         let a = only_attestation(&r, predicate_type);
         assert_eq!(a["verified_by"], acme.as_str(), "{predicate_type}: {r}");
         assert_eq!(a["error"], Value::Null, "{predicate_type}: {r}");
-        assert_eq!(a["about"], digest("attested"), "{predicate_type}: {r}");
+        assert_eq!(
+            a["about"],
+            FIXTURES.digest("attested"),
+            "{predicate_type}: {r}"
+        );
     }
     let provenance = only_attestation(&r, SLSA_V1);
     let c = conditions(provenance, "provenance");

@@ -13,35 +13,22 @@
 //! a skip. Every process started here is killed by PID when its guard drops; every wait has a
 //! deadline.
 
-mod common;
-
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use common::e2e::{
-    audit_list, free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites,
-    push_blob, push_manifest, push_plan, registry_with_plan, run, run_ok, AuditLog, Containerd,
-    Finished, Registry, Skopeo,
+use crate::common::fixtures::{Fixtures, ISSUER};
+use crate::common::{sha256, write_config, ProxyProcess};
+use crate::harness::{
+    any_contains, assert_pull_refused, assert_pulled, audit_list, fetch, free_port, get,
+    http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites, push_blob, push_manifest,
+    push_plan, registry_with_plan, run, run_ok, skopeo_says, AuditLog, Containerd, Finished,
+    Registry, Skopeo, EVIL_IDENTITY, MANIFEST_ACCEPT, OCI_MANIFEST, OK_IDENTITY, UPSTREAM,
 };
-use common::{sha256, write_config, ProxyProcess};
 
-const ISSUER: &str = "https://token.actions.githubusercontent.com";
-const OK_IDENTITY: &str =
-    "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
-const EVIL_IDENTITY: &str =
-    "https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
-application/vnd.oci.image.index.v1+json, \
-application/vnd.docker.distribution.manifest.v2+json, \
-application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// The upstream key: images are `local/<repository>` to the proxy and to containerd.
-const UPSTREAM: &str = "local";
+const FIXTURES: Fixtures = Fixtures::SIGSTORE;
 
 /// Images that verify under the `enforced` rule (one of each signature kind).
 const SIGNED: [&str; 4] = [
@@ -53,58 +40,20 @@ const SIGNED: [&str; 4] = [
 
 // === fixtures ===
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sigstore")
-}
-
-/// `registry/images.json`: image name → digest.
-fn digests() -> BTreeMap<String, String> {
-    let text = std::fs::read(fixture_dir().join("registry/images.json")).unwrap();
-    let v: BTreeMap<String, Value> = serde_json::from_slice(&text).unwrap();
-    v.into_iter()
-        .map(|(name, d)| (name, d["digest"].as_str().unwrap().to_owned()))
-        .collect()
-}
-
-fn digest(name: &str) -> String {
-    digests()
-        .remove(name)
-        .unwrap_or_else(|| panic!("no image {name:?} in images.json"))
-}
-
-/// The committed bytes of a manifest or blob (`sha256:<hex>`).
-fn blob(digest: &str) -> Vec<u8> {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    std::fs::read(fixture_dir().join("registry/blobs").join(hex)).unwrap()
-}
-
-/// Either of two attestors: the ok keyless identity (a regexp, which the proxy anchors to the
-/// whole identity; the evil one is outside it) or the fixtures' key. `ignore_tlog` is left out: the default
-/// must require a transparency log entry.
-fn attestors() -> String {
-    let key = fixture_dir().join("cosign.pub");
-    format!(
-        "    attestors:\n\
-         \x20     - keyless: {{ subject_regexp: \"https://github.com/acme/.+\", issuer: \"{ISSUER}\" }}\n\
-         \x20     - key: {{ public_key: {} }}\n",
-        key.display()
-    )
-}
-
 /// A proxy config with upstream `local` at `upstream_url` and three rules:
 /// `enforced` (`local/enforce/**`), `audited` (`local/audit/**`), and `notlog` (`local/notlog/**`,
 /// enforce, only the key attestor with `ignore_tlog: true`).
 fn policy_config(dir: &Path, upstream_url: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let key = fixture_dir().join("cosign.pub");
+    let key = FIXTURES.path("cosign.pub");
     let extra = format!(
         "trusted_root: {root}\nunmatched: allow\npolicies:\n\
          \x20 - name: enforced\n    match: [\"local/enforce/**\"]\n    mode: enforce\n{both}\
          \x20 - name: audited\n    match: [\"local/audit/**\"]\n    mode: audit\n{both}\
          \x20 - name: notlog\n    match: [\"local/notlog/**\"]\n    mode: enforce\n\
          \x20   attestors:\n      - key: {{ public_key: {key}, ignore_tlog: true }}\n",
-        root = fixture_dir().join("trusted_root.json").display(),
-        both = attestors(),
+        root = FIXTURES.path("trusted_root.json").display(),
+        both = FIXTURES.attestors(),
         key = key.display(),
     );
     write_config(
@@ -117,56 +66,13 @@ fn policy_config(dir: &Path, upstream_url: &str) -> PathBuf {
 
 /// A registry holding the fixture plan in each of `repos`, and a proxy in front of it.
 async fn setup(tmp: &Path, repos: &[&str]) -> (Registry, ProxyProcess) {
-    let registry = registry_with_plan(tmp, repos, &fixture_dir().join("registry")).await;
+    let registry = registry_with_plan(tmp, repos, &FIXTURES).await;
     let config = policy_config(&tmp.join("proxy"), &format!("http://{}", registry.addr));
     let proxy = ProxyProcess::start(&config);
     (registry, proxy)
 }
 
-// === the proxy's audit events ===
-
-fn any_contains(items: &[String], needle: &str) -> bool {
-    items.iter().any(|i| i.contains(needle))
-}
-
 // === HTTP ===
-
-struct Fetched {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Fetched {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-async fn fetch(client: &reqwest::Client, method: reqwest::Method, url: &str) -> Fetched {
-    let resp = client
-        .request(method, url)
-        .header("accept", MANIFEST_ACCEPT)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
-    Fetched {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp.bytes().await.unwrap().to_vec(),
-    }
-}
-
-async fn get(client: &reqwest::Client, url: &str) -> Fetched {
-    fetch(client, reqwest::Method::GET, url).await
-}
 
 /// `url` must answer `403` with an OCI `DENIED` error whose message names the image, the digest,
 /// the rule and contains `reason`.
@@ -192,38 +98,6 @@ async fn assert_denied(
     );
 }
 
-/// What skopeo told its user. skopeo prints errors as logrus `msg="..."` fields, with the
-/// proxy's quotes escaped; unescape them so that messages compare as the proxy wrote them.
-fn skopeo_says(out: &Finished) -> String {
-    out.text().replace("\\\"", "\"")
-}
-
-// === containerd ===
-
-/// containerd resolves a name with `HEAD`, and a `HEAD` response has no body: the proxy's OCI
-/// error message cannot reach `ctr`, which reports the status line only. What `ctr` shows is
-/// checked here; the message itself is checked on a `GET` of the same URL.
-fn assert_pull_refused(out: &Finished, image: &str) {
-    let text = out.text();
-    assert!(
-        !out.status.success(),
-        "ctr pull of {image} succeeded under enforce:\n{text}"
-    );
-    assert!(
-        text.contains("403 Forbidden") && text.contains("failed to resolve reference"),
-        "ctr pull of {image} failed for another reason than the proxy's 403:\n{text}"
-    );
-}
-
-fn assert_pulled(out: &Finished, image: &str, digest: &str) {
-    let text = out.text();
-    assert!(out.status.success(), "ctr pull of {image} failed:\n{text}");
-    assert!(
-        text.contains(digest) && text.contains("unpacking"),
-        "ctr pull of {image} does not report unpacking {digest}:\n{text}"
-    );
-}
-
 // === tests ===
 
 /// containerd under the enforce rule: every kind of valid signature pulls (key + Rekor in a
@@ -246,7 +120,7 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
 
     for name in SIGNED {
         let image = format!("local/enforce/app:{name}");
-        let d = digest(name);
+        let d = FIXTURES.digest(name);
         assert_pulled(&containerd.pull(&hosts, &image, &[]), &image, &d);
         let event = log.verdict("enforced", &d);
         assert_eq!(event["result"], "verified", "{image}: {event}");
@@ -264,7 +138,7 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
         );
     }
 
-    let unsigned = digest("unsigned");
+    let unsigned = FIXTURES.digest("unsigned");
     let refused = [
         ("unsigned", "no signatures found".to_owned()),
         (
@@ -275,12 +149,15 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
         ),
         (
             "mismatch",
-            format!("payload signs {unsigned}, not {}", digest("mismatch")),
+            format!(
+                "payload signs {unsigned}, not {}",
+                FIXTURES.digest("mismatch")
+            ),
         ),
     ];
     for (name, reason) in &refused {
         let image = format!("local/enforce/app:{name}");
-        let d = digest(name);
+        let d = FIXTURES.digest(name);
         assert_pull_refused(&containerd.pull(&hosts, &image, &[]), &image);
         let event = log.verdict("enforced", &d);
         assert_eq!(event["result"], "unverified", "{image}: {event}");
@@ -300,8 +177,8 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
     // The multi-arch index is signed at the top only; its amd64 child is served because the
     // verified index lists it, not because of a verification of its own.
     let image = "local/enforce/app:index";
-    let index = digest("index");
-    let amd64 = digest("index-amd64");
+    let index = FIXTURES.digest("index");
+    let amd64 = FIXTURES.digest("index-amd64");
     let out = containerd.pull(&hosts, image, &["--platform", "linux/amd64"]);
     assert_pulled(&out, image, &index);
     assert_eq!(
@@ -328,21 +205,21 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
     // What containerd holds: every signed manifest and the amd64 child; not one refused manifest.
     let content = containerd.content_digests();
     for name in SIGNED.iter().chain(&["index", "index-amd64"]) {
-        let d = digest(name);
+        let d = FIXTURES.digest(name);
         assert!(
             content.contains(&d),
             "containerd's content store lacks {name} ({d}): {content:?}"
         );
     }
     for (name, _) in &refused {
-        let d = digest(name);
+        let d = FIXTURES.digest(name);
         assert!(
             !content.contains(&d),
             "the refused manifest of {name} ({d}) reached containerd's content store"
         );
     }
     assert!(
-        !content.contains(&digest("index-arm64")),
+        !content.contains(&FIXTURES.digest("index-arm64")),
         "containerd fetched the arm64 child although --platform linux/amd64 was given"
     );
 
@@ -352,7 +229,7 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
     assert_pulled(
         &containerd.pull(&hosts, image, &[]),
         image,
-        &digest("keyless-bundle"),
+        &FIXTURES.digest("keyless-bundle"),
     );
     push_manifest(
         &client,
@@ -360,7 +237,7 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
         "enforce/moved",
         "keyless-bundle",
         OCI_MANIFEST,
-        &blob(&unsigned),
+        &FIXTURES.blob(&unsigned),
     )
     .await;
     assert_pull_refused(&containerd.pull(&hosts, image, &[]), image);
@@ -411,10 +288,14 @@ async fn containerd_pulls_everything_under_audit_and_each_verdict_is_recorded() 
     let names = ["unsigned", "evil-bundle", "keyless-bundle"];
     for name in names {
         let image = format!("local/audit/app:{name}");
-        assert_pulled(&containerd.pull(&hosts, &image, &[]), &image, &digest(name));
+        assert_pulled(
+            &containerd.pull(&hosts, &image, &[]),
+            &image,
+            &FIXTURES.digest(name),
+        );
     }
 
-    let unsigned = log.verdict("audited", &digest("unsigned"));
+    let unsigned = log.verdict("audited", &FIXTURES.digest("unsigned"));
     assert_eq!(unsigned["result"], "unverified", "{unsigned}");
     assert_eq!(unsigned["mode"], "audit", "{unsigned}");
     assert_eq!(unsigned["image"], "local/audit/app", "{unsigned}");
@@ -427,7 +308,7 @@ async fn containerd_pulls_everything_under_audit_and_each_verdict_is_recorded() 
     assert!(audit_list(&unsigned, "identities").is_empty(), "{unsigned}");
 
     // Found and cryptographically valid, but not an allowed identity: its identity is recorded.
-    let evil = log.verdict("audited", &digest("evil-bundle"));
+    let evil = log.verdict("audited", &FIXTURES.digest("evil-bundle"));
     assert_eq!(evil["result"], "unverified", "{evil}");
     assert!(
         any_contains(&audit_list(&evil, "identities"), EVIL_IDENTITY),
@@ -435,7 +316,7 @@ async fn containerd_pulls_everything_under_audit_and_each_verdict_is_recorded() 
     );
     assert!(audit_list(&evil, "verified_by").is_empty(), "{evil}");
 
-    let signed = log.verdict("audited", &digest("keyless-bundle"));
+    let signed = log.verdict("audited", &FIXTURES.digest("keyless-bundle"));
     assert_eq!(signed["result"], "verified", "{signed}");
     assert_eq!(signed["signatures"], 1, "{signed}");
     assert!(audit_list(&signed, "reasons").is_empty(), "{signed}");
@@ -450,7 +331,7 @@ async fn containerd_pulls_everything_under_audit_and_each_verdict_is_recorded() 
     // verification and one audit event per digest, the rest from the verdict cache.
     log.read(Duration::from_millis(200));
     for name in names {
-        let events = log.verdicts("audited", &digest(name));
+        let events = log.verdicts("audited", &FIXTURES.digest(name));
         assert_eq!(
             events.len(),
             1,
@@ -502,7 +383,7 @@ async fn skopeo_is_refused_unsigned_images_and_gets_the_signed_bytes() {
         ]))
     };
 
-    let unsigned = digest("unsigned");
+    let unsigned = FIXTURES.digest("unsigned");
     let out = inspect(":unsigned");
     let text = skopeo_says(&out);
     assert!(
@@ -521,7 +402,7 @@ async fn skopeo_is_refused_unsigned_images_and_gets_the_signed_bytes() {
     );
 
     for name in ["keyless-bundle", "key-legacy"] {
-        let d = digest(name);
+        let d = FIXTURES.digest(name);
         for reference in [format!(":{name}"), format!("@{d}")] {
             let out = inspect(&reference);
             assert!(
@@ -531,7 +412,7 @@ async fn skopeo_is_refused_unsigned_images_and_gets_the_signed_bytes() {
             );
             assert_eq!(sha256(&out.stdout), d, "skopeo inspect {reference}");
             assert!(
-                out.stdout == blob(&d),
+                out.stdout == FIXTURES.blob(&d),
                 "skopeo inspect {reference}: bytes differ from the fixture"
             );
         }
@@ -539,22 +420,36 @@ async fn skopeo_is_refused_unsigned_images_and_gets_the_signed_bytes() {
 
     // HEAD is gated like GET: no digest for an unsigned image, the digest for a signed one.
     let url = |reference: &str| format!("http://{px}/v2/local/enforce/app/manifests/{reference}");
-    let head = fetch(&client, reqwest::Method::HEAD, &url("unsigned")).await;
+    let head = fetch(
+        &client,
+        reqwest::Method::HEAD,
+        &url("unsigned"),
+        None,
+        MANIFEST_ACCEPT,
+    )
+    .await;
     assert_eq!(head.status, 403, "HEAD unsigned");
     assert!(
         head.headers.get("docker-content-digest").is_none(),
         "HEAD of a refused manifest announces its digest: {:?}",
         head.headers
     );
-    let head = fetch(&client, reqwest::Method::HEAD, &url("keyless-legacy")).await;
+    let head = fetch(
+        &client,
+        reqwest::Method::HEAD,
+        &url("keyless-legacy"),
+        None,
+        MANIFEST_ACCEPT,
+    )
+    .await;
     assert_eq!(head.status, 200, "HEAD keyless-legacy");
     assert_eq!(
         head.header("docker-content-digest"),
-        digest("keyless-legacy")
+        FIXTURES.digest("keyless-legacy")
     );
 
     // An index child by digest, with no verified parent yet: verified on its own, and unsigned.
-    let arm64 = digest("index-arm64");
+    let arm64 = FIXTURES.digest("index-arm64");
     assert_denied(
         &client,
         &url(&arm64),
@@ -573,13 +468,13 @@ async fn skopeo_is_refused_unsigned_images_and_gets_the_signed_bytes() {
         &format!("docker://{px}/local/enforce/app:index"),
         &format!("dir:{}", out_dir.display()),
     ]));
-    let index = digest("index");
+    let index = FIXTURES.digest("index");
     assert!(
-        std::fs::read(out_dir.join("manifest.json")).unwrap() == blob(&index),
+        std::fs::read(out_dir.join("manifest.json")).unwrap() == FIXTURES.blob(&index),
         "skopeo copy --all: the index differs from the fixture"
     );
     for child in ["index-amd64", "index-arm64"] {
-        let d = digest(child);
+        let d = FIXTURES.digest(child);
         let file = out_dir.join(format!(
             "{}.manifest.json",
             d.strip_prefix("sha256:").unwrap()
@@ -591,7 +486,7 @@ async fn skopeo_is_refused_unsigned_images_and_gets_the_signed_bytes() {
     // Now covered by the verified index (a cached "unverified" for it notwithstanding).
     let got = get(&client, &url(&arm64)).await;
     assert_eq!(got.status, 200, "{}", got.text());
-    assert!(got.body == blob(&arm64));
+    assert!(got.body == FIXTURES.blob(&arm64));
 
     // A single signed image, copied with its config and layer.
     let out_dir = tmp.path().join("image-copy");
@@ -602,7 +497,7 @@ async fn skopeo_is_refused_unsigned_images_and_gets_the_signed_bytes() {
         &format!("dir:{}", out_dir.display()),
     ]));
     let manifest = std::fs::read(out_dir.join("manifest.json")).unwrap();
-    assert_eq!(sha256(&manifest), digest("keyless-bundle"));
+    assert_eq!(sha256(&manifest), FIXTURES.digest("keyless-bundle"));
     let m: Value = serde_json::from_slice(&manifest).unwrap();
     let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
     blobs.extend(
@@ -641,7 +536,7 @@ async fn key_signatures_without_a_log_entry_need_ignore_tlog() {
             &format!("docker://{px}/local/{repo}:{tag}"),
         ]))
     };
-    let notlog = digest("key-legacy-notlog");
+    let notlog = FIXTURES.digest("key-legacy-notlog");
 
     // Weakening a check is said loudly at start-up, naming the rule (DESIGN.md §2, §9).
     let warning = proxy
@@ -702,7 +597,7 @@ async fn key_signatures_without_a_log_entry_need_ignore_tlog() {
         "ignore_tlog must still accept a logged key signature:\n{}",
         out.text()
     );
-    assert_eq!(sha256(&out.stdout), digest("key-legacy"));
+    assert_eq!(sha256(&out.stdout), FIXTURES.digest("key-legacy"));
 
     let out = inspect("notlog/app", "keyless-bundle");
     let says = skopeo_says(&out);
@@ -725,13 +620,7 @@ async fn verify_command_reports_and_exits_by_decision() {
     let registry = Registry::start(&tmp.path().join("registry"), None).await;
     let client = http_client();
     for repo in ["enforce/app", "audit/app"] {
-        push_plan(
-            &client,
-            &registry.addr,
-            repo,
-            &fixture_dir().join("registry"),
-        )
-        .await;
+        push_plan(&client, &registry.addr, repo, &FIXTURES).await;
     }
     let config = policy_config(
         &tmp.path().join("proxy"),
@@ -756,7 +645,7 @@ async fn verify_command_reports_and_exits_by_decision() {
         })
     };
 
-    let signed = digest("keyless-bundle");
+    let signed = FIXTURES.digest("keyless-bundle");
     let (code, out) = verify(&config, "local/enforce/app:keyless-bundle", false);
     assert_eq!(code, Some(0), "signed image:\n{}", out.text());
     let (code, out) = verify(&config, "local/enforce/app:keyless-bundle", true);
@@ -774,7 +663,7 @@ async fn verify_command_reports_and_exits_by_decision() {
         "identities should name {OK_IDENTITY}: {r}"
     );
 
-    let unsigned = digest("unsigned");
+    let unsigned = FIXTURES.digest("unsigned");
     let (code, out) = verify(&config, "local/enforce/app:unsigned", false);
     assert_eq!(code, Some(1), "unsigned image:\n{}", out.text());
     assert!(
@@ -829,17 +718,23 @@ async fn refused_manifest_bytes_do_not_leave_through_the_blob_route() {
     let tmp = tempfile::tempdir().unwrap();
     let (registry, proxy) = setup(tmp.path(), &["enforce/app"]).await;
     let client = http_client();
-    let unsigned = digest("unsigned");
+    let unsigned = FIXTURES.digest("unsigned");
     // Anyone who can push the unsigned image can push its bytes as a blob as well.
-    push_blob(&client, &registry.addr, "enforce/app", &blob(&unsigned)).await;
+    push_blob(
+        &client,
+        &registry.addr,
+        "enforce/app",
+        &FIXTURES.blob(&unsigned),
+    )
+    .await;
 
     let url = format!(
-        "http://{}/v2/enforce/app/blobs/{unsigned}?ns={UPSTREAM}",
-        proxy.api
+        "{}/v2/enforce/app/blobs/{unsigned}?ns={UPSTREAM}",
+        proxy.url()
     );
     let got = get(&client, &url).await;
     assert!(
-        !(got.status == 200 && got.body == blob(&unsigned)),
+        !(got.status == 200 && got.body == FIXTURES.blob(&unsigned)),
         "GET {url} served the bytes of a manifest refused under enforce"
     );
 

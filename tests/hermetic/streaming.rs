@@ -1,11 +1,9 @@
 //! Blob streaming keeps the proxy's memory flat: a 256 MiB blob goes through the real
 //! `portcullis` binary while its peak RSS (VmHWM) stays under 64 MiB.
 
-mod common;
-mod fake;
-
+use crate::common::ProxyProcess;
+use crate::fake::FakeUpstream;
 use bytes::Bytes;
-use fake::FakeUpstream;
 use futures_util::StreamExt;
 use sha2::Digest as _;
 
@@ -24,6 +22,16 @@ fn patterns() -> Vec<Bytes> {
             Bytes::from(v)
         })
         .collect()
+}
+
+/// Peak resident set size (VmHWM) of the proxy process, in KiB.
+fn peak_rss_kib(proxy: &ProxyProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
 }
 
 #[tokio::test]
@@ -54,16 +62,16 @@ async fn large_blob_streams_with_flat_memory() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = common::write_config(
+    let config = crate::common::write_config(
         dir.path(),
         "fake.local",
         &format!("  fake.local: {{ url: \"{}\" }}", up.url()),
         "",
     );
-    let proxy = common::ProxyProcess::start(&config);
-    let baseline_kib = proxy.peak_rss_kib();
+    let proxy = ProxyProcess::start(&config);
+    let baseline_kib = peak_rss_kib(&proxy);
 
-    let resp = fake::client()
+    let resp = crate::fake::client()
         .get(format!("{}/v2/team/app/blobs/{expected}", proxy.url()))
         .send()
         .await
@@ -86,7 +94,7 @@ async fn large_blob_streams_with_flat_memory() {
     assert_eq!(n, BLOB_BYTES);
     assert_eq!(format!("sha256:{}", hex::encode(got.finalize())), expected);
 
-    let peak_kib = proxy.peak_rss_kib();
+    let peak_kib = peak_rss_kib(&proxy);
     println!(
         "streamed {} MiB in {secs:.2}s ({:.0} MiB/s); proxy peak RSS {} KiB (at start {} KiB)",
         BLOB_BYTES >> 20,

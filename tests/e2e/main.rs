@@ -1,0 +1,15 @@
+//! The end-to-end test binary: the real `portcullis` binary between real third-party parts, CNCF
+//! distribution (`docker-registry`) as the upstream and `skopeo` and containerd (`ctr`) as
+//! clients (Debian packages `docker-registry skopeo containerd`; containerd needs root).
+//!
+//! A missing tool is a test failure, unless `PORTCULLIS_SKIP_E2E=1` is set, which turns it into
+//! a skip. Every process started here is killed by PID when its guard drops; every wait has a
+//! deadline. `cargo test --test e2e` runs them.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod harness;
+
+mod attestations;
+mod policy;
+mod real;
