@@ -218,7 +218,9 @@ async fn accept_loop<H, F>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        // hyper starts this timer whenever the connection waits for a request's headers, so it
+        // is the keep-alive idle bound; the first request's deadline from accept is the watchdog's.
+        .header_read_timeout(limits.idle_timeout)
         .keep_alive(true);
     builder
         .http2()

@@ -8,6 +8,7 @@ mod common;
 mod fake;
 
 mod cli;
+mod hardening;
 mod policy;
 mod proxy;
 mod streaming;
