@@ -80,6 +80,10 @@ fn env_note(overrides: &[String]) -> String {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -194,6 +198,26 @@ pub struct Config {
     pub trusted_root: Arc<TrustRoot>,
     pub cache: CacheSettings,
     pub policies: PolicySet,
+    /// Who may pull (`auth`); `None`: anyone who can connect.
+    pub auth: Option<crate::auth::Settings>,
+    pub admin: AdminSettings,
+}
+
+/// An admin endpoint, for `admin.open`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminEndpoint {
+    Metrics,
+    Healthz,
+    Readyz,
+}
+
+/// The admin listener's access (`admin`): with a token, every endpoint but the `open` ones needs
+/// `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, Default)]
+pub struct AdminSettings {
+    pub token: Option<Secret>,
+    pub open: Vec<AdminEndpoint>,
 }
 
 pub mod raw {
@@ -221,6 +245,35 @@ pub mod raw {
         pub unmatched: Unmatched,
         #[serde(default)]
         pub policies: Vec<RawPolicy>,
+        pub auth: Option<RawAuth>,
+        #[serde(default)]
+        pub admin: RawAdmin,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawAuth {
+        pub htpasswd: Option<PathBuf>,
+        pub client_ca: Option<PathBuf>,
+        #[serde(default)]
+        pub access: Vec<RawAccess>,
+        pub realm: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawAccess {
+        #[serde(rename = "match")]
+        pub patterns: Vec<String>,
+        pub users: Vec<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawAdmin {
+        pub token_file: Option<PathBuf>,
+        #[serde(default)]
+        pub open: Vec<AdminEndpoint>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -506,7 +559,24 @@ impl Validator {
                 "must differ from `listen`: metrics are never served on the registry listener",
             ));
         }
-        let tls = raw.tls.as_ref().map(|t| self.tls(t)).transpose()?;
+        let client_ca = match raw.auth.as_ref().and_then(|a| a.client_ca.as_deref()) {
+            Some(_) if raw.tls.is_none() => {
+                return Err(self.invalid(
+                    "auth.client_ca",
+                    "client certificates need the TLS listener: set `tls` too",
+                ))
+            }
+            Some(path) => Some(self.certificates("auth.client_ca", path)?),
+            None => None,
+        };
+        let allow_without_certificate = raw.auth.as_ref().is_some_and(|a| a.htpasswd.is_some());
+        let tls = raw
+            .tls
+            .as_ref()
+            .map(|t| self.tls(t, client_ca.as_deref(), allow_without_certificate))
+            .transpose()?;
+        let auth = raw.auth.as_ref().map(|a| self.auth(a)).transpose()?;
+        let admin = self.admin(&raw.admin, admin_listen)?;
 
         if raw.upstreams.is_empty() {
             return Err(self.invalid("upstreams", "at least one upstream is required"));
@@ -611,6 +681,8 @@ impl Validator {
                 manifest_bytes: c.manifest_bytes,
             },
             policies,
+            auth,
+            admin,
             source: self.source,
         })
     }
@@ -762,7 +834,123 @@ impl Validator {
         })
     }
 
-    fn tls(&self, t: &raw::RawTls) -> Result<TlsConfig, ConfigError> {
+    fn certificates(
+        &self,
+        key: &str,
+        path: &Path,
+    ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        let (path, pem) = self.read_file(key, path)?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.invalid(key, format!("{}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(self.invalid(key, format!("{} holds no PEM certificate", path.display())));
+        }
+        Ok(certs)
+    }
+
+    fn auth(&self, a: &raw::RawAuth) -> Result<crate::auth::Settings, ConfigError> {
+        let htpasswd = match &a.htpasswd {
+            None => None,
+            Some(p) => {
+                let (path, bytes) = self.read_file("auth.htpasswd", p)?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    self.invalid(
+                        "auth.htpasswd",
+                        format!("{} is not UTF-8 text", path.display()),
+                    )
+                })?;
+                Some(crate::auth::Htpasswd::parse(&text).map_err(|e| {
+                    self.invalid("auth.htpasswd", format!("{}: {e}", path.display()))
+                })?)
+            }
+        };
+        if htpasswd.is_none() && a.client_ca.is_none() {
+            return Err(self.invalid(
+                "auth",
+                "needs htpasswd, client_ca or both: how else would a client authenticate?",
+            ));
+        }
+        let mut access = Vec::new();
+        for (i, entry) in a.access.iter().enumerate() {
+            let key = |k: &str| format!("auth.access[{i}].{k}");
+            if entry.patterns.is_empty() {
+                return Err(self.invalid(key("match"), "needs at least one pattern"));
+            }
+            let mut patterns = Vec::new();
+            for (j, p) in entry.patterns.iter().enumerate() {
+                patterns.push(
+                    Pattern::new(p)
+                        .map_err(|e| self.invalid(key(&format!("match[{j}]")), e.to_string()))?,
+                );
+            }
+            if let Some(file) = &htpasswd {
+                // A user a client certificate names may be in no htpasswd file: only warn.
+                for u in &entry.users {
+                    if a.client_ca.is_none() && !file.users().any(|known| known == u) {
+                        return Err(self
+                            .invalid(key("users"), format!("user {u:?} is not in auth.htpasswd")));
+                    }
+                }
+            }
+            access.push(crate::auth::AccessRule {
+                patterns,
+                users: entry.users.iter().cloned().collect(),
+            });
+        }
+        Ok(crate::auth::Settings {
+            htpasswd,
+            client_certificates: a.client_ca.is_some(),
+            access,
+            realm: a.realm.clone().unwrap_or_else(|| "portcullis".to_owned()),
+        })
+    }
+
+    fn admin(&self, a: &raw::RawAdmin, listen: SocketAddr) -> Result<AdminSettings, ConfigError> {
+        let token = match &a.token_file {
+            Some(p) => {
+                let (path, bytes) = self.read_file("admin.token_file", p)?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    self.invalid(
+                        "admin.token_file",
+                        format!("{} is not UTF-8 text", path.display()),
+                    )
+                })?;
+                let token = text.trim().to_owned();
+                if token.len() < 16 {
+                    return Err(self.invalid(
+                        "admin.token_file",
+                        format!(
+                            "{}: the token is shorter than 16 characters",
+                            path.display()
+                        ),
+                    ));
+                }
+                Some(Secret(token))
+            }
+            None if !listen.ip().is_loopback() => {
+                return Err(self.invalid(
+                    "admin.token_file",
+                    format!(
+                        "is required when admin_listen ({listen}) is not a loopback address: \
+                         metrics and health would be open to the network"
+                    ),
+                ))
+            }
+            None => None,
+        };
+        Ok(AdminSettings {
+            token,
+            open: a.open.clone(),
+        })
+    }
+
+    fn tls(
+        &self,
+        t: &raw::RawTls,
+        client_ca: Option<&[CertificateDer<'static>]>,
+        allow_without_certificate: bool,
+    ) -> Result<TlsConfig, ConfigError> {
         let (cert_path, cert_pem) = self.read_file("tls.cert", &t.cert)?;
         let cert_chain = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<Vec<_>, _>>()
@@ -783,12 +971,35 @@ impl Validator {
                 ),
             )
         })?;
-        let mut server_config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(cert_chain, key))
-        .map_err(|e| {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| self.invalid("tls", e.to_string()))?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(cas) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in cas {
+                    roots
+                        .add(ca.clone())
+                        .map_err(|e| self.invalid("auth.client_ca", e.to_string()))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    roots.into(),
+                    provider,
+                );
+                // With htpasswd too, a client may answer the Basic challenge instead.
+                let verifier = match allow_without_certificate {
+                    true => verifier.allow_unauthenticated(),
+                    false => verifier,
+                };
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| self.invalid("auth.client_ca", e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut server_config = builder.with_single_cert(cert_chain, key).map_err(|e| {
             self.invalid(
                 "tls",
                 format!(
@@ -1366,5 +1577,118 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/portcullis.yaml"), "{err}");
+    }
+
+    /// Loads `yaml` from a folder that also holds `files` (name, contents).
+    fn load_with_files(yaml: &str, files: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load_with_env(
+            Some(&path),
+            config::Environment::with_prefix("PORTCULLIS_TEST_NONE"),
+            Vec::new(),
+        )
+    }
+
+    fn err_text(r: Result<Config, ConfigError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn auth_and_admin_keys_are_validated() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let htpasswd = format!("ci:{hash}\nnodes:{hash}\n");
+        let ok = load_with_files(
+            &format!("{MINIMAL}auth:\n  htpasswd: users\n  access:\n    - {{ match: [\"r.local/team/**\"], users: [ci] }}\n"),
+            &[("users", &htpasswd)],
+        )
+        .unwrap();
+        let auth = ok.auth.unwrap();
+        assert_eq!(auth.htpasswd.unwrap().users().count(), 2);
+        assert_eq!(auth.access.len(), 1);
+        assert_eq!(auth.realm, "portcullis");
+
+        // (config, files beside it, what the error must name)
+        type Case<'a> = (String, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                format!("{MINIMAL}auth: {{ htpasswd: users }}\n"),
+                &[("users", "ci:$apr1$x$y\n")],
+                &["auth.htpasswd", "line 1", "not bcrypt"],
+            ),
+            (format!("{MINIMAL}auth: {{ htpasswd: nope }}\n"), &[], &["auth.htpasswd", "nope"]),
+            (format!("{MINIMAL}auth: {{}}\n"), &[], &["`auth`", "needs htpasswd, client_ca"]),
+            (
+                format!("{MINIMAL}auth: {{ client_ca: ca.pem }}\n"),
+                &[],
+                &["auth.client_ca", "need the TLS listener"],
+            ),
+            (
+                format!("{MINIMAL}auth:\n  htpasswd: users\n  access: [{{ match: [\"r.local/**\"], users: [ghost] }}]\n"),
+                &[("users", &htpasswd)],
+                &["auth.access[0].users", "ghost"],
+            ),
+            (
+                MINIMAL.replace("admin_listen: 127.0.0.1:9095", "admin_listen: 0.0.0.0:9095"),
+                &[],
+                &["admin.token_file", "not a loopback address"],
+            ),
+            (
+                format!("{MINIMAL}admin: {{ token_file: t }}\n"),
+                &[("t", "short\n")],
+                &["admin.token_file", "shorter than 16"],
+            ),
+            (
+                format!("{MINIMAL}admin: {{ open: [everything] }}\n"),
+                &[],
+                &["everything"],
+            ),
+            (
+                format!("{MINIMAL}limits: {{ max_connections: 10, max_connections_per_address: 11 }}\n"),
+                &[],
+                &["limits.max_connections_per_address", "more than limits.max_connections"],
+            ),
+            (
+                MINIMAL.replace("{ url: 'http://127.0.0.1:5001' }", "{ url: 'http://127.0.0.1:5001', token_realms: ['https://sso/x'] }"),
+                &[],
+                &["upstreams.r.local.token_realms[0]", "no scheme"],
+            ),
+            (format!("{MINIMAL}timeouts: {{ exchange: 0s }}\n"), &[], &["timeouts.exchange"]),
+        ];
+        for (yaml, files, wanted) in cases {
+            let text = err_text(load_with_files(yaml, files));
+            for w in *wanted {
+                assert!(text.contains(w), "{w:?} not in {text:?}");
+            }
+            assert!(!text.contains(&hash), "a hash in {text:?}");
+        }
+
+        let admin = load_with_files(
+            &format!(
+                "{}admin: {{ token_file: t, open: [healthz, readyz] }}\n",
+                MINIMAL.replace("admin_listen: 127.0.0.1:9095", "admin_listen: 0.0.0.0:9095")
+            ),
+            &[("t", "0123456789abcdef0123\n")],
+        )
+        .unwrap()
+        .admin;
+        assert_eq!(admin.token.unwrap().expose(), "0123456789abcdef0123");
+        assert_eq!(admin.open, [AdminEndpoint::Healthz, AdminEndpoint::Readyz]);
+        let realms = load_with_files(
+            &MINIMAL.replace(
+                "{ url: 'http://127.0.0.1:5001' }",
+                "{ url: 'http://127.0.0.1:5001', token_realms: [SSO.corp, 'tokens.corp:8443'] }",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            realms.upstreams["r.local"].token_realms,
+            ["sso.corp", "tokens.corp:8443"]
+        );
     }
 }

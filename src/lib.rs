@@ -11,11 +11,13 @@
 //! - [`signature`]: signature discovery (referrers, tag schemes) and verification (sigstore-rust).
 //! - [`cache`]: moka caches (upstream tokens, verdicts, covered index children).
 //! - [`metrics`]: every Prometheus metric.
+//! - [`auth`]: who may pull: htpasswd, client certificates, per-user access.
 //! - [`inspect`]: the one-shot `verify` and `verify-bundle` commands.
 //! - [`logging`]: the text log format's escaping field writer.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod inspect;

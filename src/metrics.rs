@@ -39,6 +39,8 @@ pub struct Metrics {
     /// Client connections the proxy closed or refused itself, by listener and reason
     /// (`per_address_limit`, `idle`).
     pub connections_closed: IntCounterVec,
+    /// Client authentication failures by reason (`bad_credentials`, `forbidden`).
+    pub auth_failures: IntCounterVec,
     /// 1 while the proxy accepts requests, 0 once shutdown has begun.
     pub ready: IntGauge,
 }
@@ -118,6 +120,12 @@ impl Metrics {
              flight for longer than the header or idle timeout).",
             &["listener", "reason"],
         );
+        let auth_failures = counter(
+            "portcullis_auth_failures_total",
+            "Client authentication failures by reason (bad_credentials: unknown user or wrong \
+             password; forbidden: the user may not pull that image).",
+            &["reason"],
+        );
         let connections = IntGaugeVec::new(
             Opts::new(
                 "portcullis_connections",
@@ -147,6 +155,7 @@ impl Metrics {
             signature_check_duration,
             connections,
             connections_closed,
+            auth_failures,
             ready,
         }
     }

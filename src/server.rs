@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
+use crate::auth;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
@@ -134,8 +135,9 @@ impl Server {
         let admin = {
             let metrics = metrics.clone();
             let ready = ready.clone();
+            let settings = Arc::new(config.admin.clone());
             move |req: Request<Incoming>| {
-                let resp = admin::handle(&req, &metrics, ready.load(Ordering::SeqCst));
+                let resp = admin::handle(&req, &metrics, ready.load(Ordering::SeqCst), &settings);
                 async move { resp }
             }
         };
@@ -265,17 +267,27 @@ async fn accept_loop<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let activity = conn::Activity::new();
+        // Each request carries who is asking: the client's address, and the user its client
+        // certificate names (known once the TLS handshake is done).
         let service = {
             let handler = handler.clone();
             let activity = activity.clone();
-            hyper::service::service_fn(move |req| {
-                let in_flight = activity.start();
-                let fut = handler(req);
-                async move {
-                    let resp = fut.await;
-                    Ok::<_, Infallible>(resp.map(|b| conn::hold_until_sent(b, in_flight)))
-                }
-            })
+            move |certificate_user: Option<auth::CertificateUser>| {
+                let handler = handler.clone();
+                let activity = activity.clone();
+                hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(auth::Peer(peer));
+                    if let Some(user) = &certificate_user {
+                        req.extensions_mut().insert(user.clone());
+                    }
+                    let in_flight = activity.start();
+                    let fut = handler(req);
+                    async move {
+                        let resp = fut.await;
+                        Ok::<_, Infallible>(resp.map(|b| conn::hold_until_sent(b, in_flight)))
+                    }
+                })
+            }
         };
         let builder = builder.clone();
         let tls = tls.clone();
@@ -286,12 +298,30 @@ async fn accept_loop<H, F>(
         tokio::spawn(async move {
             gauge.inc();
             let served = match tls {
-                None => serve(&builder, stream, service, &activity, shutdown, &limits).await,
+                None => {
+                    serve(
+                        &builder,
+                        stream,
+                        service(None),
+                        &activity,
+                        shutdown,
+                        &limits,
+                    )
+                    .await
+                }
                 Some(acceptor) => {
                     // The handshake counts against the header deadline, which runs from accept.
                     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
+                            let user = tls_stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(|leaf| auth::certificate_user(leaf))
+                                .map(|name| auth::CertificateUser(name.into()));
+                            let service = service(user);
                             serve(&builder, tls_stream, service, &activity, shutdown, &limits).await
                         }
                         Ok(Err(e)) => {

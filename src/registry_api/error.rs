@@ -10,6 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use super::reference::{Digest, ImageName, ParseError, Reference};
+use crate::auth::AuthError;
 use crate::signature::LookupError;
 use crate::upstream::body::{self, BodyError, ResponseBody};
 use crate::upstream::mapping::MappingError;
@@ -17,6 +18,8 @@ use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error(transparent)]
+    Auth(AuthError),
     #[error("{0}")]
     NameInvalid(ParseError),
     #[error("{0}")]
@@ -140,6 +143,10 @@ impl ApiError {
         use ApiError::*;
         match self {
             Shared(inner) => inner.status_and_code(),
+            Auth(AuthError::Missing { .. } | AuthError::Rejected { .. }) => {
+                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+            }
+            Auth(AuthError::Forbidden) => (StatusCode::FORBIDDEN, "DENIED"),
             NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             TagInvalid(_) => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
@@ -238,6 +245,12 @@ impl ApiError {
             }
             ApiError::SignatureLookup { .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::Auth(AuthError::Missing { realm } | AuthError::Rejected { realm }) => {
+                let challenge = format!("Basic realm=\"{}\"", realm.replace(['"', '\\'], ""));
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    headers.insert(http::header::WWW_AUTHENTICATE, v);
+                }
             }
             _ => {}
         }

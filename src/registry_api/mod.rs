@@ -21,6 +21,7 @@ use std::time::Instant;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
+use crate::auth::Authenticator;
 use crate::cache::{ManifestCache, TokenCache};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -42,6 +43,8 @@ pub struct Proxy {
     pub policies: PolicySet,
     pub engine: Arc<Engine>,
     pub manifests: Arc<ManifestCache>,
+    /// Who may pull; `None` when the configuration has no `auth`.
+    pub auth: Option<Authenticator>,
 }
 
 /// What one request is about, once routed and mapped.
@@ -117,6 +120,16 @@ impl Proxy {
             method: method.to_string(),
             route: route.label(),
         };
+        // Every route answers an unauthenticated client with the challenge, `/v2/` included, as
+        // registries do: clients learn from it that they must authenticate.
+        let user = match &self.auth {
+            Some(auth) => Some(
+                auth.authenticate(req.headers(), req.extensions())
+                    .await
+                    .map_err(ApiError::Auth)?,
+            ),
+            None => None,
+        };
         let (name, op) = match route {
             Route::Unknown => return Err(ApiError::NoRoute(truncate(req.uri().path()))),
             Route::Upload => return Err(unsupported()),
@@ -139,6 +152,10 @@ impl Proxy {
             .find(|(k, _)| k == "ns")
             .map(|(_, v)| v.clone());
         let (upstream, image) = self.upstreams.resolve(name, ns.as_deref())?;
+        if let (Some(auth), Some(user)) = (&self.auth, &user) {
+            auth.authorize(user, &image.to_string())
+                .map_err(ApiError::Auth)?;
+        }
         let gate = self.gate(&upstream, &image);
         let ctx = RequestCtx {
             gate,
@@ -196,12 +213,17 @@ impl Proxy {
             metrics.clone(),
         );
         let manifests = Arc::new(ManifestCache::new(&config.cache, metrics.clone()));
+        let metrics_for_auth = metrics.clone();
         Ok(Proxy {
             upstreams: Upstreams::new(by_key, config.default_upstream.clone()),
             metrics,
             policies: config.policies.clone(),
             engine: Arc::new(engine),
             manifests,
+            auth: config
+                .auth
+                .clone()
+                .map(|settings| Authenticator::new(settings, metrics_for_auth)),
         })
     }
 

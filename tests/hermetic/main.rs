@@ -7,6 +7,7 @@
 mod common;
 mod fake;
 
+mod auth;
 mod cli;
 mod hardening;
 mod policy;
