@@ -212,6 +212,16 @@ pub enum AdminEndpoint {
     Readyz,
 }
 
+impl AdminEndpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            AdminEndpoint::Metrics => "/metrics",
+            AdminEndpoint::Healthz => "/healthz",
+            AdminEndpoint::Readyz => "/readyz",
+        }
+    }
+}
+
 /// The admin listener's access (`admin`): with a token, every endpoint but the `open` ones needs
 /// `Authorization: Bearer <token>`.
 #[derive(Debug, Clone, Default)]
@@ -1161,7 +1171,33 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
         config.listen,
         if config.tls.is_some() { " (TLS)" } else { "" }
     );
-    let _ = writeln!(out, "admin_listen: {}", config.admin_listen);
+    let admin = match (&config.admin.token, config.admin.open.as_slice()) {
+        (None, _) => " (no token: loopback only)".to_owned(),
+        (Some(_), []) => " (token required)".to_owned(),
+        (Some(_), open) => {
+            let open: Vec<&str> = open.iter().map(|e| e.path()).collect();
+            format!(" (token required, except {})", open.join(", "))
+        }
+    };
+    let _ = writeln!(out, "admin_listen: {}{admin}", config.admin_listen);
+    let clients = match &config.auth {
+        None => "anyone who can connect".to_owned(),
+        Some(a) => {
+            let mut ways = Vec::new();
+            if let Some(h) = &a.htpasswd {
+                ways.push(format!("htpasswd ({} users)", h.users().count()));
+            }
+            if a.client_certificates {
+                ways.push("client certificates".to_owned());
+            }
+            let access = match a.access.len() {
+                0 => "every user pulls everything".to_owned(),
+                n => format!("{n} access entries, unmatched images refused"),
+            };
+            format!("{}; {access}", ways.join(" or "))
+        }
+    };
+    let _ = writeln!(out, "who may pull: {clients}");
     let _ = writeln!(out, "default_upstream: {}", config.default_upstream);
     let _ = writeln!(out, "upstreams:");
     for (key, up) in &config.upstreams {
