@@ -576,7 +576,7 @@ impl Validator {
                     "client certificates need the TLS listener: set `tls` too",
                 ))
             }
-            Some(path) => Some(self.certificates("auth.client_ca", path)?),
+            Some(path) => Some(self.certificates("auth.client_ca", path)?.1),
             None => None,
         };
         let allow_without_certificate = raw.auth.as_ref().is_some_and(|a| a.htpasswd.is_some());
@@ -844,11 +844,12 @@ impl Validator {
         })
     }
 
+    /// The PEM certificates of a file (at least one), with the path they were read from.
     fn certificates(
         &self,
         key: &str,
         path: &Path,
-    ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    ) -> Result<(PathBuf, Vec<CertificateDer<'static>>), ConfigError> {
         let (path, pem) = self.read_file(key, path)?;
         let certs = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
@@ -856,7 +857,7 @@ impl Validator {
         if certs.is_empty() {
             return Err(self.invalid(key, format!("{} holds no PEM certificate", path.display())));
         }
-        Ok(certs)
+        Ok((path, certs))
     }
 
     fn auth(&self, a: &raw::RawAuth) -> Result<crate::auth::Settings, ConfigError> {
@@ -961,16 +962,7 @@ impl Validator {
         client_ca: Option<&[CertificateDer<'static>]>,
         allow_without_certificate: bool,
     ) -> Result<TlsConfig, ConfigError> {
-        let (cert_path, cert_pem) = self.read_file("tls.cert", &t.cert)?;
-        let cert_chain = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.invalid("tls.cert", format!("{}: {e}", cert_path.display())))?;
-        if cert_chain.is_empty() {
-            return Err(self.invalid(
-                "tls.cert",
-                format!("{} holds no PEM certificate", cert_path.display()),
-            ));
-        }
+        let (cert_path, cert_chain) = self.certificates("tls.cert", &t.cert)?;
         let (key_path, key_pem) = self.read_file("tls.key", &t.key)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             self.invalid(
@@ -1108,21 +1100,7 @@ impl Validator {
 
         let ca_certs = match &up.ca_file {
             None => Vec::new(),
-            Some(f) => {
-                let (path, pem) = self.read_file(&key("ca_file"), f)?;
-                let certs = CertificateDer::pem_slice_iter(&pem)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| {
-                        self.invalid(key("ca_file"), format!("{}: {e}", path.display()))
-                    })?;
-                if certs.is_empty() {
-                    return Err(self.invalid(
-                        key("ca_file"),
-                        format!("{} holds no PEM certificate", path.display()),
-                    ));
-                }
-                certs
-            }
+            Some(f) => self.certificates(&key("ca_file"), f)?.1,
         };
         let mut token_realms = Vec::new();
         for (i, realm) in up.token_realms.iter().enumerate() {
