@@ -476,6 +476,27 @@ impl Config {
         Self::load_with_env(path, env, overrides)
     }
 
+    /// Validates `yaml` as a configuration file read from `source` (relative paths resolve
+    /// against its directory), without environment overrides: pure but for the files the
+    /// configuration names. For the fuzz targets (`fuzz/`).
+    pub fn from_yaml(yaml: &str, source: Source) -> Result<Config, ConfigError> {
+        let read_err = |error| ConfigError::Read {
+            source_name: source.clone(),
+            overrides: Vec::new(),
+            error: Box::new(error),
+        };
+        let raw: raw::RawConfig = config::Config::builder()
+            .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(read_err)?;
+        let base_dir = match &source {
+            Source::File(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            Source::Embedded => PathBuf::new(),
+        };
+        Validator { source, base_dir }.validate(raw)
+    }
+
     fn load_with_env(
         path: Option<&Path>,
         env: config::Environment,
@@ -1479,6 +1500,18 @@ mod tests {
             err.contains("trusted_root") && err.contains("not a Sigstore trusted root"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn from_yaml_is_load_without_the_environment() {
+        let text = Config::from_yaml(MINIMAL, Source::Embedded).unwrap();
+        let file = load_str(MINIMAL).unwrap();
+        assert_eq!(text.listen, file.listen);
+        assert_eq!(text.default_upstream, file.default_upstream);
+        let err = Config::from_yaml(&format!("{MINIMAL}bogus: 1\n"), Source::Embedded)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus"), "{err}");
     }
 
     #[test]

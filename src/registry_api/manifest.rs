@@ -424,8 +424,9 @@ fn manifest_unknown(ctx: &RequestCtx, reference: &Reference) -> ApiError {
     }
 }
 
-/// The `mediaType` field of a manifest, for upstreams that send no `Content-Type`.
-fn media_type_field(bytes: &[u8]) -> Option<HeaderValue> {
+/// The `mediaType` field of a manifest, for upstreams that send no `Content-Type`. Public for the
+/// fuzz targets (`fuzz/`).
+pub fn media_type_field(bytes: &[u8]) -> Option<HeaderValue> {
     #[derive(serde::Deserialize)]
     struct MediaTypeOnly {
         #[serde(rename = "mediaType")]

@@ -324,9 +324,7 @@ impl Discovery<'_> {
                 .upstream
                 .read_body(resp, self.limits.max_referrers_bytes)
                 .await?;
-            let index: ImageIndex =
-                serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e))?;
-            out.extend(bundles_only(index.manifests()));
+            out.extend(bundle_referrers_in(&bytes).map_err(|e| self.malformed(&what, e))?);
             match parts.headers.get(LINK).and_then(next_page) {
                 Some(next) => path = next,
                 None => return Ok(out),
@@ -356,9 +354,7 @@ impl Discovery<'_> {
         else {
             return Ok(Vec::new());
         };
-        let index: ImageIndex =
-            serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e))?;
-        Ok(bundles_only(index.manifests()))
+        bundle_referrers_in(&bytes).map_err(|e| self.malformed(&what, e))
     }
 
     /// Fetches a bundle referrer's manifest and its bundle layers.
@@ -663,6 +659,14 @@ fn accept(media_type: &'static str) -> HeaderMap {
     h
 }
 
+/// The bundle referrers listed in a referrers index (an API page or the tag-schema index); an
+/// index that does not parse is an error (a lookup fault, never "unsigned"). Pure, for the fuzz
+/// targets (`fuzz/`).
+pub fn bundle_referrers_in(index: &[u8]) -> Result<Vec<Descriptor>, serde_json::Error> {
+    let index: ImageIndex = serde_json::from_slice(index)?;
+    Ok(bundles_only(index.manifests()))
+}
+
 fn bundles_only(descriptors: &[Descriptor]) -> Vec<Descriptor> {
     descriptors
         .iter()
@@ -676,8 +680,9 @@ fn bundles_only(descriptors: &[Descriptor]) -> Vec<Descriptor> {
 }
 
 /// The path and query of a `Link: <…>; rel="next"` header. Only the path is taken from an
-/// absolute URL: pagination never leaves the configured upstream host.
-fn next_page(link: &HeaderValue) -> Option<String> {
+/// absolute URL: pagination never leaves the configured upstream host. Public for the fuzz
+/// targets (`fuzz/`).
+pub fn next_page(link: &HeaderValue) -> Option<String> {
     let text = link.to_str().ok()?;
     if !text.contains("rel=\"next\"") && !text.contains("rel=next") {
         return None;
@@ -729,6 +734,9 @@ mod tests {
         ))
         .unwrap();
         let kept = bundles_only(index.manifests());
+        let json = serde_json::to_vec(&index).unwrap();
+        assert_eq!(bundle_referrers_in(&json).unwrap(), kept);
+        assert!(bundle_referrers_in(b"{\"manifests\": 1}").is_err());
         assert_eq!(kept.len(), 1);
         assert_eq!(
             kept[0].digest().to_string(),

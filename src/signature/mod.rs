@@ -342,7 +342,8 @@ impl Engine {
 
 /// The digests a manifest references (at most `max`): an index's `manifests`, an image's
 /// `config` and `layers`, an artifact's `blobs`; empty for a document that does not parse.
-fn referenced(bytes: &[u8], max: usize) -> Vec<Digest> {
+/// Public for the fuzz targets (`fuzz/`): it reads manifests from the network.
+pub fn referenced(bytes: &[u8], max: usize) -> Vec<Digest> {
     #[derive(serde::Deserialize)]
     struct Index {
         #[serde(default)]
