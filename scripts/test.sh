@@ -20,6 +20,12 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+# Every parser's fuzz target for a bounded time (FUZZ_SECONDS each; 0 skips; docs/security.md
+# § Fuzzing), before the tests so that their summary line stays the last one.
+fuzz_seconds="${FUZZ_SECONDS:-45}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+  FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}" ./scripts/fuzz.sh "$fuzz_seconds"
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"

@@ -21,9 +21,19 @@ pub enum HtpasswdError {
     },
     #[error("line {line}: the hash of user {user:?} is not bcrypt (create it with `htpasswd -B`)")]
     NotBcrypt { line: usize, user: String },
+    #[error("line {line}: the bcrypt cost of user {user:?} is {cost}; portcullis accepts 4 to {MAX_COST} (`htpasswd -B -C`)")]
+    Cost {
+        line: usize,
+        user: String,
+        cost: u32,
+    },
     #[error("holds no user")]
     Empty,
 }
+
+/// The highest bcrypt cost accepted (`htpasswd` itself allows 17): each step doubles the time
+/// of every check, and 31 would take days.
+const MAX_COST: u32 = 17;
 
 /// The users of an htpasswd file and their bcrypt hashes.
 #[derive(Clone)]
@@ -65,6 +75,14 @@ impl Htpasswd {
                     user: user.chars().take(64).collect(),
                 });
             }
+            let cost = bcrypt_cost(hash).unwrap_or(0);
+            if !(4..=MAX_COST).contains(&cost) {
+                return Err(HtpasswdError::Cost {
+                    line,
+                    user: user.chars().take(64).collect(),
+                    cost,
+                });
+            }
             if let Some(first) = lines_of.insert(user.to_owned(), line) {
                 return Err(HtpasswdError::Duplicate {
                     line,
@@ -77,8 +95,7 @@ impl Htpasswd {
         let cost = users
             .values()
             .next()
-            .and_then(|h| h.get(4..6))
-            .and_then(|c| c.parse().ok())
+            .and_then(|h| bcrypt_cost(h))
             .ok_or(HtpasswdError::Empty)?;
         let dummy = bcrypt::hash("portcullis: no such user", cost)
             .or_else(|_| bcrypt::hash("portcullis: no such user", bcrypt::DEFAULT_COST))
@@ -101,6 +118,11 @@ impl Htpasswd {
             }
         }
     }
+}
+
+/// The cost field of a bcrypt hash (`$2y$NN$...`).
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.get(4..6)?.parse().ok()
 }
 
 fn is_bcrypt(hash: &str) -> bool {
@@ -164,6 +186,16 @@ mod tests {
         assert_eq!(
             Htpasswd::parse("# nobody\n").err(),
             Some(HtpasswdError::Empty)
+        );
+        // A cost that would make every check (and start-up) take days is refused.
+        let slow = format!("$2y$31${}", &hash[7..]);
+        assert_eq!(
+            Htpasswd::parse(&format!("ci:{slow}")).err(),
+            Some(HtpasswdError::Cost {
+                line: 1,
+                user: "ci".into(),
+                cost: 31
+            })
         );
     }
 }
