@@ -1,7 +1,8 @@
 //! Harness for end-to-end tests with real third-party parts: tool checks, background daemons
 //! killed by PID on drop, commands with deadlines, CNCF distribution (`docker-registry`) as an
-//! upstream, containerd with its own root and socket, `skopeo` without host settings, plain HTTP
-//! pushes, and Prometheus text parsing.
+//! upstream, containerd with its own root and socket, `skopeo` without host settings, the test
+//! image (an OCI layout built by hand, pushed with skopeo), plain HTTP pushes, and Prometheus text
+//! parsing.
 //!
 //! Everything binds 127.0.0.1 and lives in a caller-owned temporary directory; every wait has a
 //! deadline.
@@ -13,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
+
 use crate::common::fixtures::Fixtures;
+use crate::common::sha256;
 
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -29,6 +33,9 @@ pub const EVIL_IDENTITY: &str =
     "https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main";
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
 application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json, \
@@ -552,6 +559,211 @@ pub fn read_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// proxy's quotes escaped; unescape them so that messages compare as the proxy wrote them.
 pub fn skopeo_says(out: &Finished) -> String {
     out.text().replace("\\\"", "\"")
+}
+
+// === the test image ===
+
+/// `amd64` / `arm64` for the machine running the test: containerd only unpacks its own platform.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// An OCI image layout under construction.
+struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    fn new(dir: PathBuf) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout { dir }
+    }
+
+    /// Stores a blob; returns its descriptor.
+    fn put(&self, media_type: &str, bytes: &[u8]) -> Value {
+        let digest = sha256(bytes);
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        std::fs::write(self.dir.join("blobs/sha256").join(hex), bytes).unwrap();
+        json!({ "mediaType": media_type, "digest": digest, "size": bytes.len() })
+    }
+
+    /// Stores a JSON document as a blob; returns its descriptor.
+    fn put_json(&self, media_type: &str, doc: &Value) -> Value {
+        self.put(media_type, &serde_json::to_vec_pretty(doc).unwrap())
+    }
+
+    /// One platform's image: a tar layer holding `files`, its config and its manifest.
+    fn image(&self, arch: &str, files: &[(&str, &[u8], u32)]) -> Value {
+        let layer = tar_layer(files);
+        let layer_desc = self.put(OCI_LAYER_TAR, &layer);
+        let config = json!({
+            "created": "2024-01-01T00:00:00Z",
+            "architecture": arch,
+            "os": "linux",
+            "config": { "Cmd": ["/bin/busybox", "cat", "/etc/portcullis-e2e.txt"] },
+            "rootfs": { "type": "layers", "diff_ids": [sha256(&layer)] },
+            "history": [{ "created": "2024-01-01T00:00:00Z", "created_by": "tests/e2e/real.rs" }]
+        });
+        let config_desc = self.put_json(OCI_CONFIG, &config);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config_desc,
+            "layers": [layer_desc]
+        });
+        self.put_json(OCI_MANIFEST, &manifest)
+    }
+}
+
+/// An uncompressed tar with fixed owners and times; parent directories get their own entries.
+fn tar_layer(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs: Vec<&str> = files
+        .iter()
+        .filter_map(|(path, _, _)| path.rsplit_once('/').map(|(d, _)| d))
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    for dir in dirs {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(1_704_067_200);
+        builder
+            .append_data(&mut h, format!("{dir}/"), std::io::empty())
+            .unwrap();
+    }
+    for (path, data, mode) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(*mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_704_067_200);
+        builder.append_data(&mut h, path, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// Builds the test layout: tag `v1` = an image for the host platform (with `/bin/busybox` when
+/// busybox-static is installed, so it is runnable), tag `multi` = an index of that image and an
+/// image for another platform.
+pub fn build_layout(dir: &Path) -> PathBuf {
+    let layout = Layout::new(dir.join("layout"));
+    let text: &[u8] = b"hello from the portcullis e2e test\n";
+    let busybox = std::fs::read("/bin/busybox").ok();
+    let mut files: Vec<(&str, &[u8], u32)> = vec![("etc/portcullis-e2e.txt", text, 0o644)];
+    if let Some(b) = &busybox {
+        files.push(("bin/busybox", b, 0o755));
+    }
+    let host = host_arch();
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let host_image = layout.image(host, &files);
+    let other_image = layout.image(
+        other,
+        &[("etc/portcullis-e2e.txt", b"other platform\n", 0o644)],
+    );
+
+    let with = |desc: &Value, key: &str, value: Value| {
+        let mut d = desc.clone();
+        d[key] = value;
+        d
+    };
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            with(&host_image, "platform", json!({ "architecture": host, "os": "linux" })),
+            with(&other_image, "platform", json!({ "architecture": other, "os": "linux" })),
+        ]
+    });
+    let index_desc = layout.put_json(OCI_INDEX, &index);
+    let ref_name = |name: &str| json!({ "org.opencontainers.image.ref.name": name });
+    let top = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            with(&host_image, "annotations", ref_name("v1")),
+            with(&index_desc, "annotations", ref_name("multi")),
+        ]
+    });
+    std::fs::write(
+        layout.dir.join("index.json"),
+        serde_json::to_vec_pretty(&top).unwrap(),
+    )
+    .unwrap();
+    layout.dir
+}
+
+/// Pushes `oci:LAYOUT:v1` to `company/app:v1` and `oci:LAYOUT:multi` (all platforms) to
+/// `company/multi:v1`.
+pub fn push_layout(skopeo: &Skopeo, layout: &Path, registry: &str, creds: Option<&str>) {
+    for (tag, repo) in [("v1", "company/app:v1"), ("multi", "company/multi:v1")] {
+        let src = format!("oci:{}:{tag}", layout.display());
+        let dst = format!("docker://{registry}/{repo}");
+        let mut args = vec!["copy", "--all", "--dest-tls-verify=false"];
+        if let Some(c) = creds {
+            args.extend(["--dest-creds", c]);
+        }
+        args.extend([src.as_str(), dst.as_str()]);
+        skopeo.run(&args);
+    }
+}
+
+/// Two `skopeo copy dir:` results must hold the same files with the same bytes.
+pub fn assert_same_files(
+    what: &str,
+    direct: &BTreeMap<String, Vec<u8>>,
+    proxied: &BTreeMap<String, Vec<u8>>,
+) {
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(direct), names(proxied), "{what}: different files");
+    for (name, bytes) in direct {
+        assert!(
+            proxied[name] == *bytes,
+            "{what}: {name} differs (direct {} bytes {}, proxied {} bytes {})",
+            bytes.len(),
+            sha256(bytes),
+            proxied[name].len(),
+            sha256(&proxied[name])
+        );
+    }
+    // Blob files are named by their digest: the names alone prove the layer and config arrived.
+    assert!(
+        direct.len() >= 4,
+        "{what}: expected manifest, version and blobs, got {:?}",
+        names(direct)
+    );
+}
+
+/// A manifest fetched straight from the registry: its bytes must hash to `Docker-Content-Digest`.
+pub async fn direct_manifest(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    reference: &str,
+    auth: Option<(&str, &str)>,
+) -> Fetched {
+    let url = format!("http://{registry}/v2/{repo}/manifests/{reference}");
+    let m = fetch(client, reqwest::Method::GET, &url, auth, MANIFEST_ACCEPT).await;
+    assert_eq!(m.status, 200, "{url}: {}", String::from_utf8_lossy(&m.body));
+    assert_eq!(m.header("docker-content-digest"), sha256(&m.body), "{url}");
+    m
+}
+
+/// The digests of every blob a manifest names (config and layers).
+pub fn blob_digests(manifest: &[u8]) -> Vec<String> {
+    let v: Value = serde_json::from_slice(manifest).unwrap();
+    let mut out = vec![v["config"]["digest"].as_str().unwrap().to_owned()];
+    for layer in v["layers"].as_array().unwrap() {
+        out.push(layer["digest"].as_str().unwrap().to_owned());
+    }
+    out
 }
 
 // === HTTP ===
