@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The full test suite: installs the real third-party parts the end-to-end tests drive
-# (docker-registry, skopeo, containerd; Debian packages), then checks formatting and lints, and
-# runs every test. Needs root (or sudo) only when a package is missing.
+# (docker-registry, skopeo, containerd, the Docker engine, Podman; Debian packages), then checks
+# formatting and lints, and runs every test. Needs root (or sudo) only when a package is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker-registry skopeo containerd busybox-static)
+packages=(docker-registry skopeo containerd busybox-static docker.io podman)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

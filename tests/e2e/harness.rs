@@ -68,7 +68,7 @@ pub fn prerequisites(tools: &[&str], needs_root: bool) -> bool {
         .map(|t| format!("`{t}` on PATH"))
         .collect();
     if needs_root && !is_root() {
-        missing.push("root (containerd)".to_owned());
+        missing.push("root (containerd, dockerd, podman)".to_owned());
     }
     if missing.is_empty() {
         return true;
@@ -80,7 +80,7 @@ pub fn prerequisites(tools: &[&str], needs_root: bool) -> bool {
     }
     panic!(
         "this e2e test needs {what}. Install with `apt-get install -y --no-install-recommends \
-         docker-registry skopeo containerd`, or set PORTCULLIS_SKIP_E2E=1 to skip it."
+         docker-registry skopeo containerd docker.io podman`, or set PORTCULLIS_SKIP_E2E=1 to skip it."
     );
 }
 
@@ -118,10 +118,58 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Asks the process to stop (SIGTERM) and waits up to `grace` for it; kills it (SIGKILL)
+    /// after that. True when it exited on its own.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        if self.child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    /// The PIDs of the process's direct children (e.g. the containerd a dockerd started).
+    pub fn children(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Unmounts every mount point at or under `dir`, deepest first (what a killed dockerd or podman
+/// may leave behind), so that the temporary directory can be removed.
+pub fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in points {
+        let _ = Command::new("umount").arg(m).status();
     }
 }
 
@@ -466,7 +514,7 @@ pub fn assert_pull_refused(out: &Finished, image: &str) {
     let text = out.text();
     assert!(
         !out.status.success(),
-        "ctr pull of {image} succeeded under enforce:\n{text}"
+        "ctr pull of {image} succeeded, but the proxy refuses it:\n{text}"
     );
     assert!(
         text.contains("403 Forbidden") && text.contains("failed to resolve reference"),
@@ -482,6 +530,179 @@ pub fn assert_pulled(out: &Finished, image: &str, digest: &str) {
         text.contains(digest) && text.contains("unpacking"),
         "ctr pull of {image} does not report unpacking {digest}:\n{text}"
     );
+}
+
+// === the Docker engine ===
+
+/// `dockerd` as root with its own data root, exec root, socket and pid file, no networking set
+/// up, the vfs storage driver and `mirror` as its only registry mirror; `docker` talks to it with
+/// its own client config directory (`DOCKER_CONFIG`).
+pub struct Dockerd {
+    daemon: Daemon,
+    dir: PathBuf,
+    pub sock: PathBuf,
+    /// `DOCKER_CONFIG`: where `config.json` (with `auths`) lives.
+    pub config_dir: PathBuf,
+}
+
+impl Dockerd {
+    pub async fn start(dir: &Path, mirror: SocketAddr) -> Dockerd {
+        let config_dir = dir.join("client");
+        std::fs::create_dir_all(&config_dir).unwrap();
+        let sock = dir.join("docker.sock");
+        let daemon_json = dir.join("daemon.json");
+        std::fs::write(
+            &daemon_json,
+            serde_json::to_vec(&json!({ "registry-mirrors": [format!("http://{mirror}")] }))
+                .unwrap(),
+        )
+        .unwrap();
+        let daemon = Daemon::spawn(
+            "dockerd",
+            Command::new("dockerd")
+                .args([
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--bridge=none",
+                    "--storage-driver=vfs",
+                ])
+                .arg("--data-root")
+                .arg(dir.join("data"))
+                .arg("--exec-root")
+                .arg(dir.join("exec"))
+                .arg("-H")
+                .arg(format!("unix://{}", sock.display()))
+                .arg("-p")
+                .arg(dir.join("dockerd.pid"))
+                .arg("--config-file")
+                .arg(&daemon_json),
+            dir.join("dockerd.log"),
+        );
+        let mut dockerd = Dockerd {
+            daemon,
+            dir: dir.to_owned(),
+            sock,
+            config_dir,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            dockerd.daemon.assert_running();
+            if dockerd.sock.exists() && run(&mut dockerd.docker(&["version"])).status.success() {
+                return dockerd;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dockerd not serving on {} within {START_TIMEOUT:?}; log:\n{}",
+                dockerd.sock.display(),
+                dockerd.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A `docker` command against this daemon, with this client config.
+    pub fn docker(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", &self.config_dir)
+            .args(args);
+        cmd
+    }
+
+    /// Writes the client's `config.json` with these `auths` (registry key → `user:password`).
+    pub fn set_auths(&self, auths: &[(&str, &str)]) {
+        write_auth_file(&self.config_dir.join("config.json"), auths);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.daemon.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // dockerd stops its own containerd and unmounts its data root when asked nicely; a
+        // SIGKILL would leave both behind.
+        let children = self.daemon.children();
+        if !self.daemon.terminate(Duration::from_secs(15)) {
+            for pid in children {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        unmount_under(&self.dir);
+    }
+}
+
+/// A registry auth file (`config.json` / `auth.json` format): `auths` keyed by registry, each
+/// with `auth` = base64(`user:password`).
+pub fn write_auth_file(path: &Path, auths: &[(&str, &str)]) {
+    use base64::Engine as _;
+    let auths: serde_json::Map<String, Value> = auths
+        .iter()
+        .map(|(key, creds)| {
+            let auth = base64::engine::general_purpose::STANDARD.encode(creds);
+            ((*key).to_owned(), json!({ "auth": auth }))
+        })
+        .collect();
+    std::fs::write(
+        path,
+        serde_json::to_vec_pretty(&json!({ "auths": auths })).unwrap(),
+    )
+    .unwrap();
+}
+
+// === Podman ===
+
+/// `podman` as root with its own storage root and run root, and a registries.conf that mirrors
+/// `docker.io` to `mirror` over plain HTTP. Nothing of it keeps running between commands.
+pub struct Podman {
+    root: PathBuf,
+    runroot: PathBuf,
+    registries_conf: PathBuf,
+}
+
+impl Podman {
+    pub fn new(dir: &Path, mirror: SocketAddr) -> Podman {
+        std::fs::create_dir_all(dir).unwrap();
+        let registries_conf = dir.join("registries.conf");
+        std::fs::write(
+            &registries_conf,
+            format!(
+                "[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n\n\
+                 [[registry.mirror]]\nlocation = \"{mirror}\"\ninsecure = true\n"
+            ),
+        )
+        .unwrap();
+        Podman {
+            root: dir.join("root"),
+            runroot: dir.join("runroot"),
+            registries_conf,
+        }
+    }
+
+    /// A `podman` command with this storage and registries.conf, reading credentials from
+    /// `authfile` only.
+    pub fn cmd(&self, authfile: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
+            .env("REGISTRY_AUTH_FILE", authfile)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--runroot")
+            .arg(&self.runroot)
+            .args(args);
+        cmd
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // The overlay driver mounts ROOT/overlay on itself.
+        unmount_under(&self.root);
+        unmount_under(&self.runroot);
+    }
 }
 
 // === skopeo ===

@@ -1,6 +1,7 @@
 //! The end-to-end test binary: the real `portcullis` binary between real third-party parts, CNCF
-//! distribution (`docker-registry`) as the upstream and `skopeo` and containerd (`ctr`) as
-//! clients (Debian packages `docker-registry skopeo containerd`; containerd needs root).
+//! distribution (`docker-registry`) as the upstream and `skopeo`, containerd (`ctr`), the Docker
+//! engine and Podman as clients (Debian packages `docker-registry skopeo containerd docker.io
+//! podman`; containerd, dockerd and podman need root).
 //!
 //! A missing tool is a test failure, unless `PORTCULLIS_SKIP_E2E=1` is set, which turns it into
 //! a skip. Every process started here is killed by PID when its guard drops; every wait has a
@@ -11,5 +12,6 @@ mod common;
 mod harness;
 
 mod attestations;
+mod auth;
 mod policy;
 mod real;

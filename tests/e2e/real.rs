@@ -173,18 +173,10 @@ impl LoggedProxy {
 
     /// Stops the proxy (SIGTERM, then SIGKILL after a bounded wait); returns everything it printed.
     fn stop(mut self) -> String {
-        let child = &mut self.daemon.child;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "portcullis did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            self.daemon.terminate(Duration::from_secs(10)),
+            "portcullis did not exit after SIGTERM"
+        );
         std::fs::read_to_string(&self.daemon.log).unwrap()
     }
 }
