@@ -120,7 +120,10 @@ impl Authenticator {
             return Ok(User(name.clone()));
         }
         let realm = || self.settings.realm.clone();
-        let (Some(file), Some((user, password))) = (&self.settings.htpasswd, basic(headers)) else {
+        // skopeo and Podman answer a challenge with an empty user and password when they have
+        // none: that is no attempt, so it is not a failure either.
+        let credentials = basic(headers).filter(|(u, p)| !(u.is_empty() && p.is_empty()));
+        let (Some(file), Some((user, password))) = (&self.settings.htpasswd, credentials) else {
             return Err(AuthError::Missing { realm: realm() });
         };
         let key: [u8; 32] = Sha256::new()
@@ -280,10 +283,12 @@ mod tests {
             a.authenticate(&with_basic("ci", "wrong"), &none).await,
             Err(AuthError::Rejected { .. })
         ));
-        assert!(matches!(
-            a.authenticate(&HeaderMap::new(), &none).await,
-            Err(AuthError::Missing { .. })
-        ));
+        for missing in [HeaderMap::new(), with_basic("", "")] {
+            assert!(matches!(
+                a.authenticate(&missing, &none).await,
+                Err(AuthError::Missing { .. })
+            ));
+        }
         let mut cert = Extensions::new();
         cert.insert(CertificateUser("node-1".into()));
         assert_eq!(

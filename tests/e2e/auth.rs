@@ -133,7 +133,8 @@ async fn skopeo_pulls_with_credentials_and_is_refused_without_them_or_without_ac
         args.push(&image);
         run(&mut skopeo.cmd(&args))
     };
-    // Without credentials, skopeo answers the challenge with an empty user and password.
+    // Without credentials, skopeo answers the challenge with an empty user and password, which
+    // the proxy takes as no credentials at all.
     let out = inspect(None);
     assert_failed(
         &out,
