@@ -11,8 +11,8 @@ use std::time::Duration;
 use portcullis::cache::{VerdictCache, VerdictKey};
 use portcullis::config::CacheSettings;
 use portcullis::metrics::Metrics;
+use portcullis::oci::Digest;
 use portcullis::policy::{Evidence, Fingerprint, SignatureReport, Verdict};
-use portcullis::registry_api::reference::Digest;
 
 const VERDICTS: u64 = 100_000;
 

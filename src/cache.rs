@@ -18,9 +18,9 @@ use moka::Expiry;
 
 use crate::config::CacheSettings;
 use crate::metrics::Metrics;
+use crate::oci::{Digest, ImageName, Tag};
 use crate::policy::{Fingerprint, Verdict};
 use crate::registry_api::manifest::FetchedManifest;
-use crate::registry_api::reference::{Digest, ImageName, Tag};
 
 /// A cached bearer token with its own lifetime.
 #[derive(Clone)]

@@ -18,10 +18,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
 
+use crate::oci::ImageName;
 use crate::policy::attestation::{predicate_type_uris, Condition, Requirement};
 use crate::policy::attestor::PublicKey;
 use crate::policy::{Attestor, Matcher, Mode, Pattern, PolicySet, RuleSpec, Unmatched};
-use crate::registry_api::reference::ImageName;
 use crate::signature::TrustRoot;
 
 /// The configuration `portcullis serve` runs on when no `--config` is given.
@@ -1286,7 +1286,7 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
     }
     if let Some(image) = image {
         // Routing and rules depend only on the name, not on a tag or digest.
-        let name = crate::registry_api::reference::split_image_ref(image).0;
+        let name = crate::oci::split_image_ref(image).0;
         use crate::upstream::mapping::{resolve_name, Form};
         let (key, repo, form) = resolve_name(name, None, &config.default_upstream, |k| {
             config.upstreams.contains_key(k)

@@ -13,9 +13,9 @@ use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::oci::{split_image_ref, Reference, Tag};
 use crate::policy::{decide, Decision, Matcher, Selection, Unmatched, Verdict};
 use crate::registry_api::error::ApiError;
-use crate::registry_api::reference::{split_image_ref, Reference, Tag};
 use crate::registry_api::{manifest, Proxy, RequestCtx};
 use crate::signature::{Lookup, LookupError, TrustRoot};
 use crate::upstream::UpstreamError;

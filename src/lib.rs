@@ -23,6 +23,7 @@ pub mod config;
 pub mod inspect;
 pub mod logging;
 pub mod metrics;
+pub mod oci;
 pub mod policy;
 pub mod registry_api;
 pub mod server;

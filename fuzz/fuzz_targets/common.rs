@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use portcullis::config::{Config, Source};
-use portcullis::registry_api::reference::Digest;
+use portcullis::oci::Digest;
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sigstore");
 

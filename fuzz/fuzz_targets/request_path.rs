@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::registry_api::reference::{split_image_ref, Digest, Reference, RepoName};
+use portcullis::oci::{split_image_ref, Digest, Reference, RepoName};
 use portcullis::registry_api::routes::{self, RepoOp, Route};
 use portcullis::upstream::mapping::resolve_name;
 

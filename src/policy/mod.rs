@@ -21,7 +21,7 @@ pub use attestation::Requirement;
 pub use attestor::{Attestor, Matcher};
 pub use pattern::Pattern;
 
-use crate::registry_api::reference::ImageName;
+use crate::oci::{Digest, ImageName};
 
 /// What a rule does with an image that is not verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -187,7 +187,7 @@ pub struct FoundAttestation {
     pub error: Option<String>,
     /// The digest its statement is about: the digest being verified, or for BuildKit
     /// attestations inside an index, one of the index's children.
-    pub about: String,
+    pub about: Digest,
     pub predicate: serde_json::Value,
     pub subject: serde_json::Value,
 }
@@ -312,9 +312,9 @@ impl Rule {
     pub fn evaluate_attestations(
         &self,
         mut verdict: Verdict,
-        digest: &str,
+        digest: &Digest,
         found: &[FoundAttestation],
-        platform_children: &[String],
+        platform_children: &[Digest],
     ) -> Verdict {
         let mut reports: Vec<AttestationReport> = found
             .iter()
@@ -327,14 +327,14 @@ impl Rule {
                     f.signer.clone()
                 },
                 error: f.error.clone(),
-                about: f.about.clone(),
+                about: f.about.to_string(),
                 requirements: Vec::new(),
             })
             .collect();
         let mut failures = Vec::new();
         for req in &self.attestations {
             // Every attestation of the type is evaluated, for the report.
-            let mut passed_about: Vec<&str> = Vec::new();
+            let mut passed_about: Vec<&Digest> = Vec::new();
             let mut first_failure: Option<String> = None;
             let mut of_type = 0;
             let mut usable = 0;
@@ -347,7 +347,7 @@ impl Rule {
                 let counts = if f.unsigned {
                     req.allow_unsigned && platform_children.contains(&f.about)
                 } else {
-                    f.signer.is_some() && f.about == digest
+                    f.signer.is_some() && f.about == *digest
                 };
                 if !counts {
                     unverified.push(match (&f.error, f.unsigned) {
@@ -380,9 +380,7 @@ impl Rule {
             let for_digest = passed_about.contains(&digest);
             let for_children = req.allow_unsigned
                 && !platform_children.is_empty()
-                && platform_children
-                    .iter()
-                    .all(|c| passed_about.contains(&c.as_str()));
+                && platform_children.iter().all(|c| passed_about.contains(&c));
             if for_digest || for_children {
                 continue;
             }

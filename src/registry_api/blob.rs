@@ -26,8 +26,8 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::error::{ApiError, DigestMismatch};
-use super::reference::Digest;
 use super::{upstream_failure, RequestCtx};
+use crate::oci::Digest;
 use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::{Kind, UpstreamRequest};
 

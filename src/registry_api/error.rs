@@ -9,8 +9,8 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
-use super::reference::{Digest, ImageName, ParseError, Reference};
 use crate::auth::AuthError;
+use crate::oci::{Digest, ImageName, ParseError, Reference};
 use crate::signature::LookupError;
 use crate::upstream::body::{self, BodyError, ResponseBody};
 use crate::upstream::mapping::MappingError;

@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use super::error::{ApiError, PolicyDenied};
-use super::reference::{Digest, ImageName, RepoName};
 use crate::metrics::Metrics;
+use crate::oci::{Digest, ImageName, RepoName};
 use crate::policy::{decide, Decision, Mode, Selection, Unmatched};
 use crate::signature::{Engine, Lookup};
 use crate::upstream::Upstream;
@@ -32,17 +32,6 @@ pub struct Gate {
     pub signatures: (Arc<Upstream>, RepoName),
     /// The upstream serving the image.
     pub image_upstream: Arc<Upstream>,
-}
-
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-
-/// An image index or Docker manifest list, by media type (parameters ignored).
-pub fn is_index(media_type: &str) -> bool {
-    let essence = media_type.split(';').next().unwrap_or("").trim();
-    INDEX_TYPES.contains(&essence)
 }
 
 impl Gate {

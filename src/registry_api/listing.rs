@@ -12,12 +12,12 @@ use oci_spec::image::ImageIndex;
 
 use super::error::ApiError;
 use super::manifest;
-use super::reference::{Digest, Reference};
 use super::{upstream_failure, RequestCtx};
+use crate::oci::media::OCI_INDEX;
+use crate::oci::{Digest, Document, Reading, Reference};
 use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::{Kind, UpstreamRequest};
 
-const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const FILTERS_APPLIED: &str = "oci-filters-applied";
 
 pub async fn tags(ctx: &RequestCtx) -> Result<Response<ResponseBody>, ApiError> {
@@ -86,7 +86,7 @@ pub async fn referrers(
     let (parts, bytes) = upstream
         .read_body(resp, upstream.limits.max_referrers_bytes)
         .await?;
-    if serde_json::from_slice::<ImageIndex>(&bytes).is_err() {
+    if Document::parse(&bytes, Reading::Index).is_err() {
         return Err(ApiError::UpstreamInvalid {
             upstream: upstream.key.clone(),
             image: ctx.image.clone(),
@@ -115,7 +115,7 @@ async fn fallback(
     let tag = Reference::Tag(digest.fallback_tag());
     // Asked as an OCI index whatever the client accepts: distribution answers 404 to a request
     // for an index whose Accept does not name it, which would hide every referrer.
-    let index = match manifest::fetch_as(ctx, &tag, INDEX_MEDIA_TYPE).await {
+    let index = match manifest::fetch_as(ctx, &tag, OCI_INDEX).await {
         Ok(m) => Some(m),
         Err(ApiError::ManifestUnknown { .. }) => None,
         Err(e) => return Err(e),
@@ -170,7 +170,7 @@ fn index_response(ctx: &RequestCtx, bytes: Bytes) -> Response<ResponseBody> {
     };
     let mut out = Response::new(body);
     out.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(INDEX_MEDIA_TYPE));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
     out.headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(len));
     out

@@ -17,18 +17,13 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::error::{ApiError, DigestMismatch};
-use super::reference::{Digest, Reference, Tag};
 use super::{upstream_failure, RequestCtx};
+use crate::oci::media::ACCEPT_ANY_MANIFEST;
+use crate::oci::{Digest, Document, Reading, Reference, Tag};
 use crate::upstream::body::{self, BodyError, ResponseBody};
 use crate::upstream::{Kind, UpstreamError, UpstreamRequest};
 
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
-
-/// Sent when the client names no manifest types: everything a pull can handle.
-const DEFAULT_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-application/vnd.oci.image.manifest.v1+json, \
-application/vnd.docker.distribution.manifest.list.v2+json, \
-application/vnd.docker.distribution.manifest.v2+json";
 
 /// A manifest as fetched: its raw bytes and the digest of exactly those bytes.
 #[derive(Debug, Clone)]
@@ -243,7 +238,7 @@ fn accept_headers(client: &HeaderMap) -> HeaderMap {
         out.append(ACCEPT, v.clone());
     }
     if out.is_empty() {
-        out.insert(ACCEPT, HeaderValue::from_static(DEFAULT_ACCEPT));
+        out.insert(ACCEPT, HeaderValue::from_static(ACCEPT_ANY_MANIFEST));
     }
     out
 }
@@ -312,7 +307,7 @@ async fn fetch_accepting(
         .digest()
         .map(Digest::algorithm)
         .or(claimed.as_ref().map(Digest::algorithm))
-        .unwrap_or(super::reference::Algorithm::Sha256);
+        .unwrap_or(crate::oci::Algorithm::Sha256);
     let actual = algorithm.digest(&bytes);
     let mismatch = |expected: &Digest, expected_from| {
         ApiError::DigestMismatch(Box::new(DigestMismatch {
@@ -427,11 +422,6 @@ fn manifest_unknown(ctx: &RequestCtx, reference: &Reference) -> ApiError {
 /// The `mediaType` field of a manifest, for upstreams that send no `Content-Type`. Public for the
 /// fuzz targets (`fuzz/`).
 pub fn media_type_field(bytes: &[u8]) -> Option<HeaderValue> {
-    #[derive(serde::Deserialize)]
-    struct MediaTypeOnly {
-        #[serde(rename = "mediaType")]
-        media_type: String,
-    }
-    let m: MediaTypeOnly = serde_json::from_slice(bytes).ok()?;
-    HeaderValue::from_str(&m.media_type).ok()
+    let media_type = Document::parse(bytes, Reading::Lenient).ok()?.media_type?;
+    HeaderValue::from_str(&media_type).ok()
 }

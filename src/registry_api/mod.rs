@@ -11,7 +11,6 @@ pub mod error;
 pub mod gate;
 pub mod listing;
 pub mod manifest;
-pub mod reference;
 pub mod routes;
 
 use std::collections::BTreeMap;
@@ -25,13 +24,13 @@ use crate::auth::Authenticator;
 use crate::cache::{ManifestCache, TokenCache};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::oci::ImageName;
 use crate::policy::{PolicySet, Selection};
 use crate::signature::Engine;
 use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::mapping::Upstreams;
 use crate::upstream::{Upstream, UpstreamError};
 use error::ApiError;
-use reference::ImageName;
 use routes::{RepoOp, Route};
 
 const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");

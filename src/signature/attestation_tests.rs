@@ -132,11 +132,11 @@ fn verdict_with_children(
     r: &Rule,
     digest: &Digest,
     candidates: &[Candidate],
-    children: &[String],
+    children: &[Digest],
 ) -> Verdict {
     let c = check_all(&root(), r, digest, candidates);
     let v = r.evaluate(c.signatures, c.checks, c.identities);
-    r.evaluate_attestations(v, &digest.to_string(), &c.attestations, children)
+    r.evaluate_attestations(v, digest, &c.attestations, children)
 }
 
 fn verdict(r: &Rule, image: &str, candidates: &[Candidate]) -> Verdict {
@@ -361,7 +361,7 @@ fn an_erroring_condition_fails_with_the_error() {
 }
 
 /// The BuildKit index's unsigned statements, read from the fixture registry's blobs.
-fn buildkit_candidates() -> (Vec<Candidate>, Vec<String>) {
+fn buildkit_candidates() -> (Vec<Candidate>, Vec<Digest>) {
     let plan: serde_json::Value = serde_json::from_str(&read("registry/plan.json")).unwrap();
     let blob = |hex: &str| std::fs::read(format!("{DIR}/registry/blobs/{hex}")).unwrap();
     let index_push = plan
@@ -371,7 +371,9 @@ fn buildkit_candidates() -> (Vec<Candidate>, Vec<String>) {
         .find(|p| p["image"] == "buildkit" && p["kind"] == "index")
         .unwrap();
     let index = blob(index_push["manifest"].as_str().unwrap());
-    let children = crate::signature::discovery::platform_children(&index);
+    let children: Vec<Digest> = crate::oci::Document::parse(&index, crate::oci::Reading::Index)
+        .map(|doc| doc.platform_children().map(|d| d.digest.clone()).collect())
+        .unwrap_or_default();
     let parsed: serde_json::Value = serde_json::from_slice(&index).unwrap();
     let mut out = Vec::new();
     for m in parsed["manifests"].as_array().unwrap() {
@@ -419,12 +421,11 @@ fn buildkit_attestations_count_only_when_allowed_and_are_reported_unsigned() {
     let r = rule(vec![keyless()], vec![buildkit_provenance(true)]);
     let v = verdict_with_children(&r, &index, &cands, &children);
     assert!(v.verified, "{v:?}");
-    assert!(
-        v.attestations
-            .iter()
-            .any(|a| a.verified_by.as_deref() == Some("unsigned (BuildKit)")
-                && a.about == children[0])
-    );
+    assert!(v
+        .attestations
+        .iter()
+        .any(|a| a.verified_by.as_deref() == Some("unsigned (BuildKit)")
+            && a.about == children[0].to_string()));
 
     let r = rule(vec![keyless()], vec![buildkit_provenance(false)]);
     let v = verdict_with_children(&r, &index, &cands, &children);

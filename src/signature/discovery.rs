@@ -15,21 +15,19 @@
 //! verification with its reason, and the others are still checked. Nothing here verifies a
 //! signature.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use http::header::{ACCEPT, LINK};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
-use super::{Candidate, CandidateKind, LookupError, BUNDLE_ARTIFACT_TYPE, SIMPLE_SIGNING};
+use super::{Candidate, CandidateKind, LookupError};
 use crate::config::Limits;
-use crate::registry_api::reference::{Digest, RepoName};
+use crate::oci::document::REFERENCE_DIGEST;
+use crate::oci::media::{
+    ACCEPT_ANY_MANIFEST, ACCEPT_IMAGE_MANIFEST, COSIGN_SIMPLE_SIGNING, DSSE_ENVELOPE, IN_TOTO,
+    OCI_INDEX, SIGSTORE_BUNDLE,
+};
+use crate::oci::{Descriptor, Digest, Document, DocumentError, Reading, RepoName};
 use crate::upstream::{Kind, Upstream, UpstreamRequest};
-
-const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
-application/vnd.docker.distribution.manifest.v2+json";
 
 /// What to look for besides signatures.
 #[derive(Default)]
@@ -44,7 +42,7 @@ pub struct Wants<'a> {
 pub struct BuildkitIndex<'a> {
     pub upstream: &'a Upstream,
     pub repo: &'a RepoName,
-    pub index: &'a [u8],
+    pub index: &'a Document,
 }
 
 /// Every signature and attestation candidate for `digest`: bundles from referrers first, then
@@ -123,15 +121,11 @@ pub async fn manifest_by_digest(
         limits,
     };
     let what = format!("manifest {digest}");
-    let accept = "application/vnd.oci.image.index.v1+json, \
-application/vnd.docker.distribution.manifest.list.v2+json, \
-application/vnd.oci.image.manifest.v1+json, \
-application/vnd.docker.distribution.manifest.v2+json";
     let Some((_, bytes)) = d
         .get(
             Kind::Manifest,
             format!("/v2/{repo}/manifests/{digest}"),
-            Some(accept),
+            Some(ACCEPT_ANY_MANIFEST),
             limits.max_manifest_bytes,
             &what,
         )
@@ -171,36 +165,10 @@ impl LegacyKind {
 
     fn layer_type(self) -> &'static str {
         match self {
-            LegacyKind::Signature => SIMPLE_SIGNING,
+            LegacyKind::Signature => COSIGN_SIMPLE_SIGNING,
             LegacyKind::Attestation => DSSE_ENVELOPE,
         }
     }
-}
-
-/// BuildKit's marker of an attestation manifest inside an index, and what it is about.
-const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
-const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
-const IN_TOTO: &str = "application/vnd.in-toto+json";
-const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
-
-/// The image manifests of an index, without BuildKit's attestation manifests.
-pub fn platform_children(index: &[u8]) -> Vec<String> {
-    let Ok(index) = serde_json::from_slice::<ImageIndex>(index) else {
-        return Vec::new();
-    };
-    index
-        .manifests()
-        .iter()
-        .filter(|d| !is_attestation_manifest(d))
-        .map(|d| d.digest().to_string())
-        .collect()
-}
-
-fn is_attestation_manifest(d: &Descriptor) -> bool {
-    d.annotations()
-        .as_ref()
-        .and_then(|a| a.get(REFERENCE_TYPE))
-        .is_some_and(|t| t == "attestation-manifest")
 }
 
 struct Discovery<'a> {
@@ -264,7 +232,13 @@ impl Discovery<'_> {
     ) -> Result<Option<Result<Bytes, String>>, LookupError> {
         let limit = self.limits.max_signature_bytes;
         match self
-            .get(Kind::Signature, path, Some(MANIFESTS), limit, what)
+            .get(
+                Kind::Signature,
+                path,
+                Some(ACCEPT_IMAGE_MANIFEST),
+                limit,
+                what,
+            )
             .await
         {
             Ok(Some((_, bytes))) => Ok(Some(Ok(bytes))),
@@ -302,7 +276,7 @@ impl Discovery<'_> {
                     method: Method::GET,
                     repo: Some(self.repo),
                     path_and_query: path.clone(),
-                    headers: accept(INDEX),
+                    headers: accept(OCI_INDEX),
                 })
                 .await?;
             match resp.status() {
@@ -346,7 +320,7 @@ impl Discovery<'_> {
             .get(
                 Kind::Referrers,
                 format!("/v2/{}/manifests/{tag}", self.repo),
-                Some(INDEX),
+                Some(OCI_INDEX),
                 self.limits.max_referrers_bytes,
                 &what,
             )
@@ -363,11 +337,7 @@ impl Discovery<'_> {
         referrer: &Descriptor,
         out: &mut Vec<Candidate>,
     ) -> Result<(), LookupError> {
-        let digest: Digest = referrer
-            .digest()
-            .to_string()
-            .parse()
-            .map_err(|e| self.malformed("a referrers descriptor", e))?;
+        let digest = &referrer.digest;
         let what = format!("bundle referrer {digest}");
         let source = what.clone();
         let hint = announced_attestation(referrer, BUNDLE_PREDICATE_TYPE);
@@ -389,7 +359,7 @@ impl Discovery<'_> {
             ));
             return Ok(());
         }
-        let manifest: ImageManifest = match serde_json::from_slice(&bytes) {
+        let manifest = match Document::parse(&bytes, Reading::Manifest) {
             Ok(m) => m,
             Err(e) => {
                 out.push(unusable_as(
@@ -400,11 +370,11 @@ impl Discovery<'_> {
                 return Ok(());
             }
         };
-        for layer in manifest.layers() {
+        for layer in &manifest.layers {
             if out.len() >= self.limits.max_signatures {
                 break;
             }
-            if layer.media_type().to_string() != BUNDLE_ARTIFACT_TYPE {
+            if layer.media_type.as_deref() != Some(SIGSTORE_BUNDLE) {
                 continue;
             }
             out.push(match self.blob(layer, &what).await? {
@@ -437,7 +407,7 @@ impl Discovery<'_> {
             }
             None => return Ok(()),
         };
-        let manifest: ImageManifest = match serde_json::from_slice(&bytes) {
+        let manifest = match Document::parse(&bytes, Reading::Manifest) {
             Ok(m) => m,
             Err(e) => {
                 out.push(unusable_as(
@@ -448,11 +418,11 @@ impl Discovery<'_> {
                 return Ok(());
             }
         };
-        for (i, layer) in manifest.layers().iter().enumerate() {
+        for (i, layer) in manifest.layers.iter().enumerate() {
             if out.len() >= self.limits.max_signatures {
                 break;
             }
-            if layer.media_type().to_string() != kind.layer_type() {
+            if layer.media_type.as_deref() != Some(kind.layer_type()) {
                 continue;
             }
             let source = format!("{tag} layer {}", i + 1);
@@ -466,11 +436,7 @@ impl Discovery<'_> {
                     continue;
                 }
             };
-            let annotations: BTreeMap<String, String> = layer
-                .annotations()
-                .as_ref()
-                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default();
+            let annotations = layer.annotations.clone();
             out.push(Candidate {
                 source,
                 kind: match kind {
@@ -491,26 +457,15 @@ impl Discovery<'_> {
     /// The unsigned in-toto statements of BuildKit's attestation manifests in `index`.
     async fn buildkit_attestations(
         &self,
-        index: &[u8],
+        index: &Document,
         out: &mut Vec<Candidate>,
     ) -> Result<(), LookupError> {
-        let Ok(index) = serde_json::from_slice::<ImageIndex>(index) else {
-            return Ok(());
-        };
-        for d in index
-            .manifests()
-            .iter()
-            .filter(|d| is_attestation_manifest(d))
-        {
+        for d in index.attestation_children() {
             if out.len() >= self.limits.max_signatures {
                 break;
             }
-            let about = d
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get(REFERENCE_DIGEST))
-                .and_then(|s| s.parse::<Digest>().ok());
-            let digest = d.digest().to_string();
+            let about = d.attestation_about();
+            let digest = &d.digest;
             let source = format!("BuildKit attestation manifest {digest}");
             let Some(about) = about else {
                 out.push(unusable_as(
@@ -536,11 +491,9 @@ impl Discovery<'_> {
                     continue;
                 }
             };
-            let manifest = match digest
-                .parse::<Digest>()
-                .ok()
-                .filter(|dg| dg.matches(&bytes))
-                .and_then(|_| serde_json::from_slice::<ImageManifest>(&bytes).ok())
+            let manifest = match Some(&bytes)
+                .filter(|b| digest.matches(b))
+                .and_then(|b| Document::parse(b, Reading::Manifest).ok())
             {
                 Some(m) => m,
                 None => {
@@ -552,11 +505,11 @@ impl Discovery<'_> {
                     continue;
                 }
             };
-            for layer in manifest.layers() {
+            for layer in &manifest.layers {
                 if out.len() >= self.limits.max_signatures {
                     break;
                 }
-                if layer.media_type().to_string() != IN_TOTO {
+                if layer.media_type.as_deref() != Some(IN_TOTO) {
                     continue;
                 }
                 out.push(match self.blob(layer, &source).await? {
@@ -582,16 +535,15 @@ impl Discovery<'_> {
         what: &str,
     ) -> Result<Result<Bytes, String>, LookupError> {
         let limit = self.limits.max_signature_bytes;
-        if layer.size() > limit as u64 {
+        // Read under `Reading::Manifest`, which requires a size; a missing one is checked by the
+        // bounded read instead.
+        let size = layer.size.unwrap_or(0);
+        if size > limit as u64 {
             return Ok(Err(format!(
-                "a layer of {} bytes exceeds limits.max_signature_bytes ({limit})",
-                layer.size()
+                "a layer of {size} bytes exceeds limits.max_signature_bytes ({limit})"
             )));
         }
-        let digest: Digest = match layer.digest().to_string().parse() {
-            Ok(d) => d,
-            Err(e) => return Ok(Err(format!("layer digest: {e}"))),
-        };
+        let digest = &layer.digest;
         let fetched = self
             .get(
                 Kind::Signature,
@@ -646,11 +598,9 @@ const BUNDLE_PREDICATE_TYPE: &str = "dev.sigstore.bundle.predicateType";
 
 /// The predicate type a descriptor announces, when it is not cosign's signature predicate.
 fn announced_attestation(d: &Descriptor, key: &str) -> Option<String> {
-    d.annotations()
-        .as_ref()
-        .and_then(|a| a.get(key))
+    d.annotation(key)
         .filter(|t| *t != super::COSIGN_SIGN_PREDICATE)
-        .cloned()
+        .map(str::to_owned)
 }
 
 fn accept(media_type: &'static str) -> HeaderMap {
@@ -662,20 +612,16 @@ fn accept(media_type: &'static str) -> HeaderMap {
 /// The bundle referrers listed in a referrers index (an API page or the tag-schema index); an
 /// index that does not parse is an error (a lookup fault, never "unsigned"). Pure, for the fuzz
 /// targets (`fuzz/`).
-pub fn bundle_referrers_in(index: &[u8]) -> Result<Vec<Descriptor>, serde_json::Error> {
-    let index: ImageIndex = serde_json::from_slice(index)?;
-    Ok(bundles_only(index.manifests()))
+pub fn bundle_referrers_in(index: &[u8]) -> Result<Vec<Descriptor>, DocumentError> {
+    Ok(bundles_only(
+        Document::parse(index, Reading::Index)?.manifests,
+    ))
 }
 
-fn bundles_only(descriptors: &[Descriptor]) -> Vec<Descriptor> {
+fn bundles_only(descriptors: Vec<Descriptor>) -> Vec<Descriptor> {
     descriptors
-        .iter()
-        .filter(|d| {
-            d.artifact_type()
-                .as_ref()
-                .is_some_and(|t| t.to_string() == BUNDLE_ARTIFACT_TYPE)
-        })
-        .cloned()
+        .into_iter()
+        .filter(|d| d.artifact_type.as_deref() == Some(SIGSTORE_BUNDLE))
         .collect()
 }
 
@@ -724,22 +670,21 @@ mod tests {
 
     #[test]
     fn only_bundle_referrers_are_kept() {
-        let index: ImageIndex = serde_json::from_str(&format!(
+        let json = format!(
             r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
-              {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{a}","size":1,"artifactType":"{BUNDLE_ARTIFACT_TYPE}"}},
+              {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{a}","size":1,"artifactType":"{SIGSTORE_BUNDLE}"}},
               {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{b}","size":1,"artifactType":"application/spdx+json"}},
               {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{b}","size":1}}]}}"#,
             a = "a".repeat(64),
             b = "b".repeat(64)
-        ))
-        .unwrap();
-        let kept = bundles_only(index.manifests());
-        let json = serde_json::to_vec(&index).unwrap();
-        assert_eq!(bundle_referrers_in(&json).unwrap(), kept);
+        );
+        let index = Document::parse(json.as_bytes(), Reading::Index).unwrap();
+        let kept = bundles_only(index.manifests);
+        assert_eq!(bundle_referrers_in(json.as_bytes()).unwrap(), kept);
         assert!(bundle_referrers_in(b"{\"manifests\": 1}").is_err());
         assert_eq!(kept.len(), 1);
         assert_eq!(
-            kept[0].digest().to_string(),
+            kept[0].digest.to_string(),
             format!("sha256:{}", "a".repeat(64))
         );
     }

@@ -18,7 +18,7 @@ use sigstore_types::{
     VerificationMaterialContent, X509Certificate,
 };
 
-use crate::registry_api::reference::Digest;
+use crate::oci::Digest;
 
 pub const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 pub const CERTIFICATE: &str = "dev.sigstore.cosign/certificate";

@@ -21,14 +21,10 @@ use sha2::{Digest as _, Sha256};
 use crate::cache::{VerdictCache, VerdictKey};
 use crate::config::{CacheSettings, Limits};
 use crate::metrics::Metrics;
+use crate::oci::{media, Digest, Document, ImageName, Reading, RepoName};
 use crate::policy::{Rule, Verdict};
-use crate::registry_api::reference::{Digest, ImageName, RepoName};
 use crate::upstream::{Upstream, UpstreamError};
 
-/// The artifact type of a Sigstore bundle referrer (cosign v3).
-pub const BUNDLE_ARTIFACT_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
-/// The layer media type of a legacy cosign signature.
-pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// The predicate type of a cosign v3 image signature statement.
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 
@@ -243,9 +239,7 @@ impl Engine {
             let rule = l.rule;
             // BuildKit attestations live inside an index: read them whenever attestations are
             // required (so a refusal can say they are unsigned), fetching the index for a HEAD.
-            let announced_index = l
-                .media_type
-                .is_some_and(crate::registry_api::gate::is_index);
+            let announced_index = l.media_type.is_some_and(media::is_index);
             let index = if rule.attestations.is_empty() {
                 None
             } else {
@@ -262,11 +256,12 @@ impl Engine {
                     }
                     None => None,
                 }
-                .filter(|b| !discovery::platform_children(b).is_empty())
+                .and_then(|b| Document::parse(&b, Reading::Index).ok())
+                .filter(|index| index.platform_children().next().is_some())
             };
             let wants = discovery::Wants {
                 attestations: !rule.attestations.is_empty(),
-                buildkit: index.as_deref().map(|index| discovery::BuildkitIndex {
+                buildkit: index.as_ref().map(|index| discovery::BuildkitIndex {
                     upstream: l.image_upstream,
                     repo: &l.image.repo,
                     index,
@@ -274,10 +269,11 @@ impl Engine {
             };
             let candidates =
                 discovery::discover(l.upstream, l.repo, l.digest, &self.limits, wants).await?;
-            let children = index
-                .as_deref()
-                .map(discovery::platform_children)
-                .unwrap_or_default();
+            let children: Vec<Digest> = index
+                .iter()
+                .flat_map(Document::platform_children)
+                .map(|d| d.digest.clone())
+                .collect();
             // Signature checks are CPU work (milliseconds each, up to max_signatures of them):
             // off the async workers.
             let (root, rule, digest) = (self.root.clone(), l.rule.clone(), l.digest.clone());
@@ -287,8 +283,7 @@ impl Engine {
                 let c = verify::check_all(&root, &rule, &digest, &candidates);
                 let mut v = rule.evaluate(c.signatures, c.checks, c.identities);
                 v.signature_reports = c.signature_reports;
-                let v =
-                    rule.evaluate_attestations(v, &digest.to_string(), &c.attestations, &children);
+                let v = rule.evaluate_attestations(v, &digest, &c.attestations, &children);
                 histogram
                     .with_label_values(&[v.result()])
                     .observe(started.elapsed().as_secs_f64());
@@ -341,40 +336,13 @@ impl Engine {
 }
 
 /// The digests a manifest references (at most `max`): an index's `manifests`, an image's
-/// `config` and `layers`, an artifact's `blobs`; empty for a document that does not parse.
-/// Public for the fuzz targets (`fuzz/`): it reads manifests from the network.
+/// `config` and `layers`, an artifact's `blobs`; empty for a document whose descriptor lists do
+/// not parse. Read as leniently as those lists allow: what a verified manifest names is pinned by
+/// it, whatever else the document holds. Public for the fuzz targets (`fuzz/`).
 pub fn referenced(bytes: &[u8], max: usize) -> Vec<Digest> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        #[serde(default)]
-        manifests: Vec<Descriptor>,
-        config: Option<Descriptor>,
-        #[serde(default)]
-        layers: Vec<Descriptor>,
-        #[serde(default)]
-        blobs: Vec<Descriptor>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Descriptor {
-        digest: String,
-    }
-    let Ok(index) = serde_json::from_slice::<Index>(bytes) else {
-        return Vec::new();
-    };
-    let Index {
-        manifests,
-        config,
-        layers,
-        blobs,
-    } = index;
-    manifests
-        .into_iter()
-        .chain(config)
-        .chain(layers)
-        .chain(blobs)
-        .filter_map(|d| d.digest.parse().ok())
-        .take(max)
-        .collect()
+    Document::parse(bytes, Reading::References)
+        .map(|d| d.referenced(max))
+        .unwrap_or_default()
 }
 
 /// One structured event per computed verdict (target `portcullis::audit`).
@@ -418,33 +386,6 @@ fn audit_event(l: &Lookup<'_>, result: &Result<Arc<Verdict>, LookupError>, elaps
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references_are_bounded_and_parsed() {
-        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
-        let index = format!(
-            r#"{{"manifests":[{{"digest":"{}"}},{{"digest":"bogus"}},{{"digest":"{}"}},{{"digest":"{}"}}]}}"#,
-            d('a'),
-            d('b'),
-            d('c')
-        );
-        let kids = referenced(index.as_bytes(), 2);
-        assert_eq!(kids.len(), 2);
-        assert_eq!(kids[1].to_string(), d('b'));
-        assert!(referenced(b"{\"layers\":[]}", 10).is_empty());
-        assert!(referenced(b"not json", 10).is_empty());
-        let image = format!(
-            r#"{{"config":{{"digest":"{}"}},"layers":[{{"digest":"{}"}}],"blobs":[{{"digest":"{}"}}]}}"#,
-            d('a'),
-            d('b'),
-            d('c')
-        );
-        let refs: Vec<String> = referenced(image.as_bytes(), 10)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(refs, [d('a'), d('b'), d('c')]);
-    }
 
     #[test]
     fn public_good_root_loads_and_foreign_json_is_refused() {

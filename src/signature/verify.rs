@@ -17,8 +17,8 @@ use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
 use super::legacy::{self, check_payload, LegacySignature};
 use super::{Candidate, CandidateKind, TrustRoot, COSIGN_SIGN_PREDICATE};
+use crate::oci::{Algorithm, Digest};
 use crate::policy::{Attestor, AttestorCheck, Evidence, FoundAttestation, Rule, SignatureReport};
-use crate::registry_api::reference::{Algorithm, Digest};
 
 /// What a candidate is evidence of.
 enum Role {
@@ -98,7 +98,7 @@ pub fn check_all(
                     signer: None,
                     unsigned: false,
                     error: Some(format!("{}: {reason}", c.source)),
-                    about: digest.to_string(),
+                    about: digest.clone(),
                     predicate: serde_json::Value::Null,
                     subject: serde_json::Value::Null,
                 });
@@ -209,7 +209,7 @@ fn check_attestation(
         signer: None,
         unsigned: false,
         error: None,
-        about: digest.to_string(),
+        about: digest.clone(),
         predicate: st.predicate,
         subject: st.subject,
     };
@@ -264,7 +264,7 @@ fn unsigned_attestation(c: &Candidate, statement: &[u8], about: &Digest) -> Foun
         signer: None,
         unsigned: true,
         error: None,
-        about: about.to_string(),
+        about: about.clone(),
         predicate: serde_json::Value::Null,
         subject: serde_json::Value::Null,
     };

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Upstream;
-use crate::registry_api::reference::{ImageName, ParseError, RepoName};
+use crate::oci::{ImageName, ParseError, RepoName};
 
 /// Docker Hub's canonical key, and the other names clients use for it.
 const DOCKER_HUB: &str = "docker.io";

@@ -31,7 +31,7 @@ use url::Url;
 use crate::cache::{Token, TokenCache};
 use crate::config::{Credentials, Limits, Timeouts, UpstreamConfig};
 use crate::metrics::Metrics;
-use crate::registry_api::reference::RepoName;
+use crate::oci::RepoName;
 use auth::{Challenge, Scheme};
 use body::{BodyError, Deadline};
 

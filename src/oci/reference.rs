@@ -1,9 +1,10 @@
-//! Names the registry API speaks in, built only by parsing: [`RepoName`], [`Tag`], [`Digest`],
-//! [`Reference`] and the canonical [`ImageName`] (`<registry>/<repository>`).
+//! The names OCI content is addressed by, built only by parsing: [`RepoName`], [`Tag`],
+//! [`Digest`], [`Reference`] and the canonical [`ImageName`] (`<registry>/<repository>`).
 //!
 //! The grammar is the OCI distribution spec's. A value of one of these types is valid by
 //! construction; nothing downstream re-checks it. This module does not know which registries are
-//! configured (that is `upstream::mapping`).
+//! configured (that is `upstream::mapping`) nor how a name reached the proxy (that is
+//! `registry_api`).
 
 use std::fmt;
 use std::str::FromStr;
