@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis::cache::{VerdictCache, VerdictKey};
 use portcullis::config::CacheSettings;
 use portcullis::metrics::Metrics;
 use portcullis::oci::Digest;
 use portcullis::policy::{Evidence, Fingerprint, SignatureReport, Verdict};
+use portcullis::signature::{VerdictCache, VerdictKey};
 
 const VERDICTS: u64 = 100_000;
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::oci::{Digest, ParseError};
+use super::reference::{Digest, ParseError};
 
 /// BuildKit's annotation marking a child of an index as an attestation manifest, and its value.
 const REFERENCE_TYPE: &str = "vnd.docker.reference.type";

@@ -13,7 +13,6 @@ pub mod listing;
 pub mod manifest;
 pub mod routes;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,7 +20,6 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::auth::Authenticator;
-use crate::cache::{ManifestCache, TokenCache};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oci::ImageName;
@@ -31,6 +29,7 @@ use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::mapping::Upstreams;
 use crate::upstream::{Upstream, UpstreamError};
 use error::ApiError;
+use manifest::cache::ManifestCache;
 use routes::{RepoOp, Route};
 
 const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
@@ -189,21 +188,6 @@ impl Proxy {
     /// Builds the upstream clients, the policy set and the verification engine of a
     /// configuration.
     pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Proxy, UpstreamError> {
-        let tokens = TokenCache::new(metrics.clone());
-        let roots = crate::upstream::base_roots();
-        let mut by_key = BTreeMap::new();
-        for (key, cfg) in &config.upstreams {
-            let up = Upstream::new(
-                key,
-                cfg,
-                &roots,
-                &config.timeouts,
-                &config.limits,
-                tokens.clone(),
-                metrics.clone(),
-            )?;
-            by_key.insert(key.clone(), Arc::new(up));
-        }
         let engine = Engine::new(
             config.trusted_root.clone(),
             &config.cache,
@@ -214,7 +198,7 @@ impl Proxy {
         let manifests = Arc::new(ManifestCache::new(&config.cache, metrics.clone()));
         let metrics_for_auth = metrics.clone();
         Ok(Proxy {
-            upstreams: Upstreams::new(by_key, config.default_upstream.clone()),
+            upstreams: Upstreams::from_config(config, metrics.clone())?,
             metrics,
             policies: config.policies.clone(),
             engine: Arc::new(engine),

@@ -10,6 +10,7 @@
 
 pub mod discovery;
 pub mod legacy;
+pub mod verdict_cache;
 pub mod verify;
 
 use std::sync::Arc;
@@ -18,12 +19,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
-use crate::cache::{VerdictCache, VerdictKey};
 use crate::config::{CacheSettings, Limits};
 use crate::metrics::Metrics;
 use crate::oci::{media, Digest, Document, ImageName, Reading, RepoName};
 use crate::policy::{Rule, Verdict};
 use crate::upstream::{Upstream, UpstreamError};
+pub use verdict_cache::{VerdictCache, VerdictKey};
 
 /// The predicate type of a cosign v3 image signature statement.
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
@@ -224,9 +225,6 @@ impl Engine {
     pub async fn verdict(&self, lookup: &Lookup<'_>) -> Result<Arc<Verdict>, Arc<LookupError>> {
         let key = self.key(lookup.digest, lookup.rule, lookup.upstream, lookup.repo);
         if let Some(v) = self.cache.covered_child(&key).await {
-            return Ok(v);
-        }
-        if let Some(v) = self.cache.get(&key).await {
             return Ok(v);
         }
         self.cache.get_or_compute(key, self.compute(lookup)).await

@@ -3,7 +3,7 @@
 //! auth. Remembers per upstream which scheme it asked for, so later requests authenticate up
 //! front instead of collecting a 401 first.
 //!
-//! Tokens are cached per (upstream, scope) in [`crate::cache::TokenCache`]. This module never
+//! Tokens are cached per (upstream, scope) in [`super::tokens::TokenCache`]. This module never
 //! logs a token or a password, and its errors never contain one.
 
 use std::sync::RwLock;

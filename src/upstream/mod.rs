@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod body;
 pub mod mapping;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,12 +29,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use url::Url;
 
-use crate::cache::{Token, TokenCache};
-use crate::config::{Credentials, Limits, Timeouts, UpstreamConfig};
+use crate::config::{Config, Credentials, Limits, Timeouts, UpstreamConfig};
 use crate::metrics::Metrics;
 use crate::oci::RepoName;
 use auth::{Challenge, Scheme};
 use body::{BodyError, Deadline};
+use tokens::{Token, TokenCache};
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -139,6 +140,33 @@ pub struct Upstream {
     /// See `UpstreamConfig::serve_stale_tags`.
     pub serve_stale_tags: bool,
     metrics: Arc<Metrics>,
+}
+
+// === impl Upstreams ===
+
+impl mapping::Upstreams {
+    /// A client for every configured upstream, sharing one token cache.
+    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, UpstreamError> {
+        let tokens = TokenCache::new(metrics.clone());
+        let roots = base_roots();
+        let mut by_key = std::collections::BTreeMap::new();
+        for (key, cfg) in &config.upstreams {
+            let up = Upstream::new(
+                key,
+                cfg,
+                &roots,
+                &config.timeouts,
+                &config.limits,
+                tokens.clone(),
+                metrics.clone(),
+            )?;
+            by_key.insert(key.clone(), Arc::new(up));
+        }
+        Ok(mapping::Upstreams::new(
+            by_key,
+            config.default_upstream.clone(),
+        ))
+    }
 }
 
 // === impl Upstream ===

@@ -5,12 +5,14 @@
 //! `HEAD` asks the upstream with `HEAD` too (registries such as Docker Hub do not count it as a
 //! pull) and answers the same headers without a body.
 //!
-//! Manifests are content-addressed, so bytes once proven are kept (`cache::ManifestCache`) and a
+//! Manifests are content-addressed, so bytes once proven are kept ([`cache::ManifestCache`]) and a
 //! request by digest is answered from memory, upstream reachable or not. A tag is revalidated
 //! with an upstream `HEAD`; when the digest it names is cached, no `GET` is sent. With the
 //! upstream's `tag_ttl`, a recent resolution is trusted without even the `HEAD`; with
 //! `serve_stale_tags`, the last resolution is served while the upstream is unreachable. Every
 //! answer, cached or not, passes the policy gate first.
+
+pub mod cache;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
