@@ -19,8 +19,8 @@
 pub mod admin;
 pub mod auth;
 pub mod cache;
+pub mod cli;
 pub mod config;
-pub mod inspect;
 pub mod logging;
 pub mod metrics;
 pub mod oci;

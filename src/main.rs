@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use portcullis::config::Config;
 use portcullis::server::Server;
+use portcullis::signature::TrustRoot;
 
 #[derive(Parser)]
 #[command(
@@ -128,9 +129,11 @@ fn run(command: Command) -> anyhow::Result<bool> {
         }
         Command::CheckConfig { config, image } => {
             let config = Config::load(Some(&config))?;
+            // The trusted root is parsed where it is used; check-config parses it too.
+            TrustRoot::load(&config.trusted_root)?;
             print!(
                 "{}",
-                portcullis::config::describe(&config, image.as_deref())?
+                portcullis::cli::check_config::describe(&config, image.as_deref())?
             );
             Ok(true)
         }
@@ -145,7 +148,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 .build()
                 .context("starting the async runtime")?;
             let report = runtime
-                .block_on(portcullis::inspect::verify_image(&config, &image))
+                .block_on(portcullis::cli::verify::verify_image(&config, &image))
                 .with_context(|| format!("verifying {image}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -183,9 +186,8 @@ fn verify_bundle(
     key: Option<PathBuf>,
     artifact: &str,
 ) -> anyhow::Result<bool> {
-    use portcullis::inspect::{BundleSigner, InspectError};
+    use portcullis::cli::verify_bundle::{BundleError, BundleSigner};
     use portcullis::policy::Matcher;
-    use portcullis::signature::TrustRoot;
     let root = match trusted_root {
         None => TrustRoot::public_good()?,
         Some(p) => {
@@ -211,12 +213,12 @@ fn verify_bundle(
             "give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer"
         ),
     };
-    match portcullis::inspect::verify_bundle(&root, &bundle_json, artifact, &signer) {
+    match portcullis::cli::verify_bundle::verify_bundle(&root, &bundle_json, artifact, &signer) {
         Ok(who) => {
             println!("OK: verified, signed by {who}");
             Ok(true)
         }
-        Err(InspectError::Input { what, reason }) if what == "verification" => {
+        Err(BundleError::NotVerified(reason)) => {
             println!("FAIL: {reason}");
             Ok(false)
         }

@@ -30,6 +30,7 @@ use crate::auth;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
+use crate::signature::{TrustRoot, TrustRootError};
 use crate::upstream::body::ResponseBody;
 use crate::upstream::UpstreamError;
 
@@ -42,6 +43,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    TrustRoot(#[from] TrustRootError),
 }
 
 /// A running proxy: both listeners bound and serving.
@@ -76,7 +79,8 @@ impl Server {
     /// Builds the upstream clients, binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         let metrics = Arc::new(Metrics::new());
-        let proxy = Arc::new(Proxy::from_config(&config, metrics.clone())?);
+        let root = Arc::new(TrustRoot::load(&config.trusted_root)?);
+        let proxy = Arc::new(Proxy::from_config(&config, root, metrics.clone())?);
         for rule in &config.policies.rules {
             for a in &rule.attestors {
                 if let crate::policy::Attestor::Key {

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         kind: CandidateKind::Bundle(Bytes::copy_from_slice(data)),
     };
     let _ = verify::check_all(
-        &config.trusted_root,
+        common::root(),
         &config.policies.rules[0],
         &digest,
         &[candidate],

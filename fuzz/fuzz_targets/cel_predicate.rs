@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             about: digest.clone(),
         },
     };
-    let c = verify::check_all(&config.trusted_root, rule, &digest, &[candidate]);
+    let c = verify::check_all(common::root(), rule, &digest, &[candidate]);
     let v = rule.evaluate(c.signatures, c.checks, c.identities);
     let d = digest.to_string();
     let _ = rule.evaluate_attestations(v, &d, &c.attestations, &[d.clone()]);

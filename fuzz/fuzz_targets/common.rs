@@ -1,4 +1,5 @@
-//! What the fuzz targets share: the fixture configuration (fuzz.yaml) loaded once, and the
+//! What the fuzz targets share: the fixture configuration (fuzz.yaml) and its trusted root loaded
+//! once, and the
 //! digests of the fixture images the seed documents are about.
 #![allow(dead_code)]
 
@@ -6,6 +7,7 @@ use std::sync::OnceLock;
 
 use portcullis::config::{Config, Source};
 use portcullis::oci::Digest;
+use portcullis::signature::TrustRoot;
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sigstore");
 
@@ -21,6 +23,14 @@ pub fn config() -> &'static Config {
     CONFIG.get_or_init(|| {
         let yaml = include_str!("../fuzz.yaml").replace("FIXTURES", FIXTURES);
         Config::from_yaml(&yaml, Source::Embedded).expect("fuzz.yaml is a valid configuration")
+    })
+}
+
+/// The trusted root fuzz.yaml names, parsed once.
+pub fn root() -> &'static TrustRoot {
+    static ROOT: OnceLock<TrustRoot> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        TrustRoot::load(&config().trusted_root).expect("fuzz.yaml names a valid trusted root")
     })
 }
 

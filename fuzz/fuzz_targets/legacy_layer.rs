@@ -54,5 +54,5 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let rule = &config.policies.rules[0];
-    let _ = verify::check_all(&config.trusted_root, rule, &digest, &candidates);
+    let _ = verify::check_all(common::root(), rule, &digest, &candidates);
 });

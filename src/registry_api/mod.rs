@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oci::ImageName;
 use crate::policy::{PolicySet, Selection};
-use crate::signature::Engine;
+use crate::signature::{Engine, TrustRoot};
 use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::mapping::Upstreams;
 use crate::upstream::{Upstream, UpstreamError};
@@ -187,9 +187,13 @@ impl Proxy {
 impl Proxy {
     /// Builds the upstream clients, the policy set and the verification engine of a
     /// configuration.
-    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Proxy, UpstreamError> {
+    pub fn from_config(
+        config: &Config,
+        root: Arc<TrustRoot>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Proxy, UpstreamError> {
         let engine = Engine::new(
-            config.trusted_root.clone(),
+            root,
             &config.cache,
             &config.limits,
             config.timeouts.signature_lookup,

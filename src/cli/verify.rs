@@ -8,16 +8,14 @@
 use std::sync::Arc;
 
 use http::{HeaderMap, Method};
-use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
-use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oci::{split_image_ref, Reference, Tag};
-use crate::policy::{decide, Decision, Matcher, Selection, Unmatched, Verdict};
+use crate::policy::{decide, Decision, Selection, Unmatched, Verdict};
 use crate::registry_api::error::ApiError;
 use crate::registry_api::{manifest, Proxy, RequestCtx};
-use crate::signature::{Lookup, LookupError, TrustRoot};
+use crate::signature::{Lookup, LookupError, TrustRoot, TrustRootError};
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +28,8 @@ pub enum InspectError {
     Fetch(Box<ApiError>),
     #[error("signature lookup failed: {0}")]
     Lookup(Arc<LookupError>),
-    #[error("{what}: {reason}")]
-    Input { what: String, reason: String },
+    #[error(transparent)]
+    TrustRoot(#[from] TrustRootError),
 }
 
 /// What `portcullis verify` found.
@@ -73,7 +71,8 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         image: image.to_owned(),
         reason,
     };
-    let proxy = Proxy::from_config(config, Arc::new(Metrics::new()))?;
+    let root = Arc::new(TrustRoot::load(&config.trusted_root)?);
+    let proxy = Proxy::from_config(config, root, Arc::new(Metrics::new()))?;
     let (name, reference) = split_image_ref(image);
     let reference: Reference = match reference {
         Some(r) => r.parse().map_err(|e| bad(format!("{e}")))?,
@@ -263,62 +262,5 @@ impl std::fmt::Display for Report {
             _ => "allow",
         };
         writeln!(f, "decision:   {decision}")
-    }
-}
-
-// === verify-bundle ===
-
-/// The signer constraint of `verify-bundle`.
-pub enum BundleSigner {
-    Key(String),
-    Identity { identity: Matcher, issuer: String },
-}
-
-/// Verifies `bundle_json` over `artifact` (a file's bytes, or `sha256:<hex>`). Returns the
-/// verified signer.
-pub fn verify_bundle(
-    root: &TrustRoot,
-    bundle_json: &str,
-    artifact: &str,
-    signer: &BundleSigner,
-) -> Result<String, InspectError> {
-    let input = |what: &str, reason: String| InspectError::Input {
-        what: what.to_owned(),
-        reason,
-    };
-    let bundle = Bundle::from_json(bundle_json).map_err(|e| input("bundle", e.to_string()))?;
-    let data;
-    let artifact: sigstore_types::Artifact<'_> = match artifact.strip_prefix("sha256:") {
-        Some(hex) => Sha256Hash::from_hex(hex)
-            .map_err(|e| input("artifact digest", e.to_string()))?
-            .into(),
-        None => {
-            data = std::fs::read(artifact).map_err(|e| input(artifact, e.to_string()))?;
-            data.as_slice().into()
-        }
-    };
-    let verifier = root.verifier();
-    match signer {
-        BundleSigner::Key(pem) => {
-            let key = DerPublicKey::from_pem(pem).map_err(|e| input("key", e.to_string()))?;
-            verifier
-                .verify(artifact, &bundle, &PublicKeyVerificationPolicy::new(key))
-                .map_err(|e| input("verification", e.to_string()))?;
-            Ok("the given key".to_owned())
-        }
-        BundleSigner::Identity { identity, issuer } => {
-            let policy = VerificationPolicy::any_identity().require_issuer(issuer.clone());
-            let r = verifier
-                .verify(artifact, &bundle, &policy)
-                .map_err(|e| input("verification", e.to_string()))?;
-            let id = r.identity().map(|i| i.to_string()).unwrap_or_default();
-            if !identity.is_match(&id) {
-                return Err(input(
-                    "verification",
-                    format!("certificate identity {id:?} does not match {identity}"),
-                ));
-            }
-            Ok(format!("{id} (issuer {issuer})"))
-        }
     }
 }

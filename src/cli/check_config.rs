@@ -1,0 +1,202 @@
+//! `portcullis check-config`: the validated configuration in words (never a secret) and, for an
+//! image name, which upstream and repository it maps to and which rule applies, and why.
+//! Printing only: loading and validating is `config`'s, selection `policy`'s.
+
+use std::fmt::Write as _;
+
+use crate::config::{Config, ConfigError};
+use crate::oci::{split_image_ref, ImageName};
+use crate::policy::{Attestor, Selection, Unmatched};
+use crate::upstream::mapping::{resolve_name, Form};
+
+/// What `check-config` prints: the validated configuration in words (never a secret) and, for
+/// an image name, which upstream and repository it maps to.
+pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigError> {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "configuration {} is valid", config.source);
+    let _ = writeln!(
+        out,
+        "listen: {}{}",
+        config.listen,
+        if config.tls.is_some() { " (TLS)" } else { "" }
+    );
+    let admin = match (&config.admin.token, config.admin.open.as_slice()) {
+        (None, _) => " (no token: loopback only)".to_owned(),
+        (Some(_), []) => " (token required)".to_owned(),
+        (Some(_), open) => {
+            let open: Vec<&str> = open.iter().map(|e| e.path()).collect();
+            format!(" (token required, except {})", open.join(", "))
+        }
+    };
+    let _ = writeln!(out, "admin_listen: {}{admin}", config.admin_listen);
+    let clients = match &config.auth {
+        None => "anyone who can connect".to_owned(),
+        Some(a) => {
+            let mut ways = Vec::new();
+            if let Some(h) = &a.htpasswd {
+                ways.push(format!("htpasswd ({} users)", h.users().count()));
+            }
+            if a.client_certificates {
+                ways.push("client certificates".to_owned());
+            }
+            let access = match a.access.len() {
+                0 => "every user pulls everything".to_owned(),
+                n => format!("{n} access entries, unmatched images refused"),
+            };
+            format!("{}; {access}", ways.join(" or "))
+        }
+    };
+    let _ = writeln!(out, "who may pull: {clients}");
+    let _ = writeln!(out, "default_upstream: {}", config.default_upstream);
+    let _ = writeln!(out, "upstreams:");
+    for (key, up) in &config.upstreams {
+        let auth = match &up.credentials {
+            None => "anonymous".to_owned(),
+            Some(c) => format!("user {} ({})", c.username, c.origin),
+        };
+        let ca = if up.ca_certs.is_empty() {
+            String::new()
+        } else {
+            format!(", {} extra CA certificate(s)", up.ca_certs.len())
+        };
+        let tags = match (up.tag_ttl, up.serve_stale_tags) {
+            (None, false) => String::new(),
+            (ttl, stale) => {
+                let mut parts = Vec::new();
+                if let Some(t) = ttl {
+                    parts.push(format!("tags trusted for {t:?}"));
+                }
+                if stale {
+                    parts.push("stale tags served while unreachable".to_owned());
+                }
+                format!(", {}", parts.join(", "))
+            }
+        };
+        let _ = writeln!(out, "  {key}: {} [{auth}{ca}{tags}]", up.url);
+    }
+    let _ = writeln!(out, "trusted_root: {}", config.trusted_root.origin);
+    let _ = writeln!(
+        out,
+        "cache: verdict_ttl {:?}, failure_ttl {:?}, max_verdicts {}, manifest_bytes {}",
+        config.cache.verdict_ttl,
+        config.cache.failure_ttl,
+        config.cache.max_verdicts,
+        config.cache.manifest_bytes
+    );
+    let unmatched = match config.policies.unmatched {
+        Unmatched::Allow => "allow",
+        Unmatched::Deny => "deny",
+    };
+    let _ = writeln!(out, "unmatched: {unmatched}");
+    let _ = writeln!(out, "policies:");
+    for rule in &config.policies.rules {
+        let patterns: Vec<&str> = rule.patterns.iter().map(|p| p.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  {}: {} [{}], {} of {} attestor(s){}",
+            rule.name,
+            rule.mode.as_str(),
+            patterns.join(", "),
+            rule.count.min(rule.attestors.len()),
+            rule.attestors.len(),
+            rule.signature_repository
+                .as_ref()
+                .map(|r| format!(", signatures in {r}"))
+                .unwrap_or_default()
+        );
+        for a in &rule.attestations {
+            let _ = writeln!(
+                out,
+                "    attestation {}: {}{}",
+                a.name,
+                a.predicate_types.join(" or "),
+                if a.allow_unsigned {
+                    ", unsigned BuildKit attestations accepted"
+                } else {
+                    ""
+                }
+            );
+            for (i, c) in a.conditions.iter().enumerate() {
+                let _ = writeln!(out, "      condition {}: {}", i + 1, c.source);
+            }
+        }
+        for (i, a) in rule.attestors.iter().enumerate() {
+            let _ = writeln!(out, "    attestor {}: {a}", i + 1);
+            if let Attestor::Key {
+                insecure_ignore_tlog: true,
+                ..
+            } = a
+            {
+                let _ = writeln!(
+                    out,
+                    "      WARNING: ignore_tlog accepts key signatures that were never logged in Rekor"
+                );
+            }
+        }
+    }
+    if let Some(image) = image {
+        // Routing and rules depend only on the name, not on a tag or digest.
+        let name = split_image_ref(image).0;
+        let (key, repo, form) = resolve_name(name, None, &config.default_upstream, |k| {
+            config.upstreams.contains_key(k)
+        })
+        .map_err(|e| ConfigError::Invalid {
+            source_name: config.source.clone(),
+            key: "IMAGE".to_owned(),
+            reason: format!("{image:?}: {e}"),
+        })?;
+        let why = match form {
+            Form::Prefix => "its first path segment names a configured upstream",
+            Form::Plain | Form::Mirror => {
+                "no configured upstream prefixes it, so the default upstream serves it"
+            }
+        };
+        let url = config
+            .upstreams
+            .get(&key)
+            .map(|u| u.url.as_str())
+            .unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "image {image}: {key}/{repo} via upstream {key} ({url}) because {why}"
+        );
+        let canonical = ImageName {
+            registry: key,
+            repo,
+        };
+        let matches = config.policies.matches(&canonical);
+        match config.policies.select(&canonical) {
+            Selection::Rule { rule, pattern } => {
+                let _ = writeln!(
+                    out,
+                    "rule {:?} ({}) applies to {canonical}: pattern {pattern:?} is the most specific match",
+                    rule.name,
+                    rule.mode.as_str()
+                );
+                for (other, p) in matches {
+                    if other.name != rule.name || p.as_str() != pattern {
+                        let _ = writeln!(
+                            out,
+                            "  also matched, less specific or later in the file: {:?} pattern {:?}",
+                            other.name,
+                            p.as_str()
+                        );
+                    }
+                }
+            }
+            Selection::Unmatched(u) => {
+                let _ = writeln!(
+                    out,
+                    "no rule matches {canonical}: unmatched: {} → {}",
+                    unmatched,
+                    match u {
+                        Unmatched::Allow => "served without signature checks",
+                        Unmatched::Deny => "refused (403 DENIED)",
+                    }
+                );
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,176 @@
+//! Configuration: the YAML file (or the embedded default) plus `PORTCULLIS__A__B` environment
+//! overrides, read with the `config` crate in two stages: the raw serde structs as written
+//! ([`raw`]), then validated ([`validate`]) into the typed [`Config`] of [`settings`] that the
+//! rest of the program reads.
+//!
+//! Everything that can be wrong with a configuration is found here, at start-up, and reported with
+//! the key and the file it came from: unknown keys, bad URLs, unreadable credential or certificate
+//! files. This module reads files named by the configuration but opens no network connection,
+//! and names no signature or HTTP type (the trusted root is kept as JSON; `signature` parses it).
+//! How a configuration is printed for `check-config` is the CLI's (`cli::check_config`).
+
+pub mod raw;
+pub mod settings;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use settings::{
+    AdminEndpoint, AdminSettings, CacheSettings, Credentials, Limits, Secret, Timeouts, TlsConfig,
+    TrustedRoot, UpstreamConfig,
+};
+
+use crate::policy::PolicySet;
+
+/// The configuration `portcullis serve` runs on when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.yaml");
+
+/// Where a configuration came from, for error messages.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Embedded,
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Embedded => f.write_str("<embedded default config>"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{source_name}{}: {error}", env_note(overrides))]
+    Read {
+        source_name: Source,
+        /// The `PORTCULLIS__*` variables that were applied on top of the file.
+        overrides: Vec<String>,
+        error: Box<config::ConfigError>,
+    },
+    #[error("{source_name}: key `{key}`: {reason}")]
+    Invalid {
+        source_name: Source,
+        key: String,
+        reason: String,
+    },
+    #[error("{source_name}: key `{key}`: cannot read {}: {error}", path.display())]
+    File {
+        source_name: Source,
+        key: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+fn env_note(overrides: &[String]) -> String {
+    if overrides.is_empty() {
+        String::new()
+    } else {
+        format!(" with environment overrides {}", overrides.join(", "))
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub source: Source,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub default_upstream: String,
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub trusted_root: TrustedRoot,
+    pub cache: CacheSettings,
+    pub policies: PolicySet,
+    /// Who may pull (`auth`); `None`: anyone who can connect.
+    pub auth: Option<crate::auth::Settings>,
+    pub admin: AdminSettings,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads `path` (or the embedded default), applies `PORTCULLIS__*` environment overrides and
+    /// validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env = config::Environment::with_prefix("PORTCULLIS")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        let overrides = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("PORTCULLIS__"))
+            .collect();
+        Self::load_with_env(path, env, overrides)
+    }
+
+    /// Validates `yaml` as a configuration file read from `source` (relative paths resolve
+    /// against its directory), without environment overrides: pure but for the files the
+    /// configuration names. For the fuzz targets (`fuzz/`).
+    pub fn from_yaml(yaml: &str, source: Source) -> Result<Config, ConfigError> {
+        let read_err = |error| ConfigError::Read {
+            source_name: source.clone(),
+            overrides: Vec::new(),
+            error: Box::new(error),
+        };
+        let raw: raw::RawConfig = config::Config::builder()
+            .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(read_err)?;
+        let base_dir = match &source {
+            Source::File(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            Source::Embedded => PathBuf::new(),
+        };
+        validate::Validator { source, base_dir }.validate(raw)
+    }
+
+    fn load_with_env(
+        path: Option<&Path>,
+        env: config::Environment,
+        overrides: Vec<String>,
+    ) -> Result<Config, ConfigError> {
+        let source = match path {
+            Some(p) => Source::File(p.to_path_buf()),
+            None => Source::Embedded,
+        };
+        let builder = config::Config::builder();
+        let builder = match path {
+            Some(p) => builder.add_source(
+                config::File::from(p)
+                    .format(config::FileFormat::Yaml)
+                    .required(true),
+            ),
+            None => builder.add_source(config::File::from_str(
+                EMBEDDED_DEFAULT,
+                config::FileFormat::Yaml,
+            )),
+        };
+        let read_err = |error| ConfigError::Read {
+            source_name: source.clone(),
+            overrides: overrides.clone(),
+            error: Box::new(error),
+        };
+        let raw: raw::RawConfig = builder
+            .add_source(env)
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(read_err)?;
+        let base_dir = path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        validate::Validator { source, base_dir }.validate(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests;
