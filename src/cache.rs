@@ -80,6 +80,16 @@ where
         self.inner.try_get_with(key, fill).await
     }
 
+    /// The fill of [`Cached::get_or_fetch`] alone, run once for concurrent callers: for a caller
+    /// that looked the key up (and counted the lookup) already.
+    pub async fn fill<E, F>(&self, key: K, fill: F) -> Result<V, Arc<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        self.inner.try_get_with(key, fill).await
+    }
+
     pub async fn insert(&self, key: K, value: V) {
         self.inner.insert(key, value).await;
     }

@@ -1,6 +1,5 @@
 //! What the fuzz targets share: the fixture configuration (fuzz.yaml) and its trusted root loaded
-//! once, and the
-//! digests of the fixture images the seed documents are about.
+//! once, and the digests of the fixture images the seed documents are about.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = portcullis::registry_api::manifest::media_type_field(data);
+    let _ = portcullis::registry_api::manifest::fetch::media_type_field(data);
     let referenced = portcullis::signature::referenced(data, 64);
     assert!(referenced.len() <= 64);
     use portcullis::oci::{Document, Reading};

@@ -1,21 +1,22 @@
-//! The one-shot commands: `portcullis verify IMAGE` runs the proxy's own pipeline (route, rule,
-//! tag resolved once, manifest fetched and digest-checked, discovery, verification, decision) for
-//! one image and reports it; `portcullis verify-bundle` checks one Sigstore bundle against an
-//! artifact with the sigstore-conformance client flags.
-//!
-//! Both return a report or an error; printing and exit codes are `main`'s.
+//! `portcullis verify IMAGE`: the proxy's own stages for one image (upstream, rule, the tag
+//! resolved once, the manifest fetched and its digest proven) and then exactly the gate the proxy
+//! calls ([`Gate::evaluate`](crate::registry_api::gate::Gate::evaluate)), its outcome reported.
+//! There is no second copy of rule selection or of the decision here. Returns a report or an
+//! error; printing and exit codes are `main`'s.
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Method};
+use http::HeaderMap;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oci::{split_image_ref, Reference, Tag};
-use crate::policy::{decide, Decision, Selection, Unmatched, Verdict};
+use crate::policy::{DecisionKind, Selection, Verdict};
 use crate::registry_api::error::ApiError;
-use crate::registry_api::{manifest, Proxy, RequestCtx};
-use crate::signature::{Lookup, LookupError, TrustRoot, TrustRootError};
+use crate::registry_api::gate::{Outcome, Subject};
+use crate::registry_api::manifest::fetch::{self, accept_headers, Origin};
+use crate::registry_api::Proxy;
+use crate::signature::{LookupError, TrustRoot, TrustRootError};
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,7 @@ pub struct Report {
     /// `None` when no verification ran (no rule, or mode off).
     pub verified: Option<bool>,
     /// `allow`, `deny`, or `audit` (served, but enforce would refuse it).
-    pub decision: &'static str,
+    pub decision: DecisionKind,
     pub reasons: Vec<String>,
     pub identities: Vec<String>,
     pub verified_by: Vec<crate::policy::Evidence>,
@@ -60,12 +61,13 @@ pub struct Report {
 impl Report {
     /// The exit status of `verify`: 0 allowed (or audited), 1 denied.
     pub fn allowed(&self) -> bool {
-        self.decision != "deny"
+        self.decision != DecisionKind::Deny
     }
 }
 
-/// Runs the proxy pipeline for `image` (`[registry/]repo[:tag|@digest]`, routed like a prefix-
-/// or plain-form request).
+/// Runs the proxy's own stages for `image` (`[registry/]repo[:tag|@digest]`, routed like a
+/// prefix- or plain-form request): upstream, rule, the manifest fetched once and its digest
+/// proven, then the gate the proxy runs, and reports its outcome.
 pub async fn verify_image(config: &Config, image: &str) -> Result<Report, InspectError> {
     let bad = |reason: String| InspectError::Image {
         image: image.to_owned(),
@@ -82,21 +84,24 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         .upstreams
         .resolve(name, None)
         .map_err(|e| bad(e.to_string()))?;
-    let ctx = RequestCtx {
-        manifests: proxy.manifests.clone(),
-        method: Method::GET,
-        gate: proxy.gate(&upstream, &canonical),
-        upstream,
-        image: canonical.clone(),
-        headers: HeaderMap::new(),
-        path: String::new(),
-        ns: None,
-        query: Vec::new(),
-    };
+    let rule = proxy.rule(&upstream, &canonical);
     // The tag is resolved once: the digest verified is the digest of these bytes.
-    let m = manifest::fetch(&ctx, &reference)
+    let origin = Origin {
+        upstream: &upstream,
+        image: &canonical,
+    };
+    let m = fetch::get(origin, &reference, accept_headers(&HeaderMap::new()))
         .await
         .map_err(|e| InspectError::Fetch(Box::new(e)))?;
+    let subject = Subject {
+        image: &canonical,
+        image_upstream: &upstream,
+        digest: &m.digest,
+        media_type: m.media_type.to_str().ok(),
+        manifest: Some(&m.bytes),
+    };
+    let outcome = proxy.gate.evaluate(&rule, &subject).await;
+
     let mut report = Report {
         image: canonical.to_string(),
         reference: reference.to_string(),
@@ -106,7 +111,7 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         mode: None,
         pattern: None,
         verified: None,
-        decision: "allow",
+        decision: DecisionKind::Allow,
         reasons: Vec::new(),
         identities: Vec::new(),
         verified_by: Vec::new(),
@@ -114,58 +119,37 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         signature_checks: Vec::new(),
         attestations: Vec::new(),
     };
-    let (rule, pattern) = match &ctx.gate.selection {
-        Selection::Unmatched(u) => {
-            if *u == Unmatched::Deny {
-                report.decision = "deny";
-                report
-                    .reasons
-                    .push("no rule matches this repository and unmatched is deny".to_owned());
-            } else {
-                report
-                    .reasons
-                    .push("no rule matches this repository; unmatched is allow".to_owned());
-            }
-            return Ok(report);
-        }
-        Selection::Rule { rule, pattern } => (rule, pattern),
-    };
-    report.rule = Some(rule.name.clone());
-    report.mode = Some(rule.mode.as_str());
-    report.pattern = Some(pattern.clone());
-    if rule.mode == crate::policy::Mode::Off {
-        report.reasons.push("the rule's mode is off".to_owned());
-        return Ok(report);
+    if let Selection::Rule { rule, pattern } = &rule.selection {
+        report.rule = Some(rule.name.clone());
+        report.mode = Some(rule.mode.as_str());
+        report.pattern = Some(pattern.clone());
     }
-    let (sig_upstream, sig_repo) = &ctx.gate.signatures;
-    let outcome = ctx
-        .gate
-        .engine
-        .verdict(&Lookup {
-            image: &canonical,
-            image_upstream: &ctx.upstream,
-            manifest: Some(&m.bytes),
-            media_type: m.media_type.to_str().ok(),
-            digest: &m.digest,
-            rule,
-            upstream: sig_upstream,
-            repo: sig_repo,
-        })
-        .await
-        .map_err(InspectError::Lookup)?;
-    let v: &Verdict = &outcome;
-    report.verified = Some(v.verified);
-    report.decision = match decide(rule.mode, v) {
-        Decision::Allow => "allow",
-        Decision::Deny { .. } => "deny",
-        Decision::Audit { .. } => "audit",
-    };
-    report.reasons = v.reasons.clone();
-    report.identities = v.identities.clone();
-    report.verified_by = v.evidence.clone();
-    report.signatures = v.signatures;
-    report.signature_checks = v.signature_reports.clone();
-    report.attestations = v.attestations.clone();
+    match outcome {
+        Outcome::Unmatched => report
+            .reasons
+            .push("no rule matches this repository; unmatched is allow".to_owned()),
+        Outcome::UnmatchedDenied => {
+            report.decision = DecisionKind::Deny;
+            report
+                .reasons
+                .push("no rule matches this repository and unmatched is deny".to_owned());
+        }
+        Outcome::Off(_) => report.reasons.push("the rule's mode is off".to_owned()),
+        Outcome::Fault { error, .. } => return Err(InspectError::Lookup(error)),
+        Outcome::Decided {
+            verdict, decision, ..
+        } => {
+            let v: &Verdict = &verdict;
+            report.verified = Some(v.verified);
+            report.decision = decision.kind();
+            report.reasons = v.reasons.clone();
+            report.identities = v.identities.clone();
+            report.verified_by = v.evidence.clone();
+            report.signatures = v.signatures;
+            report.signature_checks = v.signature_reports.clone();
+            report.attestations = v.attestations.clone();
+        }
+    }
     Ok(report)
 }
 
@@ -257,9 +241,9 @@ impl std::fmt::Display for Report {
             writeln!(f, "  reason: {r}")?;
         }
         let decision = match self.decision {
-            "audit" => "audit (served by the proxy; enforce would refuse it)",
-            "deny" => "deny (the proxy refuses it)",
-            _ => "allow",
+            DecisionKind::Audit => "audit (served by the proxy; enforce would refuse it)",
+            DecisionKind::Deny => "deny (the proxy refuses it)",
+            DecisionKind::Allow => "allow",
         };
         writeln!(f, "decision:   {decision}")
     }

@@ -211,12 +211,29 @@ pub struct RequirementReport {
     pub conditions: Vec<attestation::ConditionResult>,
 }
 
+/// What a verdict says, as metrics and audit events name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictResult {
+    Verified,
+    Unverified,
+}
+
+impl VerdictResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictResult::Verified => "verified",
+            VerdictResult::Unverified => "unverified",
+        }
+    }
+}
+
 impl Verdict {
-    pub fn result(&self) -> &'static str {
+    pub fn result(&self) -> VerdictResult {
         if self.verified {
-            "verified"
+            VerdictResult::Verified
         } else {
-            "unverified"
+            VerdictResult::Unverified
         }
     }
 
@@ -428,6 +445,25 @@ pub enum Decision {
     Deny { reason: String },
     /// Serve it, recording that enforce would have refused it.
     Audit { reason: String },
+}
+
+/// Which of the three a [`Decision`] is, for reports (`allow`, `deny`, `audit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionKind {
+    Allow,
+    Deny,
+    Audit,
+}
+
+impl Decision {
+    pub fn kind(&self) -> DecisionKind {
+        match self {
+            Decision::Allow => DecisionKind::Allow,
+            Decision::Deny { .. } => DecisionKind::Deny,
+            Decision::Audit { .. } => DecisionKind::Audit,
+        }
+    }
 }
 
 /// The decision for a rule's mode and a verification outcome. `outcome` is `Err` when the

@@ -26,7 +26,8 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::error::{ApiError, DigestMismatch};
-use super::{upstream_failure, RequestCtx};
+use super::gate::Subject;
+use super::{Proxy, RequestCtx};
 use crate::oci::Digest;
 use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::{Kind, UpstreamRequest};
@@ -41,9 +42,13 @@ const PASSED_HEADERS: &[http::HeaderName] = &[
     LAST_MODIFIED,
 ];
 
-pub async fn handle(ctx: &RequestCtx, digest: Digest) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn handle(
+    proxy: &Proxy,
+    ctx: &RequestCtx,
+    digest: Digest,
+) -> Result<Response<ResponseBody>, ApiError> {
     let upstream = &ctx.upstream;
-    let strict = ctx.gate.is_strict() && ctx.method == Method::GET;
+    let strict = ctx.rule.is_strict() && ctx.method == Method::GET;
     let limit = upstream.limits.max_manifest_bytes;
     let mut headers = HeaderMap::new();
     if !strict {
@@ -73,11 +78,15 @@ pub async fn handle(ctx: &RequestCtx, digest: Digest) -> Result<Response<Respons
             })
         }
         _ => {
-            return Err(upstream_failure(ctx, resp, || ApiError::BlobUnknown {
-                image: ctx.image.clone(),
-                digest: digest.clone(),
-            })
-            .await)
+            return Err(
+                ApiError::from_upstream_answer(upstream, &ctx.image, resp, || {
+                    ApiError::BlobUnknown {
+                        image: ctx.image.clone(),
+                        digest: digest.clone(),
+                    }
+                })
+                .await,
+            )
         }
     }
 
@@ -108,15 +117,13 @@ pub async fn handle(ctx: &RequestCtx, digest: Digest) -> Result<Response<Respons
                     })));
                 }
                 // No media type: a blob-route document is checked, never used to cover others.
-                ctx.gate
-                    .check(&ctx.image, &digest, Some(("", &bytes)))
-                    .await?;
+                gate(proxy, ctx, &digest, Some(&bytes)).await?;
                 body::full(bytes)
             }
             body::Peeked::LargeJson(b) => {
                 // Too large to hold, so it cannot be hashed first: only a digest that passes
                 // the gate (the client checks the digest of what it gets).
-                ctx.gate.check(&ctx.image, &digest, None).await?;
+                gate(proxy, ctx, &digest, None).await?;
                 b
             }
             body::Peeked::NotJson(b) => b,
@@ -146,6 +153,26 @@ pub async fn handle(ctx: &RequestCtx, digest: Digest) -> Result<Response<Respons
         h.insert("docker-content-digest", v);
     }
     Ok(out)
+}
+
+/// A blob that could be a document passes the gate as one, with no media type: it is checked,
+/// and never used to cover others.
+async fn gate(
+    proxy: &Proxy,
+    ctx: &RequestCtx,
+    digest: &Digest,
+    bytes: Option<&[u8]>,
+) -> Result<(), ApiError> {
+    let subject = Subject {
+        image: &ctx.image,
+        image_upstream: &ctx.upstream,
+        digest,
+        media_type: bytes.map(|_| ""),
+        manifest: bytes,
+    };
+    let outcome = proxy.gate.evaluate(&ctx.rule, &subject).await;
+    outcome.record(&proxy.metrics);
+    outcome.admit(&ctx.image, digest)
 }
 
 async fn fetch(

@@ -14,7 +14,7 @@ use crate::oci::{Digest, ImageName, ParseError, Reference};
 use crate::signature::LookupError;
 use crate::upstream::body::{self, BodyError, ResponseBody};
 use crate::upstream::mapping::MappingError;
-use crate::upstream::UpstreamError;
+use crate::upstream::{Upstream, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -136,6 +136,53 @@ impl ApiError {
     /// only holder.
     pub fn shared(e: std::sync::Arc<ApiError>) -> ApiError {
         std::sync::Arc::try_unwrap(e).unwrap_or_else(ApiError::Shared)
+    }
+
+    /// The mapping of an upstream answer that is not a success, given what a 404 means for the
+    /// route that asked.
+    pub async fn from_upstream_answer(
+        upstream: &Upstream,
+        image: &ImageName,
+        resp: http::Response<hyper::body::Incoming>,
+        not_found: impl FnOnce() -> ApiError,
+    ) -> ApiError {
+        match resp.status() {
+            status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                ApiError::UpstreamDenied {
+                    upstream: upstream.key.clone(),
+                    image: image.clone(),
+                    status,
+                }
+            }
+            StatusCode::TOO_MANY_REQUESTS => ApiError::UpstreamThrottled {
+                upstream: upstream.key.clone(),
+                image: image.clone(),
+                retry_after: resp.headers().get(RETRY_AFTER).cloned(),
+            },
+            StatusCode::NOT_FOUND => match upstream.status_error(resp).await {
+                UpstreamError::Status { code: Some(c), .. } if c == "NAME_UNKNOWN" => {
+                    ApiError::NameUnknown {
+                        image: image.clone(),
+                    }
+                }
+                _ => not_found(),
+            },
+            _ => ApiError::Upstream(upstream.status_error(resp).await),
+        }
+    }
+
+    /// The upstream could not be asked, or did not answer usefully (unreachable, timing out,
+    /// failing, sending what does not check out): not an answer about what was asked.
+    pub fn is_upstream_unavailable(&self) -> bool {
+        match self {
+            ApiError::Shared(inner) => inner.is_upstream_unavailable(),
+            ApiError::Upstream(e) => e.is_unavailable(),
+            ApiError::DigestMismatch(_)
+            | ApiError::ManifestTooLarge { .. }
+            | ApiError::UpstreamInvalid { .. }
+            | ApiError::SignatureLookup { .. } => true,
+            _ => false,
+        }
     }
 
     /// The HTTP status and OCI error code.

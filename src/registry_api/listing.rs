@@ -11,8 +11,8 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use oci_spec::image::ImageIndex;
 
 use super::error::ApiError;
-use super::manifest;
-use super::{upstream_failure, RequestCtx};
+use super::manifest::fetch::{self, Origin};
+use super::RequestCtx;
 use crate::oci::media::OCI_INDEX;
 use crate::oci::{Digest, Document, Reading, Reference};
 use crate::upstream::body::{self, ResponseBody};
@@ -33,10 +33,7 @@ pub async fn tags(ctx: &RequestCtx) -> Result<Response<ResponseBody>, ApiError> 
         })
         .await?;
     if resp.status() != StatusCode::OK {
-        return Err(upstream_failure(ctx, resp, || ApiError::NameUnknown {
-            image: ctx.image.clone(),
-        })
-        .await);
+        return Err(not_found_as_name_unknown(ctx, resp).await);
     }
     let (parts, incoming) = resp.into_parts();
     let body = if ctx.method == Method::HEAD {
@@ -76,12 +73,7 @@ pub async fn referrers(
     match resp.status() {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND => return fallback(ctx, &digest, artifact_type.as_deref()).await,
-        _ => {
-            return Err(upstream_failure(ctx, resp, || ApiError::NameUnknown {
-                image: ctx.image.clone(),
-            })
-            .await)
-        }
+        _ => return Err(not_found_as_name_unknown(ctx, resp).await),
     }
     let (parts, bytes) = upstream
         .read_body(resp, upstream.limits.max_referrers_bytes)
@@ -115,7 +107,11 @@ async fn fallback(
     let tag = Reference::Tag(digest.fallback_tag());
     // Asked as an OCI index whatever the client accepts: distribution answers 404 to a request
     // for an index whose Accept does not name it, which would hide every referrer.
-    let index = match manifest::fetch_as(ctx, &tag, OCI_INDEX).await {
+    let origin = Origin {
+        upstream: &ctx.upstream,
+        image: &ctx.image,
+    };
+    let index = match fetch::get(origin, &tag, fetch::accept_only(OCI_INDEX)).await {
         Ok(m) => Some(m),
         Err(ApiError::ManifestUnknown { .. }) => None,
         Err(e) => return Err(e),
@@ -153,6 +149,17 @@ async fn fallback(
     out.headers_mut()
         .insert(FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
     Ok(out)
+}
+
+/// An upstream failure of a listing; a 404 means the repository is not known.
+async fn not_found_as_name_unknown(
+    ctx: &RequestCtx,
+    resp: http::Response<hyper::body::Incoming>,
+) -> ApiError {
+    ApiError::from_upstream_answer(&ctx.upstream, &ctx.image, resp, || ApiError::NameUnknown {
+        image: ctx.image.clone(),
+    })
+    .await
 }
 
 fn empty_index() -> Bytes {

@@ -1,10 +1,12 @@
 //! The registry API clients see: the pull side of the OCI distribution spec, read-only.
 //!
-//! [`Proxy::handle`] is the per-request pipeline: route → select upstream (addressing) → handler
-//! (manifest / blob / tags / referrers) → response, with errors turned into OCI error bodies in
-//! one place ([`error::ApiError::into_response`]) and metrics recorded once per request. This
-//! module does not open sockets (that is `server`) and does not talk HTTP to upstreams itself
-//! (that is `upstream`).
+//! [`Proxy::handle`] is the per-request pipeline: route → select upstream (addressing) → select
+//! rule → handler (manifest / blob / tags / referrers; the manifest handler continues with its
+//! own stages, see [`manifest`]) → response, with errors turned into OCI error bodies in one
+//! place ([`error::ApiError::into_response`]) and metrics recorded once per request. The stages
+//! share one narrow per-request context ([`RequestCtx`], the request's facts); the shared
+//! services ([`Proxy`]) are passed apart. This module does not open sockets (that is `server`)
+//! and does not talk HTTP to upstreams itself (that is `upstream`).
 
 pub mod blob;
 pub mod error;
@@ -23,29 +25,32 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oci::ImageName;
-use crate::policy::{PolicySet, Selection};
+use crate::policy::PolicySet;
 use crate::signature::{Engine, TrustRoot};
 use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::mapping::Upstreams;
 use crate::upstream::{Upstream, UpstreamError};
 use error::ApiError;
+use gate::{AppliedRule, Gate};
 use manifest::cache::ManifestCache;
 use routes::{RepoOp, Route};
 
 const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
 
-/// Shared state of the registry API.
+/// The shared services of the registry API, built once; passed to each stage apart from the
+/// request's own facts ([`RequestCtx`]).
 pub struct Proxy {
     pub upstreams: Upstreams,
     pub metrics: Arc<Metrics>,
     pub policies: PolicySet,
-    pub engine: Arc<Engine>,
-    pub manifests: Arc<ManifestCache>,
+    pub gate: Gate,
+    pub manifests: ManifestCache,
     /// Who may pull; `None` when the configuration has no `auth`.
     pub auth: Option<Authenticator>,
 }
 
-/// What one request is about, once routed and mapped.
+/// What one request is about, once routed (route stage), mapped to an upstream (upstream stage)
+/// and given its rule (rule stage): facts of this request only.
 pub struct RequestCtx {
     pub method: Method,
     pub upstream: Arc<Upstream>,
@@ -56,9 +61,8 @@ pub struct RequestCtx {
     /// The client's `ns` query parameter, kept on rewritten links.
     pub ns: Option<String>,
     pub query: Vec<(String, String)>,
-    /// The rule that applies to this image and what it needs to decide.
-    pub gate: gate::Gate,
-    pub manifests: Arc<ManifestCache>,
+    /// The rule that applies to this image, and where it looks for signatures.
+    pub rule: AppliedRule,
 }
 
 impl RequestCtx {
@@ -149,15 +153,17 @@ impl Proxy {
             .iter()
             .find(|(k, _)| k == "ns")
             .map(|(_, v)| v.clone());
+        // Upstream stage: which upstream, which canonical image.
         let (upstream, image) = self.upstreams.resolve(name, ns.as_deref())?;
+        // Access: whether the client's user may pull this image.
         if let (Some(auth), Some(user)) = (&self.auth, &user) {
             auth.authorize(user, &image.to_string())
                 .map_err(ApiError::Auth)?;
         }
-        let gate = self.gate(&upstream, &image);
+        // Rule stage: which rule, and where its signatures are.
+        let rule = self.rule(&upstream, &image);
         let ctx = RequestCtx {
-            gate,
-            manifests: self.manifests.clone(),
+            rule,
             method: method.clone(),
             upstream,
             image,
@@ -169,11 +175,11 @@ impl Proxy {
         match op {
             RepoOp::Manifest(reference) => {
                 let reference = reference.parse().map_err(ApiError::from_reference)?;
-                manifest::handle(&ctx, reference).await
+                manifest::handle(self, &ctx, reference).await
             }
             RepoOp::Blob(digest) => {
                 let digest = digest.parse().map_err(ApiError::DigestInvalid)?;
-                blob::handle(&ctx, digest).await
+                blob::handle(self, &ctx, digest).await
             }
             RepoOp::Tags => listing::tags(&ctx).await,
             RepoOp::Referrers(digest) => {
@@ -199,40 +205,24 @@ impl Proxy {
             config.timeouts.signature_lookup,
             metrics.clone(),
         );
-        let manifests = Arc::new(ManifestCache::new(&config.cache, metrics.clone()));
-        let metrics_for_auth = metrics.clone();
         Ok(Proxy {
             upstreams: Upstreams::from_config(config, metrics.clone())?,
-            metrics,
             policies: config.policies.clone(),
-            engine: Arc::new(engine),
-            manifests,
+            gate: Gate {
+                engine: Arc::new(engine),
+            },
+            manifests: ManifestCache::new(&config.cache, metrics.clone()),
             auth: config
                 .auth
                 .clone()
-                .map(|settings| Authenticator::new(settings, metrics_for_auth)),
+                .map(|settings| Authenticator::new(settings, metrics.clone())),
+            metrics,
         })
     }
 
-    /// The gate for an image: its rule, and where that rule looks for signatures.
-    pub fn gate(&self, upstream: &Arc<Upstream>, image: &ImageName) -> gate::Gate {
-        let selection = self.policies.select(image);
-        let signatures = match &selection {
-            Selection::Rule { rule, .. } => rule
-                .signature_repository
-                .as_ref()
-                // The configuration only accepts signature repositories on configured upstreams.
-                .and_then(|r| Some((self.upstreams.get(&r.registry)?.clone(), r.repo.clone()))),
-            Selection::Unmatched(_) => None,
-        }
-        .unwrap_or_else(|| (upstream.clone(), image.repo.clone()));
-        gate::Gate {
-            selection,
-            engine: self.engine.clone(),
-            metrics: self.metrics.clone(),
-            signatures,
-            image_upstream: upstream.clone(),
-        }
+    /// The rule stage: the rule for an image, and where that rule looks for signatures.
+    pub fn rule(&self, upstream: &Arc<Upstream>, image: &ImageName) -> AppliedRule {
+        AppliedRule::select(&self.policies, &self.upstreams, upstream, image)
     }
 }
 
@@ -261,36 +251,4 @@ fn method_label(m: &Method) -> &'static str {
 
 fn truncate(s: &str) -> String {
     s.chars().take(200).collect()
-}
-
-/// The common mapping of an upstream status that is not a success into an error, given what a
-/// 404 means for this route.
-pub async fn upstream_failure(
-    ctx: &RequestCtx,
-    resp: Response<hyper::body::Incoming>,
-    not_found: impl FnOnce() -> ApiError,
-) -> ApiError {
-    let status = resp.status();
-    let upstream = &ctx.upstream;
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ApiError::UpstreamDenied {
-            upstream: upstream.key.clone(),
-            image: ctx.image.clone(),
-            status,
-        },
-        StatusCode::TOO_MANY_REQUESTS => ApiError::UpstreamThrottled {
-            upstream: upstream.key.clone(),
-            image: ctx.image.clone(),
-            retry_after: resp.headers().get(http::header::RETRY_AFTER).cloned(),
-        },
-        StatusCode::NOT_FOUND => match upstream.status_error(resp).await {
-            crate::upstream::UpstreamError::Status { code: Some(c), .. } if c == "NAME_UNKNOWN" => {
-                ApiError::NameUnknown {
-                    image: ctx.image.clone(),
-                }
-            }
-            _ => not_found(),
-        },
-        _ => ApiError::Upstream(upstream.status_error(resp).await),
-    }
 }

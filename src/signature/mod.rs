@@ -103,14 +103,6 @@ pub enum LookupError {
     Internal(String),
 }
 
-impl LookupError {
-    /// The upstream asked us to slow down.
-    pub fn is_throttled(&self) -> bool {
-        matches!(self, LookupError::Status { status, .. } if *status == http::StatusCode::TOO_MANY_REQUESTS)
-            || matches!(self, LookupError::Upstream(UpstreamError::Status { status, .. }) if *status == http::StatusCode::TOO_MANY_REQUESTS)
-    }
-}
-
 // === engine ===
 
 /// What to verify: a digest of an image, the rule that applies, and where its signatures live.
@@ -233,7 +225,7 @@ impl Engine {
                 v.signature_reports = c.signature_reports;
                 let v = rule.evaluate_attestations(v, &digest, &c.attestations, &children);
                 histogram
-                    .with_label_values(&[v.result()])
+                    .with_label_values(&[v.result().as_str()])
                     .observe(started.elapsed().as_secs_f64());
                 Arc::new(v)
             })
@@ -247,7 +239,7 @@ impl Engine {
         self.metrics
             .verification_duration
             .with_label_values(&[match &result {
-                Ok(v) => v.result(),
+                Ok(v) => v.result().as_str(),
                 Err(_) => "error",
             }])
             .observe(elapsed.as_secs_f64());
@@ -307,7 +299,7 @@ fn audit_event(l: &Lookup<'_>, result: &Result<Arc<Verdict>, LookupError>, elaps
                 digest = %l.digest,
                 rule = %l.rule.name,
                 mode = l.rule.mode.as_str(),
-                result = v.result(),
+                result = v.result().as_str(),
                 reasons = %json(&v.reasons),
                 identities = %json(&v.identities),
                 verified_by = %json(&signers),

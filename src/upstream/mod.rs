@@ -95,6 +95,12 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Whether the upstream is unavailable: everything but a refusal of the credentials, which
+    /// is an answer (the upstream was reached and said no).
+    pub fn is_unavailable(&self) -> bool {
+        !matches!(self, UpstreamError::TokenDenied { .. })
+    }
+
     pub fn is_timeout(&self) -> bool {
         matches!(
             self,

@@ -75,9 +75,10 @@ impl ManifestCache {
         self.content.get(&content_key(image, digest)).await
     }
 
-    /// The cached manifest, or the result of `fetch`, run once for concurrent callers (a
-    /// burst of cold pulls of one digest sends one request upstream). Errors are not cached.
-    pub async fn get_or_fetch<E, F>(
+    /// The manifest fetched by `fetch`, run once for concurrent callers (a burst of cold pulls
+    /// of one digest sends one request upstream) and kept. Errors are not kept. For a caller that
+    /// looked the digest up already.
+    pub async fn fetch_once<E, F>(
         &self,
         image: &ImageName,
         digest: &Digest,
@@ -87,9 +88,7 @@ impl ManifestCache {
         F: Future<Output = Result<FetchedManifest, E>>,
         E: Send + Sync + 'static,
     {
-        self.content
-            .get_or_fetch(content_key(image, digest), fetch)
-            .await
+        self.content.fill(content_key(image, digest), fetch).await
     }
 
     pub async fn insert(&self, image: &ImageName, m: &FetchedManifest) {
