@@ -70,12 +70,33 @@ pub enum CandidateKind {
     /// the child manifest `about`.
     Unsigned { statement: Bytes, about: Digest },
     /// A signature or attestation that could not be read (malformed manifest, oversized or
-    /// corrupt layer): it fails verification with this reason. `attestation` holds the
-    /// predicate type its descriptor announced when it is an attestation, not a signature.
+    /// corrupt layer): it fails verification with this reason, counted as what it announced.
     Unusable {
         reason: String,
-        attestation: Option<String>,
+        announced: Announced,
     },
+}
+
+/// What an unreadable candidate was announced as by where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announced {
+    Signature,
+    /// An attestation whose descriptor names its predicate type.
+    Attestation(String),
+    /// An attestation of a predicate type nobody named: reported, and it satisfies nothing.
+    UnknownAttestation,
+}
+
+impl Announced {
+    /// The predicate type of an announced attestation (empty when unknown); `None` for a
+    /// signature.
+    pub fn predicate_type(&self) -> Option<&str> {
+        match self {
+            Announced::Signature => None,
+            Announced::Attestation(t) => Some(t),
+            Announced::UnknownAttestation => Some(""),
+        }
+    }
 }
 
 // === lookup errors ===

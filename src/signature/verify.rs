@@ -86,24 +86,24 @@ pub fn check_all(
             }
             continue;
         }
-        if let CandidateKind::Unusable {
-            reason,
-            attestation: Some(predicate_type),
-        } = &c.kind
-        {
-            if !rule.attestations.is_empty() {
-                attestations.push(FoundAttestation {
-                    source: c.source.clone(),
-                    predicate_type: predicate_type.clone(),
-                    signer: None,
-                    unsigned: false,
-                    error: Some(format!("{}: {reason}", c.source)),
-                    about: digest.clone(),
-                    predicate: serde_json::Value::Null,
-                    subject: serde_json::Value::Null,
-                });
+        // An unreadable attestation is reported as one; an unreadable signature is rejected by
+        // every attestor below.
+        if let CandidateKind::Unusable { reason, announced } = &c.kind {
+            if let Some(predicate_type) = announced.predicate_type() {
+                if !rule.attestations.is_empty() {
+                    attestations.push(FoundAttestation {
+                        source: c.source.clone(),
+                        predicate_type: predicate_type.to_owned(),
+                        signer: None,
+                        unsigned: false,
+                        error: Some(format!("{}: {reason}", c.source)),
+                        about: digest.clone(),
+                        predicate: serde_json::Value::Null,
+                        subject: serde_json::Value::Null,
+                    });
+                }
+                continue;
             }
-            continue;
         }
         let (prepared, role) = prepare(c, digest);
         if let Role::Attestation(_) = &role {
@@ -542,9 +542,7 @@ fn push_unique(v: &mut Vec<String>, s: String) {
 }
 
 #[cfg(test)]
-#[path = "verify_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "attestation_tests.rs"]
 mod attestation_tests;
