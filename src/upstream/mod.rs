@@ -32,9 +32,9 @@ use url::Url;
 use crate::config::{Config, Credentials, Limits, Timeouts, UpstreamConfig};
 use crate::metrics::Metrics;
 use crate::oci::RepoName;
-use auth::{Challenge, Scheme};
+use auth::Scheme;
 use body::{BodyError, Deadline};
-use tokens::{Token, TokenCache};
+use tokens::TokenCache;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -445,137 +445,6 @@ impl Upstream {
                 upstream: self.key.clone(),
                 reason: "request URI is not valid".to_owned(),
             })
-    }
-
-    async fn authorization(
-        &self,
-        scheme: &Scheme,
-        scope: &str,
-        challenge: Option<&Challenge>,
-    ) -> Result<Option<HeaderValue>, UpstreamError> {
-        match scheme {
-            Scheme::Basic => Ok(self.credentials.as_ref().map(auth::basic_header)),
-            Scheme::Bearer { realm, service } => {
-                // The registry's own scope wins when it names one for this request.
-                let wanted = challenge
-                    .and_then(|c| c.scope.clone())
-                    .unwrap_or_else(|| scope.to_owned());
-                let token = self
-                    .tokens
-                    .get_or_fetch(
-                        &self.key,
-                        scope,
-                        self.fetch_token(realm, service.as_deref(), &wanted),
-                    )
-                    .await
-                    .map_err(|e| match &*e {
-                        UpstreamError::TokenDenied {
-                            upstream,
-                            status,
-                            anonymous,
-                        } => UpstreamError::TokenDenied {
-                            upstream: upstream.clone(),
-                            status: *status,
-                            anonymous: *anonymous,
-                        },
-                        other => UpstreamError::Auth {
-                            upstream: self.key.clone(),
-                            reason: other.to_string(),
-                        },
-                    })?;
-                auth::bearer_header(&token.value)
-                    .map(Some)
-                    .ok_or_else(|| UpstreamError::Auth {
-                        upstream: self.key.clone(),
-                        reason: "token service returned a token that is not a valid header value"
-                            .to_owned(),
-                    })
-            }
-        }
-    }
-
-    async fn fetch_token(
-        &self,
-        realm: &Url,
-        service: Option<&str>,
-        scope: &str,
-    ) -> Result<Token, UpstreamError> {
-        let mut url = realm.clone();
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = service {
-                q.append_pair("service", s);
-            }
-            if !scope.is_empty() {
-                q.append_pair("scope", scope);
-            }
-        }
-        let auth_err = |reason: String| UpstreamError::Auth {
-            upstream: self.key.clone(),
-            reason,
-        };
-        let uri: Uri = url
-            .as_str()
-            .parse()
-            .map_err(|_| auth_err("token realm is not a valid URI".into()))?;
-        // Credentials go to the upstream's own host and the realms its configuration names, never
-        // to a host a challenge made up: elsewhere the token is asked for anonymously.
-        let withheld = self.credentials.is_some() && !self.realms.allows(realm);
-        if withheld {
-            tracing::warn!(
-                upstream = %self.key,
-                realm_host = %auth::host_port(realm),
-                "token realm is not the upstream's host nor listed in token_realms: asking for an anonymous token"
-            );
-        }
-        let basic = match withheld {
-            true => None,
-            false => self.credentials.as_ref().map(auth::basic_header),
-        };
-        let resp = self
-            .send_once(
-                Kind::Token,
-                &Method::GET,
-                &uri,
-                &HeaderMap::new(),
-                basic.as_ref(),
-            )
-            .await?;
-        if matches!(
-            resp.status(),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        ) {
-            if withheld {
-                return Err(auth_err(format!(
-                    "the token realm host {} is neither the upstream's host nor listed in its \
-                     token_realms, so the credentials were not sent, and an anonymous token was \
-                     refused ({})",
-                    auth::host_port(realm),
-                    resp.status()
-                )));
-            }
-            return Err(UpstreamError::TokenDenied {
-                upstream: self.key.clone(),
-                status: resp.status(),
-                anonymous: self.credentials.is_none(),
-            });
-        }
-        if !resp.status().is_success() {
-            return Err(auth_err(format!(
-                "token service answered {}",
-                resp.status()
-            )));
-        }
-        let (_, bytes) = self.read_body(resp, self.limits.max_token_bytes).await?;
-        let parsed: auth::TokenResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| auth_err(format!("token response is not JSON: {e}")))?;
-        let (value, ttl) = parsed
-            .into_token()
-            .ok_or_else(|| auth_err("token response holds no token".into()))?;
-        Ok(Token {
-            value: value.into(),
-            ttl,
-        })
     }
 
     /// One request with the response-header timeout, recorded in metrics.

@@ -1,14 +1,20 @@
-//! Upstream bearer tokens, cached per (upstream, scope) until shortly before they expire (each
-//! token carries its own lifetime, from the token service's `expires_in`). Concurrent requests
-//! that need the same token make one token request. This module does not know how a token is
-//! fetched (that is `Upstream::fetch_token`).
+//! Upstream bearer tokens: the `Authorization` an upstream asked for, and for `Bearer` the token
+//! fetched from the challenge's realm (anonymously, or with the upstream's credentials when the
+//! realm may receive them, [`super::auth::RealmHosts`]), cached per (upstream, scope) until
+//! shortly before it expires (each token carries its own lifetime, from the token service's
+//! `expires_in`). Concurrent requests that need the same token make one token request. Parsing
+//! challenges and token answers is [`super::auth`]'s.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use moka::Expiry;
+use url::Url;
 
+use super::auth::{self, Challenge, Scheme};
+use super::{Kind, Upstream, UpstreamError};
 use crate::cache::{Cached, Counted};
 use crate::metrics::Metrics;
 
@@ -69,6 +75,141 @@ impl TokenCache {
         self.inner
             .invalidate(&(upstream.to_owned(), scope.to_owned()))
             .await;
+    }
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    pub(super) async fn authorization(
+        &self,
+        scheme: &Scheme,
+        scope: &str,
+        challenge: Option<&Challenge>,
+    ) -> Result<Option<HeaderValue>, UpstreamError> {
+        match scheme {
+            Scheme::Basic => Ok(self.credentials.as_ref().map(auth::basic_header)),
+            Scheme::Bearer { realm, service } => {
+                // The registry's own scope wins when it names one for this request.
+                let wanted = challenge
+                    .and_then(|c| c.scope.clone())
+                    .unwrap_or_else(|| scope.to_owned());
+                let token = self
+                    .tokens
+                    .get_or_fetch(
+                        &self.key,
+                        scope,
+                        self.fetch_token(realm, service.as_deref(), &wanted),
+                    )
+                    .await
+                    .map_err(|e| match &*e {
+                        UpstreamError::TokenDenied {
+                            upstream,
+                            status,
+                            anonymous,
+                        } => UpstreamError::TokenDenied {
+                            upstream: upstream.clone(),
+                            status: *status,
+                            anonymous: *anonymous,
+                        },
+                        other => UpstreamError::Auth {
+                            upstream: self.key.clone(),
+                            reason: other.to_string(),
+                        },
+                    })?;
+                auth::bearer_header(&token.value)
+                    .map(Some)
+                    .ok_or_else(|| UpstreamError::Auth {
+                        upstream: self.key.clone(),
+                        reason: "token service returned a token that is not a valid header value"
+                            .to_owned(),
+                    })
+            }
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &Url,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<Token, UpstreamError> {
+        let mut url = realm.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            if !scope.is_empty() {
+                q.append_pair("scope", scope);
+            }
+        }
+        let auth_err = |reason: String| UpstreamError::Auth {
+            upstream: self.key.clone(),
+            reason,
+        };
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|_| auth_err("token realm is not a valid URI".into()))?;
+        // Credentials go to the upstream's own host and the realms its configuration names, never
+        // to a host a challenge made up: elsewhere the token is asked for anonymously.
+        let withheld = self.credentials.is_some() && !self.realms.allows(realm);
+        if withheld {
+            tracing::warn!(
+                upstream = %self.key,
+                realm_host = %auth::host_port(realm),
+                "token realm is not the upstream's host nor listed in token_realms: asking for an anonymous token"
+            );
+        }
+        let basic = match withheld {
+            true => None,
+            false => self.credentials.as_ref().map(auth::basic_header),
+        };
+        let resp = self
+            .send_once(
+                Kind::Token,
+                &Method::GET,
+                &uri,
+                &HeaderMap::new(),
+                basic.as_ref(),
+            )
+            .await?;
+        if matches!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            if withheld {
+                return Err(auth_err(format!(
+                    "the token realm host {} is neither the upstream's host nor listed in its \
+                     token_realms, so the credentials were not sent, and an anonymous token was \
+                     refused ({})",
+                    auth::host_port(realm),
+                    resp.status()
+                )));
+            }
+            return Err(UpstreamError::TokenDenied {
+                upstream: self.key.clone(),
+                status: resp.status(),
+                anonymous: self.credentials.is_none(),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(auth_err(format!(
+                "token service answered {}",
+                resp.status()
+            )));
+        }
+        let (_, bytes) = self.read_body(resp, self.limits.max_token_bytes).await?;
+        let parsed: auth::TokenResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| auth_err(format!("token response is not JSON: {e}")))?;
+        let (value, ttl) = parsed
+            .into_token()
+            .ok_or_else(|| auth_err("token response holds no token".into()))?;
+        Ok(Token {
+            value: value.into(),
+            ttl,
+        })
     }
 }
 
