@@ -149,26 +149,11 @@ pub fn check_all(
             verified_by: None,
             errors: Vec::new(),
         };
+        let candidate = prepared.candidate(c, keyless_result.as_ref());
         for (i, attestor) in rule.attestors.iter().enumerate() {
-            let check = match &prepared {
-                Prepared::Rejected(reason) => Err(format!("{}: {reason}", c.source)),
-                Prepared::Ready {
-                    bundle,
-                    artifact,
-                    keyless,
-                    direct,
-                } => check_one(
-                    root,
-                    attestor,
-                    i + 1,
-                    c,
-                    bundle,
-                    artifact,
-                    *keyless,
-                    direct.as_ref(),
-                    keyless_result.as_ref(),
-                    &mut identities,
-                ),
+            let check = match &candidate {
+                None => Err(format!("{}: {}", c.source, prepared.rejection())),
+                Some(ready) => ready.check(root, attestor, i + 1, &mut identities),
             };
             match &check {
                 Ok(e) if report.verified_by.is_none() => {
@@ -213,33 +198,14 @@ fn check_attestation(
         predicate: st.predicate,
         subject: st.subject,
     };
-    let Prepared::Ready {
-        bundle,
-        artifact,
-        keyless,
-        direct,
-    } = prepared
-    else {
-        if let Prepared::Rejected(r) = prepared {
-            found.error = Some(r.clone());
-        }
+    let Some(ready) = prepared.candidate(c, keyless_result) else {
+        found.error = Some(prepared.rejection().to_owned());
         return found;
     };
     let mut errors = Vec::new();
     let mut scratch = Vec::new();
     for (i, attestor) in rule.attestors.iter().enumerate() {
-        match check_one(
-            root,
-            attestor,
-            i + 1,
-            c,
-            bundle,
-            artifact,
-            *keyless,
-            direct.as_ref(),
-            keyless_result,
-            &mut scratch,
-        ) {
+        match ready.check(root, attestor, i + 1, &mut scratch) {
             Ok(e) => {
                 found.signer = Some(e.signer);
                 return found;
@@ -312,75 +278,129 @@ fn parse_statement(bytes: &[u8]) -> Result<Statement, String> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_one(
-    root: &TrustRoot,
-    attestor: &Attestor,
-    index: usize,
-    c: &Candidate,
-    bundle: &Bundle,
-    artifact: &Artifact,
-    keyless: bool,
-    direct: Option<&(Vec<u8>, sigstore_types::SignatureBytes)>,
-    keyless_result: Option<&Result<(String, String), String>>,
-    identities: &mut Vec<String>,
-) -> AttestorCheck {
-    let fail = |reason: String| Err(format!("{}: {reason}", c.source));
-    let evidence = |signer: String| {
-        Ok(Evidence {
-            attestor: index,
-            source: c.source.clone(),
-            signer,
-        })
-    };
-    match attestor {
-        Attestor::Keyless { subject, issuer } => {
-            if !keyless {
-                return fail("signed with a key, not a Fulcio certificate".to_owned());
-            }
-            match keyless_result {
-                Some(Ok((id, iss))) if subject.is_match(id) && issuer.is_match(iss) => {
-                    evidence(format!("{id} (issuer {iss})"))
-                }
-                Some(Ok((id, iss))) => fail(format!(
-                    "signed by {id} (issuer {iss}), which this attestor does not allow"
-                )),
-                Some(Err(e)) => fail(e.clone()),
-                None => fail("not verified".to_owned()),
-            }
+// === impl Prepared ===
+
+impl Prepared {
+    /// The candidate ready for the attestors' checks, with what its open-identity check found;
+    /// `None` when it was rejected (see [`Prepared::rejection`]).
+    fn candidate<'a>(
+        &'a self,
+        source: &'a Candidate,
+        keyless_result: Option<&'a Result<(String, String), String>>,
+    ) -> Option<ReadyCandidate<'a>> {
+        match self {
+            Prepared::Rejected(_) => None,
+            Prepared::Ready {
+                bundle,
+                artifact,
+                keyless,
+                direct,
+            } => Some(ReadyCandidate {
+                source,
+                bundle,
+                artifact,
+                keyless: *keyless,
+                direct: direct.as_ref(),
+                keyless_result,
+            }),
         }
-        Attestor::Key {
-            key,
-            insecure_ignore_tlog,
-        } => {
-            if keyless {
-                return fail("signed with a Fulcio certificate, not a key".to_owned());
-            }
-            let signer = format!("key {}", key.origin);
-            if let Some((payload, sig)) = direct {
-                if !insecure_ignore_tlog {
-                    return fail(
-                        "key signature has no transparency log entry (the attestor does not set ignore_tlog)"
-                            .to_owned(),
-                    );
+    }
+
+    fn rejection(&self) -> &str {
+        match self {
+            Prepared::Rejected(reason) => reason,
+            Prepared::Ready { .. } => "",
+        }
+    }
+}
+
+/// A prepared candidate, checked against one attestor at a time.
+struct ReadyCandidate<'a> {
+    source: &'a Candidate,
+    bundle: &'a Bundle,
+    artifact: &'a Artifact,
+    keyless: bool,
+    /// A key signature with no log entry: its payload and signature.
+    direct: Option<&'a (Vec<u8>, sigstore_types::SignatureBytes)>,
+    /// The certificate-signed candidate's one verification with an open identity.
+    keyless_result: Option<&'a Result<(String, String), String>>,
+}
+
+impl ReadyCandidate<'_> {
+    /// What attestor `index` (1-based) makes of this candidate; every signer whose signature
+    /// verifies cryptographically lands in `identities`.
+    fn check(
+        &self,
+        root: &TrustRoot,
+        attestor: &Attestor,
+        index: usize,
+        identities: &mut Vec<String>,
+    ) -> AttestorCheck {
+        let ReadyCandidate {
+            source: c,
+            bundle,
+            artifact,
+            keyless,
+            direct,
+            keyless_result,
+        } = *self;
+        let fail = |reason: String| Err(format!("{}: {reason}", c.source));
+        let evidence = |signer: String| {
+            Ok(Evidence {
+                attestor: index,
+                source: c.source.clone(),
+                signer,
+            })
+        };
+        match attestor {
+            Attestor::Keyless { subject, issuer } => {
+                if !keyless {
+                    return fail("signed with a key, not a Fulcio certificate".to_owned());
                 }
-                return match sigstore_crypto::VerificationKey::from_spki(&key.der)
-                    .and_then(|k| k.verify(payload, sig))
-                {
-                    Ok(()) => {
-                        push_unique(identities, signer.clone());
-                        evidence(format!("{signer} (no transparency log entry)"))
+                match keyless_result {
+                    Some(Ok((id, iss))) if subject.is_match(id) && issuer.is_match(iss) => {
+                        evidence(format!("{id} (issuer {iss})"))
                     }
-                    Err(e) => fail(format!("not signed by {}: {e}", key.origin)),
-                };
-            }
-            let policy = PublicKeyVerificationPolicy::new(key.der.clone());
-            match verify(root, artifact, bundle, &policy) {
-                Ok(_) => {
-                    push_unique(identities, signer.clone());
-                    evidence(signer)
+                    Some(Ok((id, iss))) => fail(format!(
+                        "signed by {id} (issuer {iss}), which this attestor does not allow"
+                    )),
+                    Some(Err(e)) => fail(e.clone()),
+                    None => fail("not verified".to_owned()),
                 }
-                Err(e) => fail(format!("with key {}: {e}", key.origin)),
+            }
+            Attestor::Key {
+                key,
+                insecure_ignore_tlog,
+            } => {
+                if keyless {
+                    return fail("signed with a Fulcio certificate, not a key".to_owned());
+                }
+                let signer = format!("key {}", key.origin);
+                if let Some((payload, sig)) = direct {
+                    if !insecure_ignore_tlog {
+                        return fail(
+                            "key signature has no transparency log entry (the attestor does not set ignore_tlog)"
+                                .to_owned(),
+                        );
+                    }
+                    return match sigstore_crypto::VerificationKey::from_spki(&key.der)
+                        .and_then(|k| k.verify(payload, sig))
+                    {
+                        Ok(()) => {
+                            push_unique(identities, signer.clone());
+                            evidence(format!("{signer} (no transparency log entry)"))
+                        }
+                        Err(e) => fail(format!("not signed by {}: {e}", key.origin)),
+                    };
+                }
+                let policy = PublicKeyVerificationPolicy::new(key.der.clone());
+                match verify(root, artifact, bundle, &policy) {
+                    Ok(_) => {
+                        push_unique(identities, signer.clone());
+                        evidence(signer)
+                    }
+                    Err(e) => fail(format!("with key {}: {e}", key.origin)),
+                }
             }
         }
     }
