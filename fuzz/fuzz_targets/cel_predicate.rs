@@ -21,6 +21,5 @@ fuzz_target!(|data: &[u8]| {
     };
     let c = verify::check_all(common::root(), rule, &digest, &[candidate]);
     let v = rule.evaluate(c.signatures, c.checks, c.identities);
-    let d = digest.to_string();
-    let _ = rule.evaluate_attestations(v, &d, &c.attestations, &[d.clone()]);
+    let _ = rule.evaluate_attestations(v, &digest, &c.attestations, &[digest.clone()]);
 });

@@ -10,7 +10,12 @@ fuzz_target!(|data: &[u8]| {
     let referenced = portcullis::signature::referenced(data, 64);
     assert!(referenced.len() <= 64);
     use portcullis::oci::{Document, Reading};
-    for reading in [Reading::Lenient, Reading::References, Reading::Index, Reading::Manifest] {
+    for reading in [
+        Reading::Lenient,
+        Reading::References,
+        Reading::Index,
+        Reading::Manifest,
+    ] {
         if let Ok(doc) = Document::parse(data, reading) {
             assert!(doc.referenced(64).len() <= 64);
             let _ = doc.platform_children().count() + doc.attestation_children().count();
