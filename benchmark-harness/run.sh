@@ -24,29 +24,12 @@ BLOB_RUNS=3
 COLD_SAMPLES=${BENCH_COLD_SAMPLES:-11}
 BURST=${BENCH_BURST:-500}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
-FIX=$ROOT/tests/fixtures/sigstore
-HELPER=(python3 "$ROOT/benchmark-harness/report.py")
-ACCEPT="application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
-ISSUER=https://token.actions.githubusercontent.com
-IDENTITY=https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main
-
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=benchmark-harness/lib.sh
+. "$ROOT/benchmark-harness/lib.sh"
 
 # === packages and build ===
 
-packages=(docker-registry nginx wrk curl python3)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+ensure_packages docker-registry nginx wrk curl python3
 
 has_verdict_bench=""
 if grep -Eq '^[[:space:]]*name[[:space:]]*=[[:space:]]*"verdict_memory"' Cargo.toml || [ -f benches/verdict_memory.rs ]; then
@@ -66,92 +49,18 @@ BIN=${BENCH_BIN:-$ROOT/target/release/portcullis}
 # === processes ===
 
 SECONDS=0
-WORK=$(mktemp -d -t portcullis-bench.XXXXXX)
+new_workdir portcullis-bench
 RES=$WORK/results
-mkdir -p "$WORK/logs" "$RES"/{wrk,blob,rss,cold,burst}
-PIDS=()
-
-# stop_pid PID: SIGTERM, up to 15 s, then SIGKILL; reaps it and forgets it.
-stop_pid() {
-  local pid=$1 i state
-  if kill -TERM "$pid" 2>/dev/null; then
-    for ((i = 0; i < 150; i++)); do
-      state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
-      [ -z "$state" ] || [ "$state" = Z ] && break
-      sleep 0.1
-    done
-    [ -z "$state" ] || [ "$state" = Z ] || kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-  local keep=()
-  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-  PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
-  if [ -n "${BENCH_KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start NAME CMD...: runs CMD in the background, output to logs/NAME.log; PID in LAST_PID.
-start() {
-  local name=$1
-  shift
-  "$@" >"$WORK/logs/$name.log" 2>&1 &
-  LAST_PID=$!
-  PIDS+=("$LAST_PID")
-}
-
-# wait_http URL PID NAME [SECONDS]: until URL answers 2xx, the process dies, or the time is up.
-wait_http() {
-  local url=$1 pid=$2 name=$3 limit=${4:-20} deadline
-  deadline=$((SECONDS + limit))
-  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || { tail -20 "$WORK/logs/$name.log" >&2; die "$name exited"; }
-    [ "$SECONDS" -lt "$deadline" ] || { tail -20 "$WORK/logs/$name.log" >&2; die "$name not ready after ${limit}s"; }
-    sleep 0.1
-  done
-}
-
-# vmhwm PID: peak resident set in KiB.
-vmhwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+mkdir -p "$RES"/{wrk,blob,rss,cold,burst}
 
 # === upstream with the fixtures and a big blob ===
 
 read -r UP_PORT DP_PORT NGINX_PORT NGINX_DEFAULT_PORT < <("${HELPER[@]}" ports 4)
-UP=127.0.0.1:$UP_PORT
+start_upstream "$UP_PORT"
+push_fixtures
 
-registry_config() { # FILE DATA_DIR PORT [REMOTE]
-  {
-    echo "version: 0.1"
-    echo "log: {level: error, accesslog: {disabled: true}}"
-    echo "storage:"
-    echo "  filesystem: {rootdirectory: $2}"
-    echo "  cache: {blobdescriptor: inmemory}"
-    [ -n "${4:-}" ] || echo "  delete: {enabled: true}"
-    echo "http: {addr: 127.0.0.1:$3}"
-    [ -z "${4:-}" ] || echo "proxy: {remoteurl: $4}"
-  } >"$1"
-}
-
-registry_config "$WORK/upstream.yml" "$WORK/upstream-data" "$UP_PORT"
-start upstream docker-registry serve "$WORK/upstream.yml"
-UP_PID=$LAST_PID
-wait_http "http://$UP/v2/" "$UP_PID" upstream
-log "upstream docker-registry on $UP"
-
-for repo in keyed/app keyless/app; do
-  "${HELPER[@]}" push-plan "$UP" "$repo" "$FIX"
-done
-digest_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["digest"])' "$FIX/registry/images.json" "$1"; }
 KEYED_DIGEST=$(digest_of key-legacy)
 KEYLESS_DIGEST=$(digest_of keyless-bundle)
-log "pushed the fixture plan into keyed/app and keyless/app"
 
 log "generating and pushing a ${BLOB_MIB} MiB random blob"
 head -c "${BLOB_MIB}M" /dev/urandom >"$WORK/blob.bin"
@@ -217,42 +126,6 @@ registry_config "$WORK/dproxy.yml" "$WORK/dproxy-data" "$DP_PORT" "http://$UP"
 start distribution-proxy docker-registry serve "$WORK/dproxy.yml"
 DP_PID=$LAST_PID
 wait_http "http://127.0.0.1:$DP_PORT/v2/" "$DP_PID" distribution-proxy
-
-# start_portcullis NAME none|enforce: a fresh process on fresh ports; sets PC_PID PC_URL PC_ADMIN.
-start_portcullis() {
-  local name=$1 kind=$2 api admin dir=$WORK/$1
-  read -r api admin < <("${HELPER[@]}" ports 2)
-  mkdir -p "$dir"
-  {
-    echo "listen: 127.0.0.1:$api"
-    echo "admin_listen: 127.0.0.1:$admin"
-    echo "default_upstream: local"
-    echo "upstreams:"
-    echo "  local: { url: \"http://$UP\" }"
-    echo "unmatched: allow"
-    if [ "$kind" = none ]; then
-      echo "policies: []"
-    else
-      echo "trusted_root: $FIX/trusted_root.json"
-      echo "policies:"
-      echo "  - name: keyed"
-      echo "    match: [\"local/keyed/*\"]"
-      echo "    mode: enforce"
-      echo "    attestors:"
-      echo "      - key: { public_key: $FIX/cosign.pub }"
-      echo "  - name: keyless"
-      echo "    match: [\"local/keyless/*\"]"
-      echo "    mode: enforce"
-      echo "    attestors:"
-      echo "      - keyless: { subject: \"$IDENTITY\", issuer: \"$ISSUER\" }"
-    fi
-  } >"$dir/portcullis.yaml"
-  start "$name" "$BIN" serve --config "$dir/portcullis.yaml"
-  PC_PID=$LAST_PID
-  PC_URL=http://127.0.0.1:$api
-  PC_ADMIN=http://127.0.0.1:$admin
-  wait_http "$PC_ADMIN/readyz" "$PC_PID" "$name"
-}
 
 start_portcullis portcullis none
 PC0_PID=$PC_PID PC0_URL=$PC_URL PC0_ADMIN=$PC_ADMIN

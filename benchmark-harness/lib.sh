@@ -1,0 +1,160 @@
+# Shared set-up for benchmark-harness/run.sh and benchmark-harness/soak.sh; sourced, not run.
+#
+# Expects ROOT (the repository) to be set. Provides: log/die, ensure_packages, new_workdir (WORK,
+# PIDS and the exit trap that stops every process started here by PID), start, stop_pid,
+# wait_http, vmhwm, registry_config, start_upstream, push_fixtures, digest_of, start_portcullis.
+#
+# Knobs read here: BENCH_KEEP=1 keeps the temp dir; LOG_TAG names the log prefix.
+
+FIX=$ROOT/tests/fixtures/sigstore
+HELPER=(python3 "$ROOT/benchmark-harness/report.py")
+ACCEPT="application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
+ISSUER=https://token.actions.githubusercontent.com
+IDENTITY=https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main
+
+log() { printf '[%s %s] %s\n' "${LOG_TAG:-bench}" "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ensure_packages PKG...: installs the Debian packages that are missing (needs root or sudo then).
+ensure_packages() {
+  local p missing=() sudo=""
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  log "installing: ${missing[*]}"
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# new_workdir PREFIX: a temp dir in WORK (logs in WORK/logs) and the exit trap.
+new_workdir() {
+  WORK=$(mktemp -d -t "$1.XXXXXX")
+  mkdir -p "$WORK/logs"
+  PIDS=()
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+# stop_pid PID: SIGTERM, up to 15 s, then SIGKILL; reaps it and forgets it.
+stop_pid() {
+  local pid=$1 i state
+  if kill -TERM "$pid" 2>/dev/null; then
+    for ((i = 0; i < 150; i++)); do
+      state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+      [ -z "$state" ] || [ "$state" = Z ] && break
+      sleep 0.1
+    done
+    [ -z "$state" ] || [ "$state" = Z ] || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
+  if [ -n "${BENCH_KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+
+# start NAME CMD...: runs CMD in the background, output to logs/NAME.log; PID in LAST_PID.
+start() {
+  local name=$1
+  shift
+  "$@" >"$WORK/logs/$name.log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+# wait_http URL PID NAME [SECONDS]: until URL answers 2xx, the process dies, or the time is up.
+wait_http() {
+  local url=$1 pid=$2 name=$3 limit=${4:-20} deadline
+  deadline=$((SECONDS + limit))
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$WORK/logs/$name.log" >&2; die "$name exited"; }
+    [ "$SECONDS" -lt "$deadline" ] || { tail -20 "$WORK/logs/$name.log" >&2; die "$name not ready after ${limit}s"; }
+    sleep 0.1
+  done
+}
+
+# vmhwm PID: peak resident set in KiB.
+vmhwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+registry_config() { # FILE DATA_DIR PORT [REMOTE]
+  {
+    echo "version: 0.1"
+    echo "log: {level: error, accesslog: {disabled: true}}"
+    echo "storage:"
+    echo "  filesystem: {rootdirectory: $2}"
+    echo "  cache: {blobdescriptor: inmemory}"
+    [ -n "${4:-}" ] || echo "  delete: {enabled: true}"
+    echo "http: {addr: 127.0.0.1:$3}"
+    [ -z "${4:-}" ] || echo "proxy: {remoteurl: $4}"
+  } >"$1"
+}
+
+# start_upstream PORT: the docker-registry upstream on 127.0.0.1:PORT; sets UP and UP_PID.
+start_upstream() {
+  UP=127.0.0.1:$1
+  registry_config "$WORK/upstream.yml" "$WORK/upstream-data" "$1"
+  start upstream docker-registry serve "$WORK/upstream.yml"
+  UP_PID=$LAST_PID
+  wait_http "http://$UP/v2/" "$UP_PID" upstream
+  log "upstream docker-registry on $UP"
+}
+
+# push_fixtures: the signed fixture plan into keyed/app and keyless/app of the upstream UP.
+push_fixtures() {
+  local repo
+  for repo in keyed/app keyless/app; do
+    "${HELPER[@]}" push-plan "$UP" "$repo" "$FIX"
+  done
+  log "pushed the fixture plan into keyed/app and keyless/app"
+}
+
+# digest_of IMAGE: the fixture image's manifest digest.
+digest_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["digest"])' "$FIX/registry/images.json" "$1"; }
+
+# start_portcullis NAME none|enforce: a fresh process of BIN on fresh ports; sets PC_PID PC_URL
+# PC_ADMIN. The upstream is http://$UP unless PC_UPSTREAM says otherwise; PC_EXTRA_CONFIG (YAML
+# lines) is appended to the configuration.
+start_portcullis() {
+  local name=$1 kind=$2 api admin dir=$WORK/$1
+  read -r api admin < <("${HELPER[@]}" ports 2)
+  mkdir -p "$dir"
+  {
+    echo "listen: 127.0.0.1:$api"
+    echo "admin_listen: 127.0.0.1:$admin"
+    echo "default_upstream: local"
+    echo "upstreams:"
+    echo "  local: { url: \"${PC_UPSTREAM:-http://$UP}\" }"
+    echo "unmatched: allow"
+    if [ "$kind" = none ]; then
+      echo "policies: []"
+    else
+      echo "trusted_root: $FIX/trusted_root.json"
+      echo "policies:"
+      echo "  - name: keyed"
+      echo "    match: [\"local/keyed/*\"]"
+      echo "    mode: enforce"
+      echo "    attestors:"
+      echo "      - key: { public_key: $FIX/cosign.pub }"
+      echo "  - name: keyless"
+      echo "    match: [\"local/keyless/*\"]"
+      echo "    mode: enforce"
+      echo "    attestors:"
+      echo "      - keyless: { subject: \"$IDENTITY\", issuer: \"$ISSUER\" }"
+    fi
+    [ -z "${PC_EXTRA_CONFIG:-}" ] || printf '%s\n' "$PC_EXTRA_CONFIG"
+  } >"$dir/portcullis.yaml"
+  start "$name" "$BIN" serve --config "$dir/portcullis.yaml"
+  PC_PID=$LAST_PID
+  PC_URL=http://127.0.0.1:$api
+  PC_ADMIN=http://127.0.0.1:$admin
+  wait_http "$PC_ADMIN/readyz" "$PC_PID" "$name"
+}
