@@ -684,6 +684,14 @@ requests by kind (`portcullis_upstream_requests_total`) with those of a single c
 ## What bounds each number
 
 {chr(10).join(notes)}
+
+## Soak
+
+A separate, longer run: [`benchmark-harness/soak.sh`](../benchmark-harness/soak.sh) (10 minutes by
+default) puts a fault shaper (503, 429, stalls, slow bodies, connection resets) between
+portcullis-enforce and the upstream, sends mixed warm, cold and faulting load, checks that no
+answer contradicts the image's single-request decision, and tracks RSS and open file descriptors
+over time. Its report is [`docs/soak.md`](soak.md).
 """
     with open(out_md, "w") as f:
         f.write(md)
