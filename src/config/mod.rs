@@ -93,6 +93,9 @@ pub struct Config {
     /// Who may pull (`auth`); `None`: anyone who can connect.
     pub auth: Option<crate::auth::Settings>,
     pub admin: AdminSettings,
+    /// Everything kept on disk across restarts (`state_dir`): the content store and the SQLite
+    /// database. Not created here: the parts that write to it create what they need.
+    pub state_dir: PathBuf,
 }
 
 // === impl Config ===

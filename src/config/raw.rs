@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub auth: Option<RawAuth>,
     #[serde(default)]
     pub admin: RawAdmin,
+    /// Where everything kept across restarts lives (content store, SQLite database).
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -389,3 +389,31 @@ fn auth_and_admin_keys_are_validated() {
         ["sso.corp", "tokens.corp:8443"]
     );
 }
+
+#[test]
+fn state_dir_resolves_against_the_config_file_and_must_be_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, format!("{MINIMAL}state_dir: state\n")).unwrap();
+    let c = Config::load_with_env(
+        Some(&path),
+        config::Environment::with_prefix("PORTCULLIS_TEST_NONE"),
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(c.state_dir, dir.path().join("state"));
+
+    std::fs::write(dir.path().join("afile"), b"x").unwrap();
+    std::fs::write(&path, format!("{MINIMAL}state_dir: afile\n")).unwrap();
+    let err = Config::load_with_env(
+        Some(&path),
+        config::Environment::with_prefix("PORTCULLIS_TEST_NONE"),
+        Vec::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("key `state_dir`") && err.contains("is not a directory"),
+        "{err}"
+    );
+}

@@ -171,8 +171,34 @@ impl Validator {
             policies,
             auth,
             admin,
+            state_dir: self.state_dir(raw.state_dir.as_deref())?,
             source: self.source,
         })
+    }
+
+    /// `state_dir` as written (relative to the configuration file's directory), else systemd's
+    /// `$STATE_DIRECTORY` (its first entry when it lists several), else `./portcullis-state`.
+    fn state_dir(&self, written: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        let dir = match written {
+            Some(p) if p.as_os_str().is_empty() => {
+                return Err(self.invalid("state_dir", "must not be empty"))
+            }
+            Some(p) => self.path(p),
+            None => std::env::var_os("STATE_DIRECTORY")
+                .and_then(|v| {
+                    v.to_str()
+                        .and_then(|s| s.split(':').find(|s| !s.is_empty()))
+                        .map(PathBuf::from)
+                })
+                .unwrap_or_else(|| PathBuf::from("portcullis-state")),
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(self.invalid(
+                "state_dir",
+                format!("{} exists and is not a directory", dir.display()),
+            ));
+        }
+        Ok(dir)
     }
 
     /// The trusted root's JSON, read now so that a missing file is a start-up error naming the
