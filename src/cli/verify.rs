@@ -205,7 +205,9 @@ impl std::fmt::Display for Report {
             writeln!(
                 f,
                 "  {} ({}): {}",
-                a.predicate_type,
+                a.predicate_type
+                    .as_deref()
+                    .unwrap_or("unreadable statement"),
                 a.source,
                 a.verified_by.as_deref().unwrap_or("signature not verified")
             )?;

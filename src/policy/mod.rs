@@ -23,7 +23,7 @@ pub use rules::{
 };
 pub use verdict::{
     decide, AttestationReport, AttestorCheck, Decision, DecisionKind, Evidence, FoundAttestation,
-    RequirementReport, SignatureReport, Verdict, VerdictResult,
+    RequirementReport, SignatureReport, Signing, Verdict, VerdictResult,
 };
 
 #[cfg(test)]

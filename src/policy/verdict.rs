@@ -47,13 +47,9 @@ pub struct SignatureReport {
 #[derive(Debug, Clone)]
 pub struct FoundAttestation {
     pub source: String,
-    pub predicate_type: String,
-    /// The attestor-verified signer, `None` when it did not verify (see `error`) or is unsigned.
-    pub signer: Option<String>,
-    /// A BuildKit attestation: no signature at all.
-    pub unsigned: bool,
-    /// Why its signature did not verify.
-    pub error: Option<String>,
+    /// The statement's `predicateType`; `None` when the statement could not be read.
+    pub predicate_type: Option<String>,
+    pub signing: Signing,
     /// The digest its statement is about: the digest being verified, or for BuildKit
     /// attestations inside an index, one of the index's children.
     pub about: Digest,
@@ -61,11 +57,75 @@ pub struct FoundAttestation {
     pub subject: serde_json::Value,
 }
 
+/// What became of an attestation's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    /// Signed, and the signature verified under an attestor of the rule.
+    Verified { signer: String },
+    /// Signed, but the signature did not verify (or could not be read); the reason names the
+    /// source where the check did.
+    Rejected { reason: String },
+    /// A BuildKit attestation: no signature at all, trusted only through a verified index.
+    /// `problem` says why the statement cannot be used (unreadable, or about another digest).
+    Unsigned { problem: Option<String> },
+}
+
+// === impl FoundAttestation ===
+
+impl FoundAttestation {
+    /// The signer shown in reports: the verified signer, `unsigned (BuildKit)`, or none.
+    fn verified_by(&self) -> Option<String> {
+        match &self.signing {
+            Signing::Verified { signer } => Some(signer.clone()),
+            Signing::Rejected { .. } => None,
+            Signing::Unsigned { .. } => Some("unsigned (BuildKit)".to_owned()),
+        }
+    }
+
+    fn error(&self) -> Option<String> {
+        match &self.signing {
+            Signing::Verified { .. } | Signing::Unsigned { problem: None } => None,
+            Signing::Rejected { reason } => Some(reason.clone()),
+            Signing::Unsigned { problem } => problem.clone(),
+        }
+    }
+
+    /// Whether `req` may use this attestation for `digest` (an index's `platform_children`
+    /// for BuildKit ones); otherwise why not, for the reasons of a refusal.
+    fn usable_for(
+        &self,
+        req: &attestation::Requirement,
+        digest: &Digest,
+        platform_children: &[Digest],
+    ) -> Result<(), String> {
+        match &self.signing {
+            Signing::Verified { .. } if self.about == *digest => Ok(()),
+            Signing::Verified { .. } => Err(format!("{}: not about {digest}", self.source)),
+            // Errors from the checks already name the source.
+            Signing::Rejected { reason } if reason.starts_with(&self.source) => Err(reason.clone()),
+            Signing::Rejected { reason } => Err(format!("{}: {reason}", self.source)),
+            Signing::Unsigned { problem: Some(p) } => Err(format!("{}: {p}", self.source)),
+            Signing::Unsigned { problem: None } if !req.allow_unsigned => Err(format!(
+                "{}: unsigned (BuildKit), and allow_unsigned is off",
+                self.source
+            )),
+            Signing::Unsigned { problem: None } if platform_children.contains(&self.about) => {
+                Ok(())
+            }
+            Signing::Unsigned { problem: None } => Err(format!(
+                "{}: unsigned (BuildKit), about {} which is not a platform manifest of the index",
+                self.source, self.about
+            )),
+        }
+    }
+}
+
 /// An attestation and what each requirement of its type made of it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AttestationReport {
     pub source: String,
-    pub predicate_type: String,
+    /// `None` when the statement could not be read.
+    pub predicate_type: Option<String>,
     /// The signer, `unsigned (BuildKit)`, or null when its signature did not verify.
     pub verified_by: Option<String>,
     pub error: Option<String>,
@@ -207,12 +267,8 @@ impl Rule {
             .map(|f| AttestationReport {
                 source: f.source.clone(),
                 predicate_type: f.predicate_type.clone(),
-                verified_by: if f.unsigned {
-                    Some("unsigned (BuildKit)".to_owned())
-                } else {
-                    f.signer.clone()
-                },
-                error: f.error.clone(),
+                verified_by: f.verified_by(),
+                error: f.error(),
                 about: f.about.to_string(),
                 requirements: Vec::new(),
             })
@@ -226,31 +282,19 @@ impl Rule {
             let mut usable = 0;
             let mut unverified = Vec::new();
             for (f, report) in found.iter().zip(reports.iter_mut()) {
-                if !req.predicate_types.contains(&f.predicate_type) {
+                let Some(predicate_type) = &f.predicate_type else {
+                    continue;
+                };
+                if !req.predicate_types.contains(predicate_type) {
                     continue;
                 }
                 of_type += 1;
-                let counts = if f.unsigned {
-                    req.allow_unsigned && platform_children.contains(&f.about)
-                } else {
-                    f.signer.is_some() && f.about == *digest
-                };
-                if !counts {
-                    unverified.push(match (&f.error, f.unsigned) {
-                        // Errors from the checks already name the source.
-                        (Some(e), _) if e.starts_with(&f.source) => e.clone(),
-                        (Some(e), _) => format!("{}: {e}", f.source),
-                        (None, true) => format!(
-                            "{}: unsigned (BuildKit), and allow_unsigned is off",
-                            f.source
-                        ),
-                        (None, false) => format!("{}: not verified", f.source),
-                    });
+                if let Err(why) = f.usable_for(req, digest, platform_children) {
+                    unverified.push(why);
                     continue;
                 }
                 usable += 1;
-                let (conditions, result) =
-                    req.evaluate(&f.predicate_type, &f.predicate, &f.subject);
+                let (conditions, result) = req.evaluate(predicate_type, &f.predicate, &f.subject);
                 let satisfied = result.is_ok();
                 if let Err(r) = result {
                     first_failure.get_or_insert(r);

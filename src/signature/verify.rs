@@ -18,7 +18,9 @@ use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 use super::legacy::{self, check_payload, LegacySignature};
 use super::{Candidate, CandidateKind, TrustRoot, COSIGN_SIGN_PREDICATE};
 use crate::oci::{Algorithm, Digest};
-use crate::policy::{Attestor, AttestorCheck, Evidence, FoundAttestation, Rule, SignatureReport};
+use crate::policy::{
+    Attestor, AttestorCheck, Evidence, FoundAttestation, Rule, SignatureReport, Signing,
+};
 
 /// What a candidate is evidence of.
 enum Role {
@@ -93,10 +95,10 @@ pub fn check_all(
                 if !rule.attestations.is_empty() {
                     attestations.push(FoundAttestation {
                         source: c.source.clone(),
-                        predicate_type: predicate_type.to_owned(),
-                        signer: None,
-                        unsigned: false,
-                        error: Some(format!("{}: {reason}", c.source)),
+                        predicate_type: Some(predicate_type.to_owned()),
+                        signing: Signing::Rejected {
+                            reason: format!("{}: {reason}", c.source),
+                        },
                         about: digest.clone(),
                         predicate: serde_json::Value::Null,
                         subject: serde_json::Value::Null,
@@ -188,64 +190,71 @@ fn check_attestation(
     keyless_result: Option<&Result<(String, String), String>>,
     st: Statement,
 ) -> FoundAttestation {
-    let mut found = FoundAttestation {
+    let signing = match prepared.candidate(c, keyless_result) {
+        None => Signing::Rejected {
+            reason: prepared.rejection().to_owned(),
+        },
+        Some(ready) => {
+            let mut errors = Vec::new();
+            let mut scratch = Vec::new();
+            let verified =
+                rule.attestors.iter().enumerate().find_map(|(i, attestor)| {
+                    match ready.check(root, attestor, i + 1, &mut scratch) {
+                        Ok(e) => Some(e.signer),
+                        Err(e) => {
+                            errors.push(e);
+                            None
+                        }
+                    }
+                });
+            match verified {
+                Some(signer) => Signing::Verified { signer },
+                None => {
+                    errors.dedup();
+                    Signing::Rejected {
+                        reason: if errors.is_empty() {
+                            "the rule has no attestors".to_owned()
+                        } else {
+                            errors.join(" | ")
+                        },
+                    }
+                }
+            }
+        }
+    };
+    FoundAttestation {
         source: c.source.clone(),
-        predicate_type: st.predicate_type,
-        signer: None,
-        unsigned: false,
-        error: None,
+        predicate_type: Some(st.predicate_type),
+        signing,
         about: digest.clone(),
         predicate: st.predicate,
         subject: st.subject,
-    };
-    let Some(ready) = prepared.candidate(c, keyless_result) else {
-        found.error = Some(prepared.rejection().to_owned());
-        return found;
-    };
-    let mut errors = Vec::new();
-    let mut scratch = Vec::new();
-    for (i, attestor) in rule.attestors.iter().enumerate() {
-        match ready.check(root, attestor, i + 1, &mut scratch) {
-            Ok(e) => {
-                found.signer = Some(e.signer);
-                return found;
-            }
-            Err(e) => errors.push(e),
-        }
     }
-    errors.dedup();
-    found.error = Some(if errors.is_empty() {
-        "the rule has no attestors".to_owned()
-    } else {
-        errors.join(" | ")
-    });
-    found
 }
 
 /// A BuildKit attestation: an unsigned statement about `about` (a child of the index).
 fn unsigned_attestation(c: &Candidate, statement: &[u8], about: &Digest) -> FoundAttestation {
-    let mut found = FoundAttestation {
-        source: c.source.clone(),
-        predicate_type: String::new(),
-        signer: None,
-        unsigned: true,
-        error: None,
-        about: about.clone(),
-        predicate: serde_json::Value::Null,
-        subject: serde_json::Value::Null,
-    };
-    match parse_statement(statement) {
+    let (predicate_type, problem, predicate, subject) = match parse_statement(statement) {
         Ok(st) => {
-            found.predicate_type = st.predicate_type;
-            if !names_digest(&st.subject, about) {
-                found.error = Some(format!("statement subject does not name {about}"));
-            }
-            found.predicate = st.predicate;
-            found.subject = st.subject;
+            let problem = (!names_digest(&st.subject, about))
+                .then(|| format!("statement subject does not name {about}"));
+            (Some(st.predicate_type), problem, st.predicate, st.subject)
         }
-        Err(e) => found.error = Some(e),
+        Err(e) => (
+            None,
+            Some(e),
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+        ),
+    };
+    FoundAttestation {
+        source: c.source.clone(),
+        predicate_type,
+        signing: Signing::Unsigned { problem },
+        about: about.clone(),
+        predicate,
+        subject,
     }
-    found
 }
 
 /// True when an in-toto subject list has an entry whose digest is `d`.

@@ -183,7 +183,11 @@ fn signed_image_with_required_provenance_and_sbom_passes() {
     let prov = v
         .attestations
         .iter()
-        .find(|a| a.predicate_type.contains("slsa"))
+        .find(|a| {
+            a.predicate_type
+                .as_deref()
+                .is_some_and(|t| t.contains("slsa"))
+        })
         .unwrap();
     assert_eq!(prov.requirements[0].conditions[0].result, "true");
     assert!(prov.requirements[0].conditions[0]
