@@ -216,3 +216,100 @@ fn decisions_follow_the_mode() {
     assert!(matches!(decide(Mode::Audit, &no), Decision::Audit { .. }));
     assert_eq!(decide(Mode::Off, &no), Decision::Allow);
 }
+
+/// What each kind of signing lets a requirement use: a verified signature about the digest, or
+/// (with `allow_unsigned`) a BuildKit statement about a platform child that names it; never a
+/// rejected signature nor a statement with a problem.
+#[test]
+fn attestation_signing_decides_what_a_requirement_may_use() {
+    let rule = RuleSpec {
+        name: "r".into(),
+        patterns: vec![Pattern::new("x/**").unwrap()],
+        mode: Mode::Enforce,
+        count: None,
+        attestors: vec![keyless()],
+        signature_repository: None,
+        attestations: vec![attestation::Requirement {
+            name: "prov".into(),
+            predicate_types: vec!["https://slsa.dev/provenance/v1".into()],
+            conditions: vec![attestation::Condition::compile(1, "predicate.ok == true").unwrap()],
+            allow_unsigned: true,
+        }],
+    }
+    .build()
+    .unwrap();
+    let index: crate::oci::Digest = format!("sha256:{}", "1".repeat(64)).parse().unwrap();
+    let child: crate::oci::Digest = format!("sha256:{}", "2".repeat(64)).parse().unwrap();
+    let found = |signing: Signing, about: &crate::oci::Digest| FoundAttestation {
+        source: "att".into(),
+        predicate_type: Some("https://slsa.dev/provenance/v1".into()),
+        signing,
+        about: about.clone(),
+        predicate: serde_json::json!({ "ok": true }),
+        subject: serde_json::Value::Null,
+    };
+    let signed = || Verdict {
+        verified: true,
+        reasons: Vec::new(),
+        evidence: Vec::new(),
+        identities: Vec::new(),
+        signatures: 1,
+        attestations: Vec::new(),
+        signature_reports: Vec::new(),
+    };
+    let decide = |f: FoundAttestation, children: &[crate::oci::Digest]| {
+        rule.evaluate_attestations(signed(), &index, &[f], children)
+    };
+    let verified = Signing::Verified {
+        signer: "ci".into(),
+    };
+    assert!(decide(found(verified.clone(), &index), &[]).verified);
+    let v = decide(found(verified, &child), &[]);
+    assert!(!v.verified, "a signed statement about another digest");
+    assert!(v.reasons[0].contains("not about"), "{:?}", v.reasons);
+
+    let v = decide(
+        found(
+            Signing::Rejected {
+                reason: "att: wrong identity".into(),
+            },
+            &index,
+        ),
+        &[],
+    );
+    assert!(!v.verified);
+    assert!(
+        v.reasons[0].contains("att: wrong identity"),
+        "{:?}",
+        v.reasons
+    );
+
+    let unsigned = Signing::Unsigned { problem: None };
+    assert!(
+        decide(
+            found(unsigned.clone(), &child),
+            std::slice::from_ref(&child)
+        )
+        .verified
+    );
+    let v = decide(found(unsigned, &child), &[]);
+    assert!(!v.verified, "a BuildKit statement about no platform child");
+    let v = decide(
+        found(
+            Signing::Unsigned {
+                problem: Some("statement subject does not name the child".into()),
+            },
+            &child,
+        ),
+        std::slice::from_ref(&child),
+    );
+    assert!(
+        !v.verified,
+        "a BuildKit statement with a problem counts for nothing"
+    );
+    assert!(
+        v.reasons[0].contains("does not name the child"),
+        "{:?}",
+        v.reasons
+    );
+}
