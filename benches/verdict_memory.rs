@@ -16,13 +16,26 @@ use portcullis::signature::{VerdictCache, VerdictKey};
 
 const VERDICTS: u64 = 100_000;
 
+/// The resident set in KiB; the bench fails rather than report a number it could not read.
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
+    let status = match std::fs::read_to_string("/proc/self/status") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("verdict_memory: cannot read /proc/self/status: {e}");
+            std::process::exit(1);
+        }
+    };
+    match status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    {
+        Some(kib) if kib > 0 => kib,
+        _ => {
+            eprintln!("verdict_memory: no VmRSS in /proc/self/status");
+            std::process::exit(1);
+        }
+    }
 }
 
 fn verdict(i: u64) -> Verdict {

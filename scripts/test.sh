@@ -26,6 +26,8 @@ fuzz_seconds="${FUZZ_SECONDS:-45}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}" ./scripts/fuzz.sh "$fuzz_seconds"
 fi
+# The benchmark report's PASS/FAIL verdicts (standard library only; a second).
+python3 -m unittest benchmark-harness/test_report.py
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"

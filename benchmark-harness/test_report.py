@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Tests of report.py's verdicts: a target passes only on data that shows it.
+
+A synthetic results folder, shaped as run.sh writes it, passes every target; each test then
+spoils one thing a target rests on (an error status, a missing file, an unreadable RSS) and checks
+that exactly that target fails. Run: python3 -m unittest benchmark-harness/test_report.py
+(scripts/test.sh does).
+"""
+
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import unittest
+from contextlib import redirect_stdout
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+
+WRK = """Running 5s test @ http://127.0.0.1:1/v2/keyed/app/manifests/x
+  2 threads and {c} connections
+  Latency Distribution
+     50%    0.50ms
+     75%    0.70ms
+     90%    0.90ms
+     99%    2.00ms
+  {n} requests in 5.00s, 1.00MB read
+{extra}Requests/sec:  {rps}
+Transfer/sec:      1.00MB
+"""
+
+RPS = {"upstream": 2000, "nginx": 1500, "distribution-proxy": 1000, "portcullis": 30000,
+       "portcullis-enforce": 28000}
+MIB_S = {"upstream": 900, "nginx": 800, "nginx-defaults": 500, "distribution-proxy": 1200,
+         "portcullis": 850, "portcullis-enforce": 820}
+
+
+def metrics(**counts):
+    """A Prometheus page with the counters the report reads."""
+    lines = [
+        f'portcullis_http_requests_total{{method="GET",route="manifest",status="200"}} {counts.get("requests", 0)}',
+        f'portcullis_upstream_requests_total{{kind="manifest",status="200",upstream="local"}} {counts.get("manifest", 0)}',
+        f'portcullis_upstream_requests_total{{kind="referrers",status="404",upstream="local"}} {counts.get("referrers", 0)}',
+        f'portcullis_upstream_requests_total{{kind="signature",status="200",upstream="local"}} {counts.get("signature", 0)}',
+        f'portcullis_upstream_request_duration_seconds_sum{{kind="manifest"}} {counts.get("upstream_s", 0)}',
+        f'portcullis_verification_duration_seconds_sum{{result="verified"}} {counts.get("lookup_s", 0)}',
+        f'portcullis_verification_duration_seconds_count{{result="{counts.get("result", "verified")}"}} {counts.get("verdicts", 0)}',
+        f'portcullis_signature_check_duration_seconds_sum{{result="verified"}} {counts.get("check_s", 0)}',
+    ]
+    for (mode, result), n in counts.get("decisions", {}).items():
+        lines.append(f'portcullis_verdicts_total{{mode="{mode}",result="{result}",rule="r"}} {n}')
+    return "\n".join(lines) + "\n"
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def good_results(res, samples=3, burst=50):
+    write(f"{res}/meta.txt", "\n".join([
+        "date=2026-12-02 00:00 UTC", "nproc=2", f"cold_samples={samples}", f"burst={burst}",
+        "burst_image=key-legacy", "blob_size=1024 MiB", "blob_runs=3", "wrk_duration=5s",
+        "portcullis_rev=abc1234",
+    ]) + "\n")
+    for t in report.TARGETS:
+        for mode in report.MODES:
+            for c in report.CONNS:
+                base = f"{res}/wrk/{t}__{mode}__{c}.txt"
+                write(base, WRK.format(c=c, n=RPS[t] * 5, rps=RPS[t], extra=""))
+                if t in report.PORTCULLIS:
+                    write(base + ".metrics0", metrics(requests=1, manifest=1))
+                    write(base + ".metrics", metrics(requests=1 + RPS[t] * 5, manifest=1))
+    for t in report.BLOB_TARGETS:
+        write(f"{res}/blob/{t}.txt", "\n".join(str(MIB_S[t] * 2**20) for _ in range(3)) + "\n")
+        write(f"{res}/rss/{t}__after_blob.txt", "20480\n")
+        write(f"{res}/rss/{t}__end.txt", "24576\n")
+    for variant in report.COLD_VARIANTS:
+        for proxy in report.PORTCULLIS:
+            for img in report.IMAGES:
+                for i in range(samples):
+                    base = f"{res}/cold/{variant}/{proxy}__{img}__{i}"
+                    enforce = proxy == "portcullis-enforce"
+                    write(base + ".curl", "200 %.6f\n" % (0.0045 if enforce else 0.0020))
+                    write(base + ".metrics0", metrics())
+                    write(base + ".metrics", metrics(
+                        requests=1, manifest=1, referrers=2 if enforce else 0, signature=2 if enforce else 0,
+                        upstream_s=0.002, lookup_s=0.002 if enforce else 0, check_s=0.0003 if enforce else 0,
+                        verdicts=1 if enforce else 0,
+                        decisions={("enforce", "verified"): 1} if enforce else {("off", "unmatched"): 1}))
+    write(f"{res}/burst/result.json", json.dumps(
+        {"requests": burst, "statuses": {"200": burst}, "send_spread_ms": 3.0, "wall_ms": 90.0}))
+    write(f"{res}/burst/metrics.txt", metrics(requests=burst, manifest=1, referrers=2, signature=2, verdicts=1))
+    write(f"{res}/verdict_memory.txt", "verdict_memory: rss_mib=150.0 verdicts=100000 baseline_mib=5.0\n")
+
+
+def targets(res):
+    """Target name → (measured, result) from the report written for res."""
+    out_md = os.path.join(res, "out.md")
+    with redirect_stdout(io.StringIO()):
+        report.report(res, out_md)
+    with open(out_md) as f:
+        md = f.read()
+    section = md.split("## Targets", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("Target", "---"):
+            rows[cells[0]] = (cells[1], cells[2])
+    return rows
+
+
+class ReportVerdicts(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.res = self.tmp.name
+        good_results(self.res)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def failing(self):
+        return sorted(name for name, (_, result) in targets(self.res).items() if "PASS" not in result)
+
+    def test_good_data_passes_every_target(self):
+        rows = targets(self.res)
+        self.assertEqual(len(rows), 8, rows)
+        self.assertEqual(self.failing(), [], rows)
+
+    def test_labels_name_the_parameters_used(self):
+        with open(f"{self.res}/meta.txt") as f:
+            meta = f.read()
+        write(f"{self.res}/meta.txt", meta.replace("1024 MiB", "256 MiB"))
+        self.assertIn("portcullis RSS < 64 MiB while streaming 256 MiB", targets(self.res))
+
+    def test_a_refused_cold_pull_fails_the_latency_target(self):
+        base = f"{self.res}/cold/primed/portcullis-enforce__key-legacy__1"
+        write(base + ".curl", "403 0.001000\n")  # fast, and wrong
+        self.assertEqual(self.failing(), ["Verification adds < 5 ms to a cold pull (keyed)"])
+
+    def test_an_unmatched_or_audited_cold_pull_fails_the_latency_target(self):
+        base = f"{self.res}/cold/first/portcullis-enforce__keyless-bundle__0"
+        write(base + ".metrics", metrics(requests=1, manifest=1, verdicts=0,
+                                         decisions={("off", "unmatched"): 1}))
+        self.assertEqual(self.failing(), ["Verification adds < 10 ms to a cold pull (keyless)"])
+        write(base + ".metrics", metrics(requests=1, manifest=1, verdicts=1,
+                                         decisions={("audit", "verified"): 1}))
+        self.assertEqual(self.failing(), ["Verification adds < 10 ms to a cold pull (keyless)"])
+
+    def test_missing_cold_samples_fail(self):
+        os.remove(f"{self.res}/cold/primed/portcullis__key-legacy__2.curl")
+        self.assertEqual(self.failing(), ["Verification adds < 5 ms to a cold pull (keyed)"])
+
+    def test_errors_on_portcullis_or_on_the_baseline_fail_warm_targets(self):
+        write(f"{self.res}/wrk/nginx__digest__64.txt",
+              WRK.format(c=64, n=7500, rps=1500, extra="  Non-2xx or 3xx responses: 12\n"))
+        self.assertEqual(self.failing(), ["Warm manifest by digest ≥ 1.5× nginx req/s"])
+        good_results(self.res)
+        write(f"{self.res}/wrk/portcullis-enforce__tag__16.txt",
+              WRK.format(c=16, n=140000, rps=28000,
+                         extra="  Socket errors: connect 0, read 3, write 0, timeout 0\n"))
+        self.assertEqual(self.failing(), ["Warm manifest by tag ≥ 1.0× distribution proxy req/s"])
+
+    def test_a_missing_wrk_result_fails(self):
+        os.remove(f"{self.res}/wrk/distribution-proxy__tag__16.txt")
+        self.assertEqual(self.failing(), ["Warm manifest by tag ≥ 1.0× distribution proxy req/s"])
+
+    def test_unreadable_rss_fails(self):
+        write(f"{self.res}/rss/portcullis-enforce__after_blob.txt", "0\n")
+        self.assertEqual(self.failing(), ["portcullis RSS < 64 MiB while streaming 1024 MiB"])
+
+    def test_verdict_memory_without_data_or_with_zero_rss_fails(self):
+        write(f"{self.res}/verdict_memory.txt", "verdict_memory: rss_mib=0.0 verdicts=100000\n")
+        self.assertEqual(self.failing(), ["RSS < 256 MiB holding 100 000 cached verdicts"])
+        os.remove(f"{self.res}/verdict_memory.txt")
+        self.assertEqual(self.failing(), ["RSS < 256 MiB holding 100 000 cached verdicts"])
+
+    def test_missing_or_failed_burst_fails(self):
+        name = "Exactly 1 upstream discovery for 50 concurrent cold pulls"
+        write(f"{self.res}/burst/result.json", json.dumps(
+            {"requests": 50, "statuses": {"200": 49, "503": 1}, "send_spread_ms": 3.0, "wall_ms": 90.0}))
+        self.assertEqual(self.failing(), [name])
+        os.remove(f"{self.res}/burst/result.json")
+        self.assertEqual(self.failing(), [name])
+        good_results(self.res)
+        os.remove(f"{self.res}/burst/metrics.txt")
+        self.assertEqual(self.failing(), [name])
+
+    def test_a_missing_blob_result_fails(self):
+        os.remove(f"{self.res}/blob/nginx.txt")
+        self.assertEqual(self.failing(), ["Blob throughput ≥ 0.9× nginx"])
+
+
+if __name__ == "__main__":
+    unittest.main()
