@@ -104,14 +104,28 @@ impl Config {
     /// Reads `path` (or the embedded default), applies `PORTCULLIS__*` environment overrides and
     /// validates the result.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        // Variables whose name or value is not UTF-8 cannot be overrides of a YAML key.
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Self::load_from_vars(path, vars)
+    }
+
+    /// [`Config::load`] with the environment given as `vars`: only `PORTCULLIS__*` ones apply.
+    fn load_from_vars(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let vars: std::collections::HashMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("PORTCULLIS__"))
+            .collect();
+        let mut overrides: Vec<String> = vars.keys().cloned().collect();
+        overrides.sort();
         let env = config::Environment::with_prefix("PORTCULLIS")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true);
-        let overrides = std::env::vars_os()
-            .filter_map(|(k, _)| k.into_string().ok())
-            .filter(|k| k.starts_with("PORTCULLIS__"))
-            .collect();
+            .try_parsing(true)
+            .source(Some(vars));
         Self::load_with_env(path, env, overrides)
     }
 

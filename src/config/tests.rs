@@ -247,26 +247,33 @@ fn env_overrides_nested_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, MINIMAL).unwrap();
-    let env = config::Environment::with_prefix("PORTCULLIS")
-        .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true)
-        .source(Some(
-            [
-                ("PORTCULLIS__LISTEN".to_owned(), "127.0.0.1:6000".to_owned()),
-                (
-                    "PORTCULLIS__LIMITS__MAX_MANIFEST_BYTES".to_owned(),
-                    "1024".to_owned(),
-                ),
-                ("PORTCULLIS__TIMEOUTS__CONNECT".to_owned(), "2s".to_owned()),
-            ]
-            .into_iter()
-            .collect(),
-        ));
-    let c = Config::load_with_env(Some(&path), env, Vec::new()).unwrap();
+    // The path `Config::load` takes, with these variables as the environment.
+    let c = Config::load_from_vars(
+        Some(&path),
+        [
+            ("PORTCULLIS__LISTEN", "127.0.0.1:6000"),
+            ("PORTCULLIS__LIMITS__MAX_MANIFEST_BYTES", "1024"),
+            ("PORTCULLIS__TIMEOUTS__CONNECT", "2s"),
+            ("PORTCULLISX__LISTEN", "127.0.0.1:7000"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .unwrap();
     assert_eq!(c.listen.port(), 6000);
     assert_eq!(c.limits.max_manifest_bytes, 1024);
     assert_eq!(c.timeouts.connect, Duration::from_secs(2));
+
+    let err = Config::load_from_vars(
+        Some(&path),
+        [(
+            "PORTCULLIS__LIMITS__MAX_MANIFEST_BYTES".to_owned(),
+            "0".to_owned(),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("key `limits.max_manifest_bytes`"), "{err}");
 }
 
 #[test]

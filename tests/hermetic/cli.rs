@@ -1,17 +1,53 @@
 //! The command line: `check-config` on good and bad files, start-up errors that name the key and
 //! the file, and TLS serving with HTTP/2 negotiated by ALPN.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a command may run: `serve` on a configuration it accepts would run forever.
+const DEADLINE: Duration = Duration::from_secs(30);
 
 fn portcullis(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    portcullis_env(args, &[])
+}
+
+/// Runs the binary with `env` added to the environment; exit code, stdout, stderr. Fails the test
+/// when it has not exited within [`DEADLINE`].
+fn portcullis_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(args)
-        .output()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("portcullis {args:?} still running after {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code().unwrap_or(-1),
+        out.join().unwrap(),
+        err.join().unwrap(),
     )
 }
 
@@ -48,12 +84,15 @@ fn check_config_describes_routing() {
 fn bad_configs_are_start_up_errors_naming_key_and_file() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("unknown: 1", "unknown"),
+        ("unknown: 1", "unknown field `unknown`"),
         (
             "limits: { max_manifest_bytes: 0 }",
-            "limits.max_manifest_bytes",
+            "key `limits.max_manifest_bytes`: must be greater than 0",
         ),
-        ("tls: { cert: missing.crt, key: missing.key }", "tls.cert"),
+        (
+            "tls: { cert: missing.crt, key: missing.key }",
+            "key `tls.cert`: cannot read",
+        ),
     ];
     for (extra, key) in cases {
         let path = crate::common::write_config(
@@ -70,7 +109,7 @@ fn bad_configs_are_start_up_errors_naming_key_and_file() {
             let (code, _, err) = portcullis(cmd);
             assert_eq!(code, 2, "{cmd:?}: {err}");
             assert!(err.contains(key), "{cmd:?}: {err}");
-            assert!(err.contains("portcullis.yaml"), "{cmd:?}: {err}");
+            assert!(err.contains(p), "{cmd:?} does not name {p}: {err}");
         }
     }
     let path = crate::common::write_config(
@@ -82,6 +121,45 @@ fn bad_configs_are_start_up_errors_naming_key_and_file() {
     let (code, _, err) = portcullis(&["check-config", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("upstreams.r.local.url"), "{err}");
+}
+
+/// `PORTCULLIS__A__B` variables in the process environment override `a.b` (the path `serve` and
+/// `check-config` take), and an override that makes the file invalid is named in the error.
+#[test]
+fn environment_overrides_apply_to_the_real_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = crate::common::write_config(
+        dir.path(),
+        "r.local",
+        "  r.local: { url: \"http://127.0.0.1:1\" }",
+        "",
+    );
+    let p = path.to_str().unwrap();
+    let (code, out, err) = portcullis_env(
+        &["check-config", "--config", p],
+        &[("PORTCULLIS__LISTEN", "127.0.0.1:6123")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("listen: 127.0.0.1:6123"), "{out}");
+    for cmd in [
+        &["check-config", "--config", p][..],
+        &["serve", "--config", p][..],
+    ] {
+        let (code, _, err) =
+            portcullis_env(cmd, &[("PORTCULLIS__LIMITS__MAX_MANIFEST_BYTES", "0")]);
+        assert_eq!(code, 2, "{cmd:?}: {err}");
+        assert!(
+            err.contains("key `limits.max_manifest_bytes`: must be greater than 0")
+                && err.contains(p),
+            "{cmd:?}: {err}"
+        );
+    }
+    let (code, _, err) = portcullis_env(
+        &["check-config", "--config", p],
+        &[("PORTCULLIS__LISTEN", "not an address")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("key `listen`"), "{err}");
 }
 
 #[test]
