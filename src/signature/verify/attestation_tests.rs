@@ -287,6 +287,14 @@ fn key_signed_attestations_need_a_key_attestor() {
         &cands,
     );
     assert!(!v.verified);
+    assert!(
+        reasons(&v).contains(
+            "no verified https://slsa.dev/provenance/v0.2 or https://slsa.dev/provenance/v1 \
+             attestation (referrer attested-key-provenance: signed with a key, not a Fulcio certificate)"
+        ),
+        "{}",
+        reasons(&v)
+    );
 }
 
 #[test]

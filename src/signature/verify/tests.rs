@@ -254,7 +254,8 @@ fn wrong_identity_is_rejected_and_reported() {
         Matcher::regexp("https://github.com/acme/.+").unwrap(),
         Matcher::Exact(ISSUER.into()),
     );
-    assert!(!verdict(vec![re], "evil-bundle", bundle("evil-bundle")).verified);
+    let v = verdict(vec![re], "evil-bundle", bundle("evil-bundle"));
+    assert_rejected(&v, "which this attestor does not allow");
 }
 
 #[test]
@@ -281,7 +282,7 @@ fn foreign_trust_root_is_rejected() {
         ("keyless-legacy", legacy_candidate("keyless-legacy")),
     ] {
         let v = verdict_with(&r, vec![keyless(OK_ID, ISSUER)], image, c);
-        assert!(!v.verified, "{image}: {v:?}");
+        assert_rejected(&v, "no log key valid at integrated time");
         assert!(v.identities.is_empty());
     }
     let v = verdict_with(
@@ -290,7 +291,7 @@ fn foreign_trust_root_is_rejected() {
         "key-bundle",
         bundle("key-bundle"),
     );
-    assert!(!v.verified, "{v:?}");
+    assert_rejected(&v, "no matching rekor key found for checkpoint signature");
     // The public-good root does not trust the mock either.
     let v = verdict_with(
         &TrustRoot::public_good().unwrap(),
@@ -298,7 +299,7 @@ fn foreign_trust_root_is_rejected() {
         "keyless-bundle",
         bundle("keyless-bundle"),
     );
-    assert!(!v.verified);
+    assert_rejected(&v, "no log key valid at integrated time");
 }
 
 #[test]
@@ -343,9 +344,19 @@ fn tamper_b64(s: &str) -> String {
 
 #[test]
 fn tampered_set_is_rejected() {
-    // Bundle: flip a byte of the SET.
-    let mut j: serde_json::Value =
+    // The positive twin: the bundle parsed and re-serialised as the tampering below does it, but
+    // unmodified, still verifies; so the rejections below come from the flipped bytes.
+    let j: serde_json::Value =
         serde_json::from_str(&read("bundles/keyless-bundle.sigstore.json")).unwrap();
+    let v = verdict(
+        vec![keyless(OK_ID, ISSUER)],
+        "keyless-bundle",
+        bundle_json(j.to_string()),
+    );
+    assert!(v.verified, "re-serialised, unmodified: {v:?}");
+
+    // Bundle: flip a byte of the SET.
+    let mut j = j;
     let e = &mut j["verificationMaterial"]["tlogEntries"][0];
     let set = e["inclusionPromise"]["signedEntryTimestamp"]
         .as_str()
@@ -357,15 +368,21 @@ fn tampered_set_is_rejected() {
         "keyless-bundle",
         bundle_json(j.to_string()),
     );
-    assert!(!v.verified, "{v:?}");
+    assert_rejected(&v, "invalid inclusion promise: SET verification failed");
 
     // Legacy: the SET of the dev.sigstore.cosign/bundle annotation, and the integrated time it
     // covers.
-    for field in ["SignedEntryTimestamp", "integratedTime"] {
+    for field in [
+        "none (positive twin)",
+        "SignedEntryTimestamp",
+        "integratedTime",
+    ] {
         let (payload, mut annotations) = legacy("keyless-legacy");
         let mut rb: serde_json::Value =
             serde_json::from_str(&annotations[crate::signature::legacy::REKOR_BUNDLE]).unwrap();
-        if field == "SignedEntryTimestamp" {
+        if field.starts_with("none") {
+            // re-serialised only
+        } else if field == "SignedEntryTimestamp" {
             let set = rb["SignedEntryTimestamp"].as_str().unwrap().to_owned();
             rb["SignedEntryTimestamp"] = tamper_b64(&set).into();
         } else {
@@ -384,7 +401,11 @@ fn tampered_set_is_rejected() {
             },
         };
         let v = verdict(vec![keyless(OK_ID, ISSUER)], "keyless-legacy", c);
-        assert!(!v.verified, "{field}: {v:?}");
+        if field.starts_with("none") {
+            assert!(v.verified, "re-serialised, unmodified: {v:?}");
+        } else {
+            assert_rejected(&v, "invalid inclusion promise: SET verification failed");
+        }
     }
 }
 
@@ -400,13 +421,15 @@ fn tampered_signature_is_rejected() {
             annotations,
         },
     };
-    assert!(!verdict(vec![key("cosign.pub", false)], "key-legacy", c).verified);
+    let v = verdict(vec![key("cosign.pub", false)], "key-legacy", c);
+    assert_rejected(&v, "with key cosign.pub: invalid signature");
 }
 
 #[test]
-fn expired_certificate_without_a_log_time_is_rejected() {
+fn signatures_without_a_log_entry_are_rejected() {
     // The fixture certificates were valid for 10 minutes at signing time. Without the log entry
-    // there is no trusted signing time, so the certificate cannot be shown valid.
+    // there is no trusted signing time, so the certificate cannot be shown valid: the verifier
+    // refuses such a keyless bundle before it looks at the certificate's validity.
     let mut j: serde_json::Value =
         serde_json::from_str(&read("bundles/keyless-bundle.sigstore.json")).unwrap();
     j["verificationMaterial"]["tlogEntries"] = serde_json::json!([]);
@@ -415,7 +438,7 @@ fn expired_certificate_without_a_log_time_is_rejected() {
         "keyless-bundle",
         bundle_json(j.to_string()),
     );
-    assert!(!v.verified, "{v:?}");
+    assert_rejected(&v, "bundle must have an inclusion proof");
 
     let (payload, mut annotations) = legacy("keyless-legacy");
     annotations.remove(crate::signature::legacy::REKOR_BUNDLE);
@@ -426,7 +449,8 @@ fn expired_certificate_without_a_log_time_is_rejected() {
             annotations,
         },
     };
-    assert!(!verdict(vec![keyless(OK_ID, ISSUER)], "keyless-legacy", c).verified);
+    let v = verdict(vec![keyless(OK_ID, ISSUER)], "keyless-legacy", c);
+    assert_rejected(&v, "bundles must have an inclusion promise");
 }
 
 #[test]
@@ -576,7 +600,12 @@ fn rekor_v2_bundle_needs_its_timestamp_and_its_roots() {
     });
     for (what, c) in [("tampered timestamp", tampered), ("no timestamp", removed)] {
         let v = verdict_with(&root, vec![keyless(OK_ID, ISSUER)], "keyless-bundle", c);
-        assert!(!v.verified, "{what}: {v:?}");
+        let needle = if what == "no timestamp" {
+            "requires rfc3161 timestamp but none could be verified"
+        } else {
+            "invalid rfc 3161 timestamp: tsa timestamp verification failed"
+        };
+        assert_rejected(&v, needle);
     }
     // The other mock instance has no TSA and another log key.
     let v = verdict(
@@ -584,5 +613,5 @@ fn rekor_v2_bundle_needs_its_timestamp_and_its_roots() {
         "keyless-bundle",
         tsa_bundle(|_| {}),
     );
-    assert!(!v.verified, "{v:?}");
+    assert_rejected(&v, "no timestamp authorities configured in trusted root");
 }
