@@ -509,6 +509,29 @@ impl Upstream {
             .upstream_duration
             .with_label_values(&[&self.key, kind.as_str()])
             .observe(started.elapsed().as_secs_f64());
+        // The authorization scheme only, never its value.
+        let credentials = authorization
+            .and_then(|a| a.to_str().ok())
+            .and_then(|a| a.split_once(' '))
+            .map_or("none", |(scheme, _)| {
+                if scheme.eq_ignore_ascii_case("basic") {
+                    "basic"
+                } else if scheme.eq_ignore_ascii_case("bearer") {
+                    "bearer"
+                } else {
+                    "other"
+                }
+            });
+        tracing::debug!(
+            upstream = %self.key,
+            kind = kind.as_str(),
+            %method,
+            path = uri.path(),
+            status = %labels_status,
+            credentials,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "upstream exchange"
+        );
         result
     }
 }

@@ -33,6 +33,9 @@ impl ProxyProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["--log-format", "json", "serve", "--config"])
             .arg(config_path)
+            // Refused requests are logged at debug: `AuditLog::settle` in the end-to-end tests
+            // uses one as a marker that every earlier line has been read.
+            .env("PORTCULLIS_LOG", "info,portcullis::registry_api=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -436,7 +436,7 @@ async fn buildkit_unsigned_provenance_counts_only_with_allow_unsigned() {
     assert_pulled(&containerd.pull(&hosts, &image, &platform), &image, &index);
     let event = log.verdict("buildkit-unsigned", &index);
     assert_eq!(event["result"], "verified", "{event}");
-    log.read(Duration::from_millis(200));
+    log.settle(&client).await;
     assert!(
         log.verdicts("buildkit-unsigned", &amd64).is_empty(),
         "the amd64 manifest was verified on its own instead of being covered by its index:\n{}",

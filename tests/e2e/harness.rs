@@ -1120,6 +1120,7 @@ pub async fn push_plan(client: &reqwest::Client, registry: &str, repo: &str, fix
 pub struct AuditLog<'a> {
     proxy: &'a crate::common::ProxyProcess,
     pub lines: Vec<serde_json::Value>,
+    markers: usize,
 }
 
 impl<'a> AuditLog<'a> {
@@ -1130,6 +1131,35 @@ impl<'a> AuditLog<'a> {
         AuditLog {
             proxy,
             lines: Vec::new(),
+            markers: 0,
+        }
+    }
+
+    /// Reads every line the proxy printed before now: sends a request the proxy refuses and logs
+    /// (an unknown registry name, nothing forwarded), then reads until that line arrives. The
+    /// proxy writes its log in order, so a check for an event's absence made after this one
+    /// cannot pass merely because the event was still on its way.
+    pub async fn settle(&mut self, client: &reqwest::Client) {
+        self.markers += 1;
+        let marker = format!("settle-{}.marker.invalid", self.markers);
+        let url = format!("http://{}/v2/{marker}/x/manifests/latest", self.proxy.api);
+        let status = client.get(&url).send().await.unwrap().status();
+        assert_eq!(status, 404, "{url}");
+        let deadline = Instant::now() + Self::TIMEOUT;
+        let seen = |lines: &[serde_json::Value]| {
+            lines.iter().any(|v| {
+                v["message"] == "request refused"
+                    && v["error"].as_str().is_some_and(|e| e.contains(&marker))
+            })
+        };
+        while !seen(&self.lines) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the proxy did not log the refusal of {url}; log:\n{}",
+                self.dump()
+            );
+            self.read(left.min(Duration::from_millis(200)));
         }
     }
 

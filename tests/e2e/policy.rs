@@ -186,7 +186,7 @@ async fn containerd_pulls_signed_images_and_is_refused_the_rest_under_enforce() 
         "verified",
         "{image}"
     );
-    log.read(Duration::from_millis(200));
+    log.settle(&client).await;
     assert!(
         log.verdicts("enforced", &amd64).is_empty(),
         "the amd64 child was verified on its own instead of being covered by its index:\n{}",
@@ -329,7 +329,7 @@ async fn containerd_pulls_everything_under_audit_and_each_verdict_is_recorded() 
 
     // containerd asked for each manifest at least twice (HEAD by tag, GET by digest): one
     // verification and one audit event per digest, the rest from the verdict cache.
-    log.read(Duration::from_millis(200));
+    log.settle(&client).await;
     for name in names {
         let events = log.verdicts("audited", &FIXTURES.digest(name));
         assert_eq!(
@@ -732,17 +732,32 @@ async fn refused_manifest_bytes_do_not_leave_through_the_blob_route() {
         "{}/v2/enforce/app/blobs/{unsigned}?ns={UPSTREAM}",
         proxy.url()
     );
-    let got = get(&client, &url).await;
-    assert!(
-        !(got.status == 200 && got.body == FIXTURES.blob(&unsigned)),
-        "GET {url} served the bytes of a manifest refused under enforce"
-    );
+    // The refusal itself: the gate's 403 DENIED with the rule and the reason, as for the manifest.
+    assert_denied(
+        &client,
+        &url,
+        "local/enforce/app",
+        &unsigned,
+        "no signatures found",
+    )
+    .await;
 
     let containerd = Containerd::start(&tmp.path().join("containerd")).await;
     let hosts = mirror_hosts_dir(&tmp.path().join("hosts"), UPSTREAM, proxy.api);
     let image = format!("local/enforce/app@{unsigned}");
+    // containerd resolves the digest with a HEAD on the blob route (answered: HEAD sends no
+    // byte), then fetches it there, and is refused with the gate's message.
     let out = containerd.pull(&hosts, &image, &[]);
-    assert!(!out.status.success(), "{image} was pulled:\n{}", out.text());
+    let text = out.text();
+    assert!(!out.status.success(), "{image} was pulled:\n{text}");
+    let refusal = format!(
+        "/v2/enforce/app/blobs/{unsigned}?ns={UPSTREAM}: 403 Forbidden - Server message: denied: \
+         local/enforce/app@{unsigned} refused by policy \"enforced\" (enforce): no signatures found"
+    );
+    assert!(
+        text.contains(&refusal),
+        "{image} failed for another reason than the blob route's refusal:\n{text}"
+    );
     assert!(
         !containerd.content_digests().contains(&unsigned),
         "the refused manifest {unsigned} reached containerd's content store"

@@ -288,14 +288,20 @@ async fn idle_sockets_from_one_address_cannot_lock_out_other_clients() {
         }
     }
     assert_eq!(closed, 5000, "every silent socket is closed");
-    // The task that closed the last one may not have counted it yet.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let metrics = proxy.metrics().await;
-    let idle_closed = metric(
-        &metrics,
-        r#"portcullis_connections_closed_total{listener="api",reason="idle"}"#,
-    );
-    assert_eq!(idle_closed + refused, 5000, "{metrics}");
+    // The task that closed the last one may not have counted it yet: wait for the count.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = proxy.metrics().await;
+        let idle_closed = metric(
+            &metrics,
+            r#"portcullis_connections_closed_total{listener="api",reason="idle"}"#,
+        );
+        if idle_closed + refused == 5000 || Instant::now() > deadline {
+            assert_eq!(idle_closed + refused, 5000, "{metrics}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn metric(text: &str, series: &str) -> u64 {

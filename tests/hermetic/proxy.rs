@@ -1026,13 +1026,23 @@ async fn metrics_have_bounded_labels() {
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_and_stops_accepting() {
-    let up = FakeUpstream::start(|_| async {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        respond(
-            StatusCode::OK,
-            &[("content-type", OCI_MANIFEST)],
-            manifest_bytes(),
-        )
+    // The upstream holds its answer until the test has seen the proxy draining: the request is
+    // in flight for as long as the checks below take, whatever the machine's speed.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let release_up = release.clone();
+    let up = FakeUpstream::start(move |_| {
+        let arrived_tx = arrived_tx.clone();
+        let release = release_up.clone();
+        async move {
+            let _ = arrived_tx.send(());
+            release.notified().await;
+            respond(
+                StatusCode::OK,
+                &[("content-type", OCI_MANIFEST)],
+                manifest_bytes(),
+            )
+        }
     })
     .await;
     let mut proxy = Proxy::in_front_of(&up, "").await;
@@ -1047,23 +1057,41 @@ async fn shutdown_drains_in_flight_requests_and_stops_accepting() {
             .await
             .unwrap()
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let server = proxy.server.take().unwrap();
-    let started = Instant::now();
-    let draining = tokio::spawn(server.shutdown());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // While draining, probes get an answer: not ready.
-    let ready = reqwest::get(format!("{}/readyz", proxy.admin))
+    tokio::time::timeout(Duration::from_secs(10), arrived.recv())
         .await
+        .expect("the request reached the upstream");
+    let server = proxy.server.take().unwrap();
+    let draining = tokio::spawn(server.shutdown());
+    // While draining, probes get an answer: not ready.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = reqwest::get(format!("{}/readyz", proxy.admin))
+            .await
+            .unwrap()
+            .status();
+        if ready == 503 {
+            break;
+        }
+        assert_eq!(ready, 200, "readyz before draining shows");
+        assert!(Instant::now() < deadline, "readyz never answered 503");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !draining.is_finished(),
+        "shutdown waits for the request in flight"
+    );
+    let started = Instant::now();
+    release.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), draining)
+        .await
+        .expect("shutdown finishes once the request in flight is answered")
         .unwrap();
-    assert_eq!(ready.status(), 503);
-    draining.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         in_flight.await.unwrap(),
         manifest_bytes(),
         "in-flight request completed"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
         client()
             .get(format!("{}/v2/", proxy.url))
