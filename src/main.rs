@@ -230,10 +230,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let server = Server::start(config).await?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            // Read the configuration again; the outcome is logged and counted by `reload`, and
+            // a configuration that does not validate leaves the one in force as it is.
+            _ = hup.recv() => {
+                let _ = server.reload().await;
+            }
+        }
     }
     tracing::info!("shutdown signal received; draining (send it again to stop at once)");
     tokio::select! {

@@ -43,6 +43,14 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// 1 while the proxy accepts requests, 0 once shutdown has begun.
     pub ready: IntGauge,
+    /// Configuration reloads by result (`success`, `failure`).
+    pub config_reloads: IntCounterVec,
+    /// When the configuration in force was loaded (Unix seconds).
+    pub config_loaded: IntGauge,
+    /// Trusted-root refreshes over TUF by result (`updated`, `unchanged`, `failure`).
+    pub trust_root_refreshes: IntCounterVec,
+    /// When the trusted root in force was obtained (Unix seconds).
+    pub trust_root_loaded: IntGauge,
 }
 
 impl Metrics {
@@ -137,11 +145,35 @@ impl Metrics {
         registry
             .register(Box::new(connections.clone()))
             .expect("unique metric");
-        let ready =
-            IntGauge::new("portcullis_ready", "1 while accepting requests.").expect("valid metric");
-        registry
-            .register(Box::new(ready.clone()))
-            .expect("unique metric");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let ready = gauge("portcullis_ready", "1 while accepting requests.");
+        let config_reloads = counter(
+            "portcullis_config_reload_total",
+            "Configuration reloads (SIGHUP or a changed file) by result (success; failure: the \
+             new configuration did not validate and the one in force stays).",
+            &["result"],
+        );
+        let config_loaded = gauge(
+            "portcullis_config_loaded_timestamp_seconds",
+            "When the configuration in force was loaded, in Unix seconds.",
+        );
+        let trust_root_refreshes = counter(
+            "portcullis_trust_root_refresh_total",
+            "Refreshes of the trusted root over TUF by result (updated: a new root is in force; \
+             unchanged; failure: the mirror failed or its metadata did not verify, and the root \
+             in force stays).",
+            &["result"],
+        );
+        let trust_root_loaded = gauge(
+            "portcullis_trust_root_loaded_timestamp_seconds",
+            "When the trusted root in force was obtained, in Unix seconds.",
+        );
         Metrics {
             registry,
             http_requests,
@@ -157,6 +189,10 @@ impl Metrics {
             connections_closed,
             auth_failures,
             ready,
+            config_reloads,
+            config_loaded,
+            trust_root_refreshes,
+            trust_root_loaded,
         }
     }
 

@@ -7,6 +7,9 @@
 //! This module wires the pieces together; it has no knowledge of the registry protocol.
 
 mod conn;
+mod reload;
+
+pub use reload::{ReloadError, Reloaded};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -30,7 +34,7 @@ use crate::auth;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
-use crate::signature::{TrustRoot, TrustRootError};
+use crate::signature::{TrustRoot, TufError};
 use crate::upstream::body::ResponseBody;
 use crate::upstream::UpstreamError;
 
@@ -44,7 +48,7 @@ pub enum ServerError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
-    TrustRoot(#[from] TrustRootError),
+    TrustRoot(#[from] TufError),
 }
 
 /// A running proxy: both listeners bound and serving.
@@ -57,7 +61,13 @@ pub struct Server {
     ready: Arc<AtomicBool>,
     api_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    reloader: Arc<reload::Reloader>,
+    /// The `watch_config` poller and the TUF refresh: stopped at shutdown.
+    background: Vec<JoinHandle<()>>,
 }
+
+/// How often `watch_config` looks at the configuration's files.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// Limits every listener applies to its connections.
 #[derive(Clone)]
@@ -79,33 +89,26 @@ impl Server {
     /// Builds the upstream clients, binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         let metrics = Arc::new(Metrics::new());
-        let root = Arc::new(TrustRoot::load(&config.trusted_root)?);
-        let proxy = Arc::new(Proxy::from_config(&config, root, metrics.clone())?);
-        for rule in &config.policies.rules {
-            for a in &rule.attestors {
-                if let crate::policy::Attestor::Key {
-                    key,
-                    insecure_ignore_tlog: true,
-                } = a
-                {
-                    tracing::warn!(
-                        rule = %rule.name,
-                        key = %key.origin,
-                        "INSECURE: ignore_tlog is on: key signatures with no transparency log entry are accepted"
-                    );
-                }
-            }
-        }
+        let root =
+            Arc::new(TrustRoot::obtain(&config.trusted_root, config.timeouts.connect).await?);
+        let proxy = Proxy::from_config(&config, root.clone(), metrics.clone())?;
+        warn_insecure(&config);
         tracing::info!(
             trusted_root = %config.trusted_root.origin,
             rules = config.policies.rules.len(),
             "verification policy loaded"
         );
+        let live = Arc::new(reload::Live {
+            proxy: ArcSwap::from_pointee(proxy),
+            tls: config.tls.as_ref().map(|t| {
+                Arc::new(ArcSwap::from_pointee(TlsAcceptor::from(
+                    t.server_config.clone(),
+                )))
+            }),
+            admin: ArcSwap::from_pointee(config.admin.clone()),
+        });
+        let tls = live.tls.clone();
 
-        let tls = config
-            .tls
-            .as_ref()
-            .map(|t| TlsAcceptor::from(t.server_config.clone()));
         let api_listener = bind(config.listen).await?;
         let admin_listener = bind(config.admin_listen).await?;
         let api_addr = local_addr(&api_listener, config.listen)?;
@@ -132,15 +135,17 @@ impl Server {
             ..api_limits.clone()
         };
 
+        // Each request is served, start to end, by the proxy in force when it arrived.
         let api = {
-            let proxy = proxy.clone();
-            move |req: Request<Incoming>| proxy.clone().handle(req)
+            let live = live.clone();
+            move |req: Request<Incoming>| live.proxy.load_full().handle(req)
         };
         let admin = {
             let metrics = metrics.clone();
             let ready = ready.clone();
-            let settings = Arc::new(config.admin.clone());
+            let live = live.clone();
             move |req: Request<Incoming>| {
+                let settings = live.admin.load();
                 let resp = admin::handle(&req, &metrics, ready.load(Ordering::SeqCst), &settings);
                 async move { resp }
             }
@@ -165,10 +170,15 @@ impl Server {
             %api_addr,
             %admin_addr,
             tls = config.tls.is_some(),
-            upstreams = %proxy.upstreams.keys().collect::<Vec<_>>().join(","),
+            upstreams = %live.proxy.load().upstreams.keys().collect::<Vec<_>>().join(","),
             default_upstream = %config.default_upstream,
             "portcullis listening"
         );
+        let reloader = Arc::new(reload::Reloader::new(live, config, root, metrics.clone()));
+        let background = vec![
+            tokio::spawn(reloader.clone().watch(WATCH_EVERY)),
+            tokio::spawn(reloader.clone().refresh_trust_root()),
+        ];
         Ok(Server {
             api_addr,
             admin_addr,
@@ -178,19 +188,49 @@ impl Server {
             ready,
             api_task,
             admin_task,
+            reloader,
+            background,
         })
+    }
+
+    /// Reads the configuration again and puts it in force (what `SIGHUP` does); a configuration
+    /// that does not validate is refused and the one in force stays. Logged and counted.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        self.reloader.reload().await
     }
 
     /// Marks the proxy not ready, stops accepting registry requests and waits for in-flight ones
     /// (up to the grace deadline). The admin listener keeps answering meanwhile, so probes see
     /// `/readyz` 503 rather than a refused connection; it closes last.
     pub async fn shutdown(self) {
+        for task in &self.background {
+            task.abort();
+        }
         self.ready.store(false, Ordering::SeqCst);
         self.metrics.ready.set(0);
         let _ = self.api_shutdown.send(true);
         let _ = self.api_task.await;
         let _ = self.admin_shutdown.send(true);
         let _ = self.admin_task.await;
+    }
+}
+
+/// Logs, loudly, every setting of `config` that weakens a check (at start-up and each reload).
+fn warn_insecure(config: &Config) {
+    for rule in &config.policies.rules {
+        for a in &rule.attestors {
+            if let crate::policy::Attestor::Key {
+                key,
+                insecure_ignore_tlog: true,
+            } = a
+            {
+                tracing::warn!(
+                    rule = %rule.name,
+                    key = %key.origin,
+                    "INSECURE: ignore_tlog is on: key signatures with no transparency log entry are accepted"
+                );
+            }
+        }
     }
 }
 
@@ -211,7 +251,7 @@ fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerErr
 /// Accepts connections until shutdown, serving each with `handler`, then drains.
 async fn accept_loop<H, F>(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ArcSwap<TlsAcceptor>>>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
     limits: ConnLimits,
@@ -314,6 +354,8 @@ async fn accept_loop<H, F>(
                     .await
                 }
                 Some(acceptor) => {
+                    // The certificate in force when the connection arrived (reloads rotate it).
+                    let acceptor = acceptor.load_full();
                     // The handshake counts against the header deadline, which runs from accept.
                     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {

@@ -16,7 +16,7 @@ use crate::registry_api::error::ApiError;
 use crate::registry_api::gate::{Outcome, Subject};
 use crate::registry_api::manifest::fetch::{self, accept_headers, Origin};
 use crate::registry_api::Proxy;
-use crate::signature::{LookupError, TrustRoot, TrustRootError};
+use crate::signature::{LookupError, TrustRoot, TufError};
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ pub enum InspectError {
     #[error("signature lookup failed: {0}")]
     Lookup(Arc<LookupError>),
     #[error(transparent)]
-    TrustRoot(#[from] TrustRootError),
+    TrustRoot(#[from] TufError),
 }
 
 /// What `portcullis verify` found.
@@ -73,7 +73,7 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         image: image.to_owned(),
         reason,
     };
-    let root = Arc::new(TrustRoot::load(&config.trusted_root)?);
+    let root = Arc::new(TrustRoot::obtain(&config.trusted_root, config.timeouts.connect).await?);
     let proxy = Proxy::from_config(config, root, Arc::new(Metrics::new()))?;
     let (name, reference) = split_image_ref(image);
     let reference: Reference = match reference {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use settings::{
     AdminEndpoint, AdminSettings, CacheSettings, Credentials, Limits, Secret, Timeouts, TlsConfig,
-    TrustedRoot, UpstreamConfig,
+    TrustedRoot, TrustedRootSource, TufSettings, UpstreamConfig, PUBLIC_GOOD_TUF_MIRROR,
 };
 
 use crate::policy::PolicySet;
@@ -96,6 +96,11 @@ pub struct Config {
     /// Everything kept on disk across restarts (`state_dir`): the content store and the SQLite
     /// database. Not created here: the parts that write to it create what they need.
     pub state_dir: PathBuf,
+    /// Reload when the file (or a file it names) changes, besides on `SIGHUP`.
+    pub watch_config: bool,
+    /// Every file the configuration names that was read to validate it (certificates, keys,
+    /// htpasswd, password and token files, the trusted root): `watch_config` watches them too.
+    pub files: Vec<PathBuf>,
 }
 
 // === impl Config ===
@@ -147,7 +152,12 @@ impl Config {
             Source::File(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
             Source::Embedded => PathBuf::new(),
         };
-        validate::Validator { source, base_dir }.validate(raw)
+        validate::Validator {
+            source,
+            base_dir,
+            files: Default::default(),
+        }
+        .validate(raw)
     }
 
     fn load_with_env(
@@ -185,7 +195,12 @@ impl Config {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        validate::Validator { source, base_dir }.validate(raw)
+        validate::Validator {
+            source,
+            base_dir,
+            files: Default::default(),
+        }
+        .validate(raw)
     }
 }
 

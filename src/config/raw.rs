@@ -24,7 +24,7 @@ pub struct RawConfig {
     pub limits: Limits,
     #[serde(default)]
     pub timeouts: Timeouts,
-    pub trusted_root: Option<PathBuf>,
+    pub trusted_root: Option<RawTrustedRoot>,
     #[serde(default)]
     pub cache: CacheSettings,
     #[serde(default)]
@@ -36,6 +36,65 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     /// Where everything kept across restarts lives (content store, SQLite database).
     pub state_dir: Option<PathBuf>,
+    /// Reload the configuration when its file (or a TLS file it names) changes.
+    #[serde(default)]
+    pub watch_config: bool,
+}
+
+/// `trusted_root`: a file path, or `{ tuf: { ... } }`.
+#[derive(Debug)]
+pub enum RawTrustedRoot {
+    File(PathBuf),
+    Tuf(RawTuf),
+}
+
+/// `trusted_root.tuf`: where the trusted root is kept current over TUF.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTuf {
+    /// The TUF repository's base URL; default: the public-good instance's.
+    pub mirror: Option<String>,
+    /// The TUF root metadata to start from; default: the public-good one embedded in portcullis.
+    pub root: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub refresh: Option<Duration>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+// A string is a path and a map must be `{ tuf: ... }`: written by hand so that a misspelt key
+// inside `tuf` is reported as such (an untagged enum would only say that nothing matched).
+impl<'de> Deserialize<'de> for RawTrustedRoot {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawTrustedRoot;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a trusted_root.json path or { tuf: { mirror, root, refresh, cache_dir } }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTrustedRoot, E> {
+                Ok(RawTrustedRoot::File(PathBuf::from(v)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawTrustedRoot, A::Error> {
+                let mut tuf = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "tuf" {
+                        return Err(serde::de::Error::unknown_field(&key, &["tuf"]));
+                    }
+                    // `tuf:` with nothing under it is the public-good instance with defaults.
+                    let value: Option<RawTuf> = map.next_value()?;
+                    tuf = Some(value.unwrap_or_default());
+                }
+                tuf.map(RawTrustedRoot::Tuf)
+                    .ok_or_else(|| serde::de::Error::missing_field("tuf"))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

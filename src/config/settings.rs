@@ -187,17 +187,42 @@ impl Default for CacheSettings {
 /// the embedded public-good root.
 #[derive(Debug, Clone)]
 pub struct TrustedRoot {
-    /// The file's path, or `embedded public-good root`.
+    /// The file's path, `embedded public-good root`, or `TUF <mirror>`.
     pub origin: String,
-    /// `None`: the public-good root embedded in the program.
-    pub json: Option<Arc<[u8]>>,
+    pub source: TrustedRootSource,
 }
+
+#[derive(Debug, Clone)]
+pub enum TrustedRootSource {
+    /// The public-good root embedded in the program.
+    Embedded,
+    /// A `trusted_root.json` read at start-up (and at each reload).
+    File(Arc<[u8]>),
+    /// Fetched and kept current over TUF.
+    Tuf(TufSettings),
+}
+
+/// `trusted_root.tuf`.
+#[derive(Debug, Clone)]
+pub struct TufSettings {
+    pub mirror: Url,
+    /// The TUF root metadata to start from; `None`: the public-good one embedded in the program
+    /// (only with the public-good mirror).
+    pub root: Option<Arc<[u8]>>,
+    /// How often the mirror is asked for new metadata.
+    pub refresh: Duration,
+    /// Verified metadata and targets, kept so that a start-up without the mirror still works.
+    pub cache_dir: PathBuf,
+}
+
+/// The public-good instance's TUF repository.
+pub const PUBLIC_GOOD_TUF_MIRROR: &str = "https://tuf-repo-cdn.sigstore.dev";
 
 impl TrustedRoot {
     pub fn public_good() -> TrustedRoot {
         TrustedRoot {
             origin: "embedded public-good root".to_owned(),
-            json: None,
+            source: TrustedRootSource::Embedded,
         }
     }
 }

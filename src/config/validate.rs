@@ -7,13 +7,17 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use url::Url;
 
 mod listeners;
 
 use super::raw;
-use super::settings::{Credentials, Secret, TrustedRoot, UpstreamConfig};
+use super::settings::{
+    Credentials, Secret, TrustedRoot, TrustedRootSource, TufSettings, UpstreamConfig,
+    PUBLIC_GOOD_TUF_MIRROR,
+};
 use super::{Config, ConfigError, Source};
 use crate::oci::ImageName;
 use crate::policy::attestation::{predicate_type_uris, Condition, Requirement};
@@ -25,6 +29,8 @@ use crate::policy::{Attestor, Matcher, Mode, Pattern, PolicySet, RuleSpec};
 pub(super) struct Validator {
     pub(super) source: Source,
     pub(super) base_dir: PathBuf,
+    /// Every file read so far, for [`Config::files`].
+    pub(super) files: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Validator {
@@ -46,6 +52,7 @@ impl Validator {
 
     fn read_file(&self, key: &str, p: &Path) -> Result<(PathBuf, Vec<u8>), ConfigError> {
         let path = self.path(p);
+        self.files.borrow_mut().push(path.clone());
         std::fs::read(&path)
             .map(|bytes| (path.clone(), bytes))
             .map_err(|error| ConfigError::File {
@@ -155,7 +162,8 @@ impl Validator {
         if raw.cache.max_verdicts == 0 {
             return Err(self.invalid("cache.max_verdicts", "must be greater than 0"));
         }
-        let trusted_root = self.trusted_root(raw.trusted_root.as_deref())?;
+        let state_dir = self.state_dir(raw.state_dir.as_deref())?;
+        let trusted_root = self.trusted_root(raw.trusted_root.as_ref(), &state_dir)?;
         let policies = self.policies(&raw, &upstreams)?;
 
         Ok(Config {
@@ -171,7 +179,9 @@ impl Validator {
             policies,
             auth,
             admin,
-            state_dir: self.state_dir(raw.state_dir.as_deref())?,
+            state_dir,
+            watch_config: raw.watch_config,
+            files: self.files.take(),
             source: self.source,
         })
     }
@@ -201,16 +211,63 @@ impl Validator {
         Ok(dir)
     }
 
-    /// The trusted root's JSON, read now so that a missing file is a start-up error naming the
-    /// key; `signature::TrustRoot` parses it.
-    fn trusted_root(&self, path: Option<&Path>) -> Result<TrustedRoot, ConfigError> {
-        Ok(match path {
+    /// The trusted root's source. A file is read now so that a missing one is a start-up error
+    /// naming the key; `signature::TrustRoot` parses it (and fetches it, over TUF).
+    fn trusted_root(
+        &self,
+        raw: Option<&raw::RawTrustedRoot>,
+        state_dir: &Path,
+    ) -> Result<TrustedRoot, ConfigError> {
+        Ok(match raw {
             None => TrustedRoot::public_good(),
-            Some(p) => {
+            Some(raw::RawTrustedRoot::File(p)) => {
                 let (path, bytes) = self.read_file("trusted_root", p)?;
                 TrustedRoot {
                     origin: path.display().to_string(),
-                    json: Some(bytes.into()),
+                    source: TrustedRootSource::File(bytes.into()),
+                }
+            }
+            Some(raw::RawTrustedRoot::Tuf(t)) => {
+                let written = t.mirror.as_deref().unwrap_or(PUBLIC_GOOD_TUF_MIRROR);
+                let mirror = Url::parse(written)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                    .ok_or_else(|| {
+                        self.invalid(
+                            "trusted_root.tuf.mirror",
+                            format!("{written:?} is not an http(s) URL"),
+                        )
+                    })?;
+                let public_good = mirror.as_str().trim_end_matches('/') == PUBLIC_GOOD_TUF_MIRROR;
+                let root = match &t.root {
+                    Some(p) => Some(self.read_file("trusted_root.tuf.root", p)?.1.into()),
+                    None if public_good => None,
+                    None => {
+                        return Err(self.invalid(
+                            "trusted_root.tuf.root",
+                            format!(
+                                "required for the mirror {mirror}: the embedded TUF root is the \
+                                 public-good instance's"
+                            ),
+                        ))
+                    }
+                };
+                let refresh = t.refresh.unwrap_or(Duration::from_secs(24 * 3600));
+                if refresh < Duration::from_secs(1) {
+                    return Err(self.invalid("trusted_root.tuf.refresh", "must be at least 1s"));
+                }
+                let cache_dir = match &t.cache_dir {
+                    Some(p) => self.path(p),
+                    None => state_dir.join("tuf"),
+                };
+                TrustedRoot {
+                    origin: format!("TUF {mirror}"),
+                    source: TrustedRootSource::Tuf(TufSettings {
+                        mirror,
+                        root,
+                        refresh,
+                        cache_dir,
+                    }),
                 }
             }
         })

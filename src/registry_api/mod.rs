@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oci::ImageName;
 use crate::policy::PolicySet;
-use crate::signature::{Engine, TrustRoot};
+use crate::signature::{Engine, TrustRoot, VerdictCache};
 use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::mapping::Upstreams;
 use crate::upstream::{Upstream, UpstreamError};
@@ -44,7 +44,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub policies: PolicySet,
     pub gate: Gate,
-    pub manifests: ManifestCache,
+    /// Shared with the proxies of later configurations (reloads).
+    pub manifests: Arc<ManifestCache>,
     /// Who may pull; `None` when the configuration has no `auth`.
     pub auth: Option<Authenticator>,
 }
@@ -198,9 +199,34 @@ impl Proxy {
         root: Arc<TrustRoot>,
         metrics: Arc<Metrics>,
     ) -> Result<Proxy, UpstreamError> {
-        let engine = Engine::new(
+        let verdicts = Arc::new(VerdictCache::new(&config.cache, metrics.clone()));
+        let manifests = Arc::new(ManifestCache::new(&config.cache, metrics.clone()));
+        Proxy::build(config, root, verdicts, manifests, metrics)
+    }
+
+    /// The proxy for a reloaded configuration: new upstream clients, rules, attestors and trust
+    /// root, over this proxy's caches and metrics. Cache sizes and lifetimes keep their values
+    /// until a restart.
+    pub fn reloaded(&self, config: &Config, root: Arc<TrustRoot>) -> Result<Proxy, UpstreamError> {
+        Proxy::build(
+            config,
             root,
-            &config.cache,
+            self.gate.engine.verdict_cache().clone(),
+            self.manifests.clone(),
+            self.metrics.clone(),
+        )
+    }
+
+    fn build(
+        config: &Config,
+        root: Arc<TrustRoot>,
+        verdicts: Arc<VerdictCache>,
+        manifests: Arc<ManifestCache>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Proxy, UpstreamError> {
+        let engine = Engine::sharing(
+            root,
+            verdicts,
             &config.limits,
             config.timeouts.signature_lookup,
             metrics.clone(),
@@ -211,7 +237,7 @@ impl Proxy {
             gate: Gate {
                 engine: Arc::new(engine),
             },
-            manifests: ManifestCache::new(&config.cache, metrics.clone()),
+            manifests,
             auth: config
                 .auth
                 .clone()

@@ -11,6 +11,7 @@
 pub mod discovery;
 pub mod legacy;
 pub mod trust_root;
+pub mod tuf;
 pub mod verdict_cache;
 pub mod verify;
 
@@ -19,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::{CacheSettings, Limits, TrustedRoot};
+use crate::config::{CacheSettings, Limits, TrustedRoot, TrustedRootSource};
 use crate::metrics::Metrics;
 use crate::oci::{media, Digest, Document, ImageName, Reading, RepoName};
 use crate::policy::{Rule, Verdict};
 use crate::upstream::{Upstream, UpstreamError};
 pub use trust_root::{TrustRoot, TrustRootError};
+pub use tuf::TufError;
 pub use verdict_cache::{VerdictCache, VerdictKey};
 
 /// The predicate type of a cosign v3 image signature statement.
@@ -33,11 +35,25 @@ pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 // === trust root ===
 
 impl TrustRoot {
-    /// The trust root a configuration names: its file's JSON, or the embedded public-good root.
+    /// The trust root a configuration names: its file's JSON or the embedded public-good root.
+    /// A TUF source must be fetched: [`TrustRoot::obtain`].
     pub fn load(settings: &TrustedRoot) -> Result<TrustRoot, TrustRootError> {
-        match &settings.json {
-            None => TrustRoot::public_good(),
-            Some(json) => TrustRoot::from_json(json, settings.origin.clone()),
+        match &settings.source {
+            TrustedRootSource::Embedded => TrustRoot::public_good(),
+            TrustedRootSource::File(json) => TrustRoot::from_json(json, settings.origin.clone()),
+            TrustedRootSource::Tuf(_) => Err(TrustRootError::Unusable {
+                origin: settings.origin.clone(),
+                reason: "a TUF trusted root is fetched, not loaded".to_owned(),
+            }),
+        }
+    }
+
+    /// The trust root a configuration names, fetched over TUF when that is its source (from the
+    /// verified cache when the mirror cannot be reached); each TUF request bounded by `timeout`.
+    pub async fn obtain(settings: &TrustedRoot, timeout: Duration) -> Result<TrustRoot, TufError> {
+        match &settings.source {
+            TrustedRootSource::Tuf(t) => tuf::obtain(t, timeout).await.map(|(root, _)| root),
+            _ => Ok(TrustRoot::load(settings)?),
         }
     }
 }
@@ -145,7 +161,9 @@ pub struct Lookup<'a> {
 /// Verdicts: cached, or discovered and verified once for all concurrent callers.
 pub struct Engine {
     pub root: Arc<TrustRoot>,
-    cache: VerdictCache,
+    /// Shared with the engines of later configurations (reloads): its keys hold the rule and
+    /// trust-root fingerprints, so no verdict is reused under a rule or root it was not made for.
+    cache: Arc<VerdictCache>,
     limits: Limits,
     lookup_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -159,13 +177,29 @@ impl Engine {
         lookup_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Engine {
+        let cache = Arc::new(VerdictCache::new(settings, metrics.clone()));
+        Engine::sharing(root, cache, limits, lookup_timeout, metrics)
+    }
+
+    /// An engine over an existing verdict cache (that of the configuration before a reload).
+    pub fn sharing(
+        root: Arc<TrustRoot>,
+        cache: Arc<VerdictCache>,
+        limits: &Limits,
+        lookup_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
         Engine {
             root,
-            cache: VerdictCache::new(settings, metrics.clone()),
+            cache,
             limits: limits.clone(),
             lookup_timeout,
             metrics,
         }
+    }
+
+    pub fn verdict_cache(&self) -> &Arc<VerdictCache> {
+        &self.cache
     }
 
     fn key(

@@ -15,3 +15,4 @@ mod attestations;
 mod auth;
 mod policy;
 mod real;
+mod trust;
