@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite: installs the real third-party parts the end-to-end tests drive
-# (docker-registry, skopeo, containerd, the Docker engine, Podman; Debian packages), then checks
+# (docker-registry, skopeo, containerd, the Docker engine, Podman; Debian packages; python-tuf from
+# PyPI), then checks
 # formatting and lints, and runs every test. Needs root (or sudo) only when a package is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# python-tuf builds and signs the TUF repositories the trusted-root tests serve.
+python3 -c 'import tuf.api.metadata' 2>/dev/null || python3 -m pip install --quiet 'tuf==6.0.0'
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings

@@ -129,6 +129,8 @@ pub struct Proxy {
     pub server: Option<portcullis::server::Server>,
     pub url: String,
     pub admin: String,
+    /// The configuration file it was started from (tests rewrite it, then reload).
+    pub config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -148,6 +150,7 @@ impl Proxy {
             url: format!("http://{}", server.api_addr),
             admin: format!("http://{}", server.admin_addr),
             server: Some(server),
+            config: path.to_path_buf(),
             _dir: dir,
         }
     }

@@ -12,4 +12,5 @@ mod cli;
 mod hardening;
 mod policy;
 mod proxy;
+mod reload;
 mod streaming;
