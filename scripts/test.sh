@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite: installs the real third-party parts the end-to-end tests drive
-# (docker-registry, skopeo, containerd, the Docker engine, Podman; Debian packages; python-tuf from
-# PyPI), then checks
-# formatting and lints, and runs every test. Needs root (or sudo) only when a package is missing.
+# (docker-registry, skopeo, containerd, the Docker engine, Podman: Debian packages; python-tuf:
+# PyPI), then checks formatting and lints, and runs every test. Needs root (or sudo) only when a
+# package is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
