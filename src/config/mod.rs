@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use settings::{
-    AdminEndpoint, AdminSettings, CacheSettings, Credentials, Limits, Secret, Timeouts, TlsConfig,
-    TrustedRoot, UpstreamConfig,
+    AdminEndpoint, AdminSettings, CacheSettings, Credentials, DatabaseSettings, LedgerSettings,
+    Limits, Secret, Timeouts, TlsConfig, TrustedRoot, UpstreamConfig,
 };
 
 use crate::policy::PolicySet;
@@ -96,6 +96,9 @@ pub struct Config {
     /// Everything kept on disk across restarts (`state_dir`): the content store and the SQLite
     /// database. Not created here: the parts that write to it create what they need.
     pub state_dir: PathBuf,
+    /// The ledger's database (`database`): SQLite under `state_dir` unless PostgreSQL is named.
+    pub database: DatabaseSettings,
+    pub ledger: LedgerSettings,
 }
 
 // === impl Config ===

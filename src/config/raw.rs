@@ -36,6 +36,18 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     /// Where everything kept across restarts lives (content store, SQLite database).
     pub state_dir: Option<PathBuf>,
+    /// `sqlite`, or `{ url, password_env }` for PostgreSQL: read as a value and checked by
+    /// `validate`, so that each wrong form gets its own message naming the key.
+    pub database: Option<serde_json::Value>,
+    #[serde(default)]
+    pub ledger: RawLedger,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 mod listeners;
+mod state;
 
 use super::raw;
 use super::settings::{Credentials, Secret, TrustedRoot, UpstreamConfig};
@@ -157,6 +158,7 @@ impl Validator {
         }
         let trusted_root = self.trusted_root(raw.trusted_root.as_deref())?;
         let policies = self.policies(&raw, &upstreams)?;
+        let state_dir = self.state_dir(raw.state_dir.as_deref())?;
 
         Ok(Config {
             listen,
@@ -171,7 +173,9 @@ impl Validator {
             policies,
             auth,
             admin,
-            state_dir: self.state_dir(raw.state_dir.as_deref())?,
+            database: self.database(raw.database.as_ref(), &state_dir)?,
+            ledger: self.ledger(&raw.ledger)?,
+            state_dir,
             source: self.source,
         })
     }
