@@ -1,4 +1,4 @@
-//! The `portcullis` command line: `serve`, `check-config`, `verify` and `verify-bundle`.
+//! The `portcullis` command line: `serve`, `check-config`, `verify`, `audit` and `verify-bundle`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -53,6 +53,26 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// From the pull ledger: what audit rules let through unverified (what enforce would refuse),
+    /// what was refused, and the signature lookup faults, grouped by rule and image.
+    Audit {
+        /// The configuration whose database is read (default: the embedded one, SQLite under
+        /// its state_dir).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The window: pulls last seen this long ago or later (7d, 24h, 30m).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only images matching this pattern (`*` one path segment, `**` any depth).
+        #[arg(long)]
+        image: Option<String>,
+        /// Print JSON: every entry names `image` and `digest`.
         #[arg(long)]
         json: bool,
     },
@@ -156,6 +176,32 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 print!("{report}");
             }
             Ok(report.allowed())
+        }
+        Command::Audit {
+            config,
+            since,
+            rule,
+            image,
+            json,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let image = image
+                .as_deref()
+                .map(portcullis::policy::Pattern::new)
+                .transpose()
+                .context("--image")?;
+            let query = portcullis::ledger::report::Query { since, rule, image };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = runtime.block_on(portcullis::cli::audit::audit(&config, &query))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(true)
         }
         Command::VerifyBundle {
             bundle,

@@ -6,8 +6,8 @@
 //! does not decide *when* to record; the request pipeline records once per request.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets (seconds) from a warm cache hit to a slow upstream.
@@ -43,6 +43,12 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// 1 while the proxy accepts requests, 0 once shutdown has begun.
     pub ready: IntGauge,
+    /// Ledger records written to the database.
+    pub ledger_written: IntCounter,
+    /// Ledger records dropped, by reason (`queue_full`, `backlog_full`, `database`).
+    pub ledger_dropped: IntCounterVec,
+    /// Aggregated ledger entries waiting for the next flush.
+    pub ledger_pending: IntGauge,
 }
 
 impl Metrics {
@@ -142,7 +148,33 @@ impl Metrics {
         registry
             .register(Box::new(ready.clone()))
             .expect("unique metric");
+        let ledger_dropped = counter(
+            "portcullis_ledger_dropped_records_total",
+            "Pull records the ledger could not keep, by reason (queue_full: the writer's queue \
+             was full; backlog_full: too many distinct entries waiting; database: the database \
+             refused or did not answer the batch).",
+            &["reason"],
+        );
+        let ledger_written = IntCounter::new(
+            "portcullis_ledger_written_records_total",
+            "Pull records written to the ledger's database.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(ledger_written.clone()))
+            .expect("unique metric");
+        let ledger_pending = IntGauge::new(
+            "portcullis_ledger_pending_entries",
+            "Aggregated ledger entries waiting for the next write.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(ledger_pending.clone()))
+            .expect("unique metric");
         Metrics {
+            ledger_written,
+            ledger_dropped,
+            ledger_pending,
             registry,
             http_requests,
             http_duration,

@@ -28,6 +28,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin;
 use crate::auth;
 use crate::config::Config;
+use crate::db::{Database, DbError};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
 use crate::signature::{TrustRoot, TrustRootError};
@@ -45,6 +47,8 @@ pub enum ServerError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     TrustRoot(#[from] TrustRootError),
+    #[error("opening the ledger database: {0}")]
+    Db(#[from] DbError),
 }
 
 /// A running proxy: both listeners bound and serving.
@@ -52,6 +56,9 @@ pub struct Server {
     pub api_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
+    /// The ledger's database, open and migrated.
+    pub db: Arc<Database>,
+    pub ledger: Arc<Ledger>,
     api_shutdown: watch::Sender<bool>,
     admin_shutdown: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
@@ -80,7 +87,16 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         let metrics = Arc::new(Metrics::new());
         let root = Arc::new(TrustRoot::load(&config.trusted_root)?);
-        let proxy = Arc::new(Proxy::from_config(&config, root, metrics.clone())?);
+        let db = Arc::new(Database::open(&config.database).await?);
+        let ledger = Arc::new(Ledger::start(db.clone(), &config.ledger, metrics.clone()));
+        tracing::info!(
+            database = %config.database.describe(),
+            retention = ?config.ledger.retention,
+            "pull ledger open"
+        );
+        let mut proxy = Proxy::from_config(&config, root, metrics.clone())?;
+        proxy.ledger = Some(ledger.clone());
+        let proxy = Arc::new(proxy);
         for rule in &config.policies.rules {
             for a in &rule.attestors {
                 if let crate::policy::Attestor::Key {
@@ -137,13 +153,13 @@ impl Server {
             move |req: Request<Incoming>| proxy.clone().handle(req)
         };
         let admin = {
-            let metrics = metrics.clone();
-            let ready = ready.clone();
-            let settings = Arc::new(config.admin.clone());
-            move |req: Request<Incoming>| {
-                let resp = admin::handle(&req, &metrics, ready.load(Ordering::SeqCst), &settings);
-                async move { resp }
-            }
+            let state = Arc::new(admin::AdminState {
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+                settings: config.admin.clone(),
+                db: Some(db.clone()),
+            });
+            move |req: Request<Incoming>| admin::handle(req, state.clone())
         };
         let api_task = tokio::spawn(accept_loop(
             api_listener,
@@ -173,6 +189,8 @@ impl Server {
             api_addr,
             admin_addr,
             metrics,
+            db,
+            ledger,
             api_shutdown,
             admin_shutdown,
             ready,
@@ -189,10 +207,15 @@ impl Server {
         self.metrics.ready.set(0);
         let _ = self.api_shutdown.send(true);
         let _ = self.api_task.await;
+        // What the drained requests recorded is written before the process goes.
+        self.ledger.stop(LEDGER_STOP_TIMEOUT).await;
         let _ = self.admin_shutdown.send(true);
         let _ = self.admin_task.await;
     }
 }
+
+/// How long shutdown waits for the ledger's last write.
+const LEDGER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections the admin listener holds at once (probes and scrapers).
 const ADMIN_CONNECTIONS: usize = 64;
