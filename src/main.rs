@@ -75,6 +75,10 @@ enum Command {
         /// Print JSON: every entry names `image` and `digest`.
         #[arg(long)]
         json: bool,
+        /// Re-decide the window's digests under this proposed configuration and list what would
+        /// change (fetches them and their signatures from its upstreams).
+        #[arg(long, value_name = "NEW.yaml", conflicts_with_all = ["rule", "image"])]
+        what_if: Option<PathBuf>,
     },
     /// Verify one Sigstore bundle against an artifact (sigstore-conformance client interface).
     /// Exit status: 0 verified, 1 not verified, 2 error.
@@ -183,18 +187,30 @@ fn run(command: Command) -> anyhow::Result<bool> {
             rule,
             image,
             json,
+            what_if,
         } => {
             let config = Config::load(config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            if let Some(proposed) = what_if {
+                let proposed = Config::load(Some(&proposed))?;
+                let report = runtime
+                    .block_on(portcullis::cli::what_if::what_if(&config, &proposed, since))?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{report}");
+                }
+                return Ok(true);
+            }
             let image = image
                 .as_deref()
                 .map(portcullis::policy::Pattern::new)
                 .transpose()
                 .context("--image")?;
             let query = portcullis::ledger::report::Query { since, rule, image };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
             let report = runtime.block_on(portcullis::cli::audit::audit(&config, &query))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

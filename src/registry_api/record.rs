@@ -14,7 +14,9 @@ use super::Proxy;
 use super::RequestCtx;
 use crate::ledger::{Admission, Finding, LedgerVerdict, Reasons, Record};
 use crate::oci::{Digest, Tag};
-use crate::policy::{Decision, Mode};
+use std::sync::Arc;
+
+use crate::policy::{Decision, Mode, Rule};
 
 /// Which route gated the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,60 +37,13 @@ pub fn record(
     let Some(ledger) = &proxy.ledger else {
         return;
     };
-    let (rule, verdict, admission, finding, reasons) = match outcome {
-        Outcome::Unmatched => (
-            None,
-            LedgerVerdict::Unmatched,
-            Admission::Served,
-            Finding::None,
-            Reasons::None,
-        ),
-        Outcome::UnmatchedDenied => (
-            None,
-            LedgerVerdict::Unmatched,
-            Admission::Refused,
-            Finding::Unmatched,
-            Reasons::Text(
-                "no rule matches this repository and unmatched repositories are denied".into(),
-            ),
-        ),
-        Outcome::Off(rule) => (
-            Some(rule.clone()),
-            LedgerVerdict::Off,
-            Admission::Served,
-            Finding::None,
-            Reasons::None,
-        ),
-        Outcome::Decided {
-            rule,
-            verdict,
-            decision,
-        } => (
-            Some(rule.clone()),
-            if verdict.verified {
-                LedgerVerdict::Verified
-            } else {
-                LedgerVerdict::Unverified
-            },
-            match decision {
-                Decision::Deny { .. } => Admission::Refused,
-                Decision::Allow | Decision::Audit { .. } => Admission::Served,
-            },
-            Finding::of(rule, verdict),
-            Reasons::Verdict(verdict.clone()),
-        ),
-        Outcome::Fault { rule, error } => (
-            Some(rule.clone()),
-            LedgerVerdict::Error,
-            if rule.mode == Mode::Enforce {
-                Admission::Refused
-            } else {
-                Admission::Served
-            },
-            Finding::Fault,
-            Reasons::Text(error.to_string()),
-        ),
-    };
+    let Facts {
+        rule,
+        verdict,
+        admission,
+        finding,
+        reasons,
+    } = Facts::of(outcome);
     if route == Route::Blob && admission == Admission::Served {
         return;
     }
@@ -109,4 +64,80 @@ pub fn record(
         client: ctx.client.clone(),
         pulls,
     });
+}
+
+/// What the ledger keeps of a gate's outcome; `portcullis audit --what-if` compares them.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub rule: Option<Arc<Rule>>,
+    pub verdict: LedgerVerdict,
+    pub admission: Admission,
+    pub finding: Finding,
+    pub reasons: Reasons,
+}
+
+impl Facts {
+    pub fn of(outcome: &Outcome) -> Facts {
+        let (rule, verdict, admission, finding, reasons) = match outcome {
+            Outcome::Unmatched => (
+                None,
+                LedgerVerdict::Unmatched,
+                Admission::Served,
+                Finding::None,
+                Reasons::None,
+            ),
+            Outcome::UnmatchedDenied => (
+                None,
+                LedgerVerdict::Unmatched,
+                Admission::Refused,
+                Finding::Unmatched,
+                Reasons::Text(
+                    "no rule matches this repository and unmatched repositories are denied".into(),
+                ),
+            ),
+            Outcome::Off(rule) => (
+                Some(rule.clone()),
+                LedgerVerdict::Off,
+                Admission::Served,
+                Finding::None,
+                Reasons::None,
+            ),
+            Outcome::Decided {
+                rule,
+                verdict,
+                decision,
+            } => (
+                Some(rule.clone()),
+                if verdict.verified {
+                    LedgerVerdict::Verified
+                } else {
+                    LedgerVerdict::Unverified
+                },
+                match decision {
+                    Decision::Deny { .. } => Admission::Refused,
+                    Decision::Allow | Decision::Audit { .. } => Admission::Served,
+                },
+                Finding::of(rule, verdict),
+                Reasons::Verdict(verdict.clone()),
+            ),
+            Outcome::Fault { rule, error } => (
+                Some(rule.clone()),
+                LedgerVerdict::Error,
+                if rule.mode == Mode::Enforce {
+                    Admission::Refused
+                } else {
+                    Admission::Served
+                },
+                Finding::Fault,
+                Reasons::Text(error.to_string()),
+            ),
+        };
+        Facts {
+            rule,
+            verdict,
+            admission,
+            finding,
+            reasons,
+        }
+    }
 }

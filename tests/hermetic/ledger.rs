@@ -296,3 +296,109 @@ async fn a_database_that_goes_away_drops_records_and_recording_resumes() {
     // The first pull and the three after the database came back; the twenty in between lost.
     assert_eq!(app["pulls"], 4, "{app:#}");
 }
+
+/// Runs the real binary's `audit` with `args`; its standard output.
+async fn audit_command(args: Vec<String>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("audit")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "portcullis audit {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_command_reports_and_what_if_lists_what_a_new_config_changes() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let upstreams = format!("  fake.local: {{ url: \"{}\" }}", up.url());
+    let path = crate::common::write_config(dir.path(), "fake.local", &upstreams, &rules());
+    let proposed_dir = dir.path().join("proposed");
+    std::fs::create_dir_all(&proposed_dir).unwrap();
+    // The proposal swaps the modes: team enforced, prod audited.
+    let swapped = rules()
+        .replace("mode: audit", "mode: MODE_A")
+        .replace("mode: enforce", "mode: audit")
+        .replace("mode: MODE_A", "mode: enforce");
+    let proposed = crate::common::write_config(
+        &proposed_dir,
+        "fake.local",
+        &upstreams,
+        &format!(
+            "state_dir: {}\n{swapped}",
+            dir.path().join("state").display()
+        ),
+    );
+    let config = path.display().to_string();
+    let proxy = Proxy::start_file(&path, dir).await;
+    let digest = crate::common::sha256(&manifest());
+    let c = client();
+    assert_eq!(
+        status(c.get(format!("{}/v2/team/app/manifests/v1", proxy.url))).await,
+        200
+    );
+    assert_eq!(
+        status(c.get(format!("{}/v2/prod/api/manifests/v1", proxy.url))).await,
+        403
+    );
+    flush(&proxy).await;
+
+    let text = audit_command(vec!["--config".into(), config.clone()]).await;
+    assert!(
+        text.contains("rule team (audit): 1 image is unsigned"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[ ] fake.local/team/app: unsigned; 1 pull(s) from 1 client(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{digest} (v1): 1 pull(s)")),
+        "{text}"
+    );
+    assert!(text.contains("reason: no signatures found"), "{text}");
+    assert!(
+        text.contains("rule prod (enforce): 1 image is unsigned"),
+        "{text}"
+    );
+
+    let json = audit_command(vec![
+        "--config".into(),
+        config.clone(),
+        "--rule".into(),
+        "prod".into(),
+        "--json".into(),
+    ])
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["let_through"].as_array().unwrap().len(), 0, "{v:#}");
+    assert_eq!(v["refused"][0]["image"], "fake.local/prod/api");
+    assert_eq!(v["refused"][0]["digest"], digest.as_str());
+
+    let json = audit_command(vec![
+        "--config".into(),
+        config,
+        "--what-if".into(),
+        proposed.display().to_string(),
+        "--json".into(),
+    ])
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["digests"], 2, "{v:#}");
+    assert_eq!(v["now_refused"][0]["image"], "fake.local/team/app", "{v:#}");
+    assert_eq!(v["now_refused"][0]["after"]["rule"], "team");
+    assert_eq!(v["now_refused"][0]["after"]["mode"], "enforce");
+    assert_eq!(v["now_refused"][0]["reasons"][0], "no signatures found");
+    assert_eq!(v["now_served"][0]["image"], "fake.local/prod/api", "{v:#}");
+    assert_eq!(v["now_served"][0]["before"]["admission"], "refused");
+    assert!(v["failed"].as_array().unwrap().is_empty(), "{v:#}");
+}
