@@ -115,7 +115,7 @@ pub async fn what_if(
         }
     }
     let mut entries: Vec<_> = last.into_values().collect();
-    entries.sort_by(|a, b| b.0.last_seen.cmp(&a.0.last_seen));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0.last_seen));
     entries.truncate(MAX_DIGESTS);
 
     let root = Arc::new(
