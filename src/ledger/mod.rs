@@ -10,10 +10,14 @@
 //! its records counted in `portcullis_ledger_dropped_records_total`, the fault is logged once per
 //! interval, serving goes on, and the next batch is tried afresh: recording resumes by itself.
 //!
-//! What counts as a pull: a `GET` of a manifest, and a refused `HEAD` (the client will not come
-//! back with a `GET`). A served `HEAD` is recorded with no pull: it still names the tag, the
-//! client and when it was seen, but the `GET` by digest that follows it (containerd and Docker
-//! send both) is the pull, so a `HEAD` + `GET` pair counts once.
+//! What counts as a pull: a `GET` of a manifest. A served `HEAD` is recorded with no pull: it
+//! still names the tag, the client and when it was seen, but the `GET` by digest that follows it
+//! (containerd and Docker send both) is the pull, so a `HEAD` + `GET` pair counts once. A refused
+//! `HEAD` may be the client's only request, so it counts as one pull unless a `GET` of the same
+//! entry (the same tag or digest, client and outcome) lands in the same one-second batch:
+//! containerd answers a refused `HEAD` with a `GET` of the same tag, and that pair counts once
+//! too. (A pair split across two batches counts twice; a burst of refused `HEAD`s with no `GET`
+//! within one batch counts once.)
 //!
 //! This module knows nothing of HTTP routes or of the gate's types: the registry API's record
 //! stage builds the [`Record`].
@@ -158,8 +162,8 @@ pub struct Record {
     pub finding: Finding,
     pub reasons: Reasons,
     pub client: Client,
-    /// 1 for a pull, 0 for a served `HEAD` (see the module's notes).
-    pub pulls: u64,
+    /// A `HEAD` request (see the module's notes on what counts as a pull).
+    pub head: bool,
 }
 
 enum Msg {

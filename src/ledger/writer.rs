@@ -42,7 +42,10 @@ struct Entry {
     finding: &'static str,
     reasons: String,
     identities: String,
+    /// `GET`s.
     pulls: i64,
+    /// Refused `HEAD`s: one pull when no `GET` of the entry came in the batch.
+    refused_heads: i64,
     records: u64,
     first_seen: i64,
     last_seen: i64,
@@ -151,9 +154,11 @@ fn add(pending: &mut Batch, r: Record, metrics: &Metrics) {
             .unwrap_or_default(),
         user_name: r.client.user.as_deref().unwrap_or("").to_owned(),
     };
-    let pulls = r.pulls as i64;
+    let pulls = i64::from(!r.head);
+    let refused_heads = i64::from(r.head && r.admission == super::Admission::Refused);
     if let Some(e) = pending.get_mut(&key) {
         e.pulls += pulls;
+        e.refused_heads += refused_heads;
         e.records += 1;
         e.first_seen = e.first_seen.min(r.at);
         e.last_seen = e.last_seen.max(r.at);
@@ -179,6 +184,7 @@ fn add(pending: &mut Batch, r: Record, metrics: &Metrics) {
             reasons: json_list(&reasons),
             identities: json_list(identities),
             pulls,
+            refused_heads,
             records: 1,
             first_seen: r.at,
             last_seen: r.at,
@@ -211,7 +217,11 @@ async fn write(db: &Database, batch: Batch) -> (u64, Result<(), DbError>) {
             user_name: k.user_name,
             reasons: e.reasons,
             identities: e.identities,
-            pulls: e.pulls,
+            pulls: if e.pulls == 0 && e.refused_heads > 0 {
+                1
+            } else {
+                e.pulls
+            },
             first_seen: e.first_seen,
             last_seen: e.last_seen,
         })

@@ -47,8 +47,7 @@ pub fn record(
     if route == Route::Blob && admission == Admission::Served {
         return;
     }
-    // A served HEAD is followed by the GET that is the pull; a refused one is the only request.
-    let pulls = u64::from(ctx.method != http::Method::HEAD || admission == Admission::Refused);
+    let head = ctx.method == http::Method::HEAD;
     ledger.record(Record {
         at: crate::ledger::now_ms(),
         image: ctx.image.clone(),
@@ -62,7 +61,7 @@ pub fn record(
         finding,
         reasons,
         client: ctx.client.clone(),
-        pulls,
+        head,
     });
 }
 

@@ -13,5 +13,6 @@ mod harness;
 
 mod attestations;
 mod auth;
+mod ledger;
 mod policy;
 mod real;
