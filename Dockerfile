@@ -18,12 +18,18 @@ COPY config ./config
 # (the benchmark harness, benchmark-harness/, is not needed).
 COPY benches ./benches
 RUN cargo build --release --locked \
- && install -D -m 0755 target/release/portcullis /out/portcullis
+ && install -D -m 0755 target/release/portcullis /out/portcullis \
+ && mkdir -p /out/state
 
 # The binary links glibc dynamically (libc, libm, libgcc_s); aws-lc is built into it. The
 # distroless cc image provides those libraries and CA certificates, and has no shell.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/portcullis /usr/local/bin/portcullis
+# state_dir (the pull ledger's SQLite file) defaults to $STATE_DIRECTORY: a directory the
+# nonroot user owns. Mount a volume there to keep the ledger across container restarts.
+COPY --from=build --chown=nonroot:nonroot /out/state /var/lib/portcullis
+ENV STATE_DIRECTORY=/var/lib/portcullis
+VOLUME /var/lib/portcullis
 EXPOSE 5000 9095
 USER nonroot
 ENTRYPOINT ["/usr/local/bin/portcullis"]

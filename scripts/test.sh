@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The full test suite: installs the real third-party parts the end-to-end tests drive
-# (docker-registry, skopeo, containerd, the Docker engine, Podman: Debian packages; python-tuf:
-# PyPI), then checks formatting and lints, and runs every test. Needs root (or sudo) only when a
-# package is missing.
+# (docker-registry, skopeo, containerd, the Docker engine, Podman, PostgreSQL: Debian packages;
+# python-tuf: PyPI), starts one PostgreSQL server that the ledger's e2e tests share
+# (PORTCULLIS_TEST_POSTGRES_URL; stopped on exit), then checks formatting and lints, and runs every
+# test. Needs root (or sudo) when a package is missing, and root for PostgreSQL (run as user
+# postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker-registry skopeo containerd busybox-static docker.io podman)
+packages=(docker-registry skopeo containerd busybox-static docker.io podman postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,7 +35,27 @@ fi
 # The benchmark report's PASS/FAIL verdicts (standard library only; a second).
 python3 -m unittest benchmark-harness/test_report.py
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pg_dir=""
+cleanup() {
+  rm -f "$log"
+  if [ -n "$pg_dir" ]; then
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+  fi
+}
+trap cleanup EXIT
+# One PostgreSQL for the whole run (the ledger's e2e tests create a database each on it).
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -n "$pg_bin" ] && [ "$(id -u)" -eq 0 ]; then
+  pg_dir=$(mktemp -d /tmp/portcullis-test-pg.XXXXXX)
+  chmod 755 "$pg_dir"
+  chown postgres:postgres "$pg_dir"
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  runuser -u postgres -- "$pg_bin/initdb" -A trust -U postgres -D "$pg_dir/data" >/dev/null
+  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" \
+    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" -w start >/dev/null
+  export PORTCULLIS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port"
+fi
 cargo test --locked 2>&1 | tee "$log"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"

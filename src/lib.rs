@@ -27,6 +27,8 @@ pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod db;
+pub mod ledger;
 pub mod logging;
 pub mod metrics;
 pub mod oci;

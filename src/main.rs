@@ -1,4 +1,4 @@
-//! The `portcullis` command line: `serve`, `check-config`, `verify` and `verify-bundle`.
+//! The `portcullis` command line: `serve`, `check-config`, `verify`, `audit` and `verify-bundle`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -55,6 +55,30 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// From the pull ledger: what audit rules let through unverified (what enforce would refuse),
+    /// what was refused, and the signature lookup faults, grouped by rule and image.
+    Audit {
+        /// The configuration whose database is read (default: the embedded one, SQLite under
+        /// its state_dir).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The window: pulls last seen this long ago or later (7d, 24h, 30m).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only images matching this pattern (`*` one path segment, `**` any depth).
+        #[arg(long)]
+        image: Option<String>,
+        /// Print JSON: every entry names `image` and `digest`.
+        #[arg(long)]
+        json: bool,
+        /// Re-decide the window's digests under this proposed configuration and list what would
+        /// change (fetches them and their signatures from its upstreams).
+        #[arg(long, value_name = "NEW.yaml", conflicts_with_all = ["rule", "image"])]
+        what_if: Option<PathBuf>,
     },
     /// Verify one Sigstore bundle against an artifact (sigstore-conformance client interface).
     /// Exit status: 0 verified, 1 not verified, 2 error.
@@ -156,6 +180,44 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 print!("{report}");
             }
             Ok(report.allowed())
+        }
+        Command::Audit {
+            config,
+            since,
+            rule,
+            image,
+            json,
+            what_if,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            if let Some(proposed) = what_if {
+                let proposed = Config::load(Some(&proposed))?;
+                let report = runtime
+                    .block_on(portcullis::cli::what_if::what_if(&config, &proposed, since))?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{report}");
+                }
+                return Ok(true);
+            }
+            let image = image
+                .as_deref()
+                .map(portcullis::policy::Pattern::new)
+                .transpose()
+                .context("--image")?;
+            let query = portcullis::ledger::report::Query { since, rule, image };
+            let report = runtime.block_on(portcullis::cli::audit::audit(&config, &query))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(true)
         }
         Command::VerifyBundle {
             bundle,

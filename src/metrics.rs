@@ -6,8 +6,8 @@
 //! does not decide *when* to record; the request pipeline records once per request.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets (seconds) from a warm cache hit to a slow upstream.
@@ -51,6 +51,12 @@ pub struct Metrics {
     pub trust_root_refreshes: IntCounterVec,
     /// When the trusted root in force was obtained (Unix seconds).
     pub trust_root_loaded: IntGauge,
+    /// Ledger records written to the database.
+    pub ledger_written: IntCounter,
+    /// Ledger records dropped, by reason (`queue_full`, `backlog_full`, `database`).
+    pub ledger_dropped: IntCounterVec,
+    /// Aggregated ledger entries waiting for the next flush.
+    pub ledger_pending: IntGauge,
 }
 
 impl Metrics {
@@ -174,7 +180,29 @@ impl Metrics {
             "portcullis_trust_root_loaded_timestamp_seconds",
             "When the trusted root in force was obtained, in Unix seconds.",
         );
+        let ledger_dropped = counter(
+            "portcullis_ledger_dropped_records_total",
+            "Pull records the ledger could not keep, by reason (queue_full: the writer's queue \
+             was full; backlog_full: too many distinct entries waiting; database: the database \
+             refused or did not answer the batch).",
+            &["reason"],
+        );
+        let ledger_written = IntCounter::new(
+            "portcullis_ledger_written_records_total",
+            "Pull records written to the ledger's database.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(ledger_written.clone()))
+            .expect("unique metric");
+        let ledger_pending = gauge(
+            "portcullis_ledger_pending_entries",
+            "Aggregated ledger entries waiting for the next write.",
+        );
         Metrics {
+            ledger_written,
+            ledger_dropped,
+            ledger_pending,
             registry,
             http_requests,
             http_duration,

@@ -32,6 +32,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin;
 use crate::auth;
 use crate::config::Config;
+use crate::db::{Database, DbError};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
 use crate::signature::{TrustRoot, TufError};
@@ -49,6 +51,8 @@ pub enum ServerError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     TrustRoot(#[from] TufError),
+    #[error("opening the ledger database: {0}")]
+    Db(#[from] DbError),
 }
 
 /// A running proxy: both listeners bound and serving.
@@ -56,6 +60,9 @@ pub struct Server {
     pub api_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
+    /// The ledger's database, open and migrated.
+    pub db: Arc<Database>,
+    pub ledger: Arc<Ledger>,
     api_shutdown: watch::Sender<bool>,
     admin_shutdown: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
@@ -91,7 +98,15 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let root =
             Arc::new(TrustRoot::obtain(&config.trusted_root, config.timeouts.connect).await?);
-        let proxy = Proxy::from_config(&config, root.clone(), metrics.clone())?;
+        let db = Arc::new(Database::open(&config.database).await?);
+        let ledger = Arc::new(Ledger::start(db.clone(), &config.ledger, metrics.clone()));
+        tracing::info!(
+            database = %config.database.describe(),
+            retention = ?config.ledger.retention,
+            "pull ledger open"
+        );
+        let mut proxy = Proxy::from_config(&config, root.clone(), metrics.clone())?;
+        proxy.ledger = Some(ledger.clone());
         warn_insecure(&config);
         tracing::info!(
             trusted_root = %config.trusted_root.origin,
@@ -144,10 +159,16 @@ impl Server {
             let metrics = metrics.clone();
             let ready = ready.clone();
             let live = live.clone();
+            let db = db.clone();
             move |req: Request<Incoming>| {
-                let settings = live.admin.load();
-                let resp = admin::handle(&req, &metrics, ready.load(Ordering::SeqCst), &settings);
-                async move { resp }
+                // The admin settings in force (a reload may rotate the token).
+                let state = Arc::new(admin::AdminState {
+                    metrics: metrics.clone(),
+                    ready: ready.clone(),
+                    settings: (**live.admin.load()).clone(),
+                    db: Some(db.clone()),
+                });
+                admin::handle(req, state)
             }
         };
         let api_task = tokio::spawn(accept_loop(
@@ -183,6 +204,8 @@ impl Server {
             api_addr,
             admin_addr,
             metrics,
+            db,
+            ledger,
             api_shutdown,
             admin_shutdown,
             ready,
@@ -210,6 +233,8 @@ impl Server {
         self.metrics.ready.set(0);
         let _ = self.api_shutdown.send(true);
         let _ = self.api_task.await;
+        // What the drained requests recorded is written before the process goes.
+        self.ledger.stop(LEDGER_STOP_TIMEOUT).await;
         let _ = self.admin_shutdown.send(true);
         let _ = self.admin_task.await;
     }
@@ -233,6 +258,9 @@ fn warn_insecure(config: &Config) {
         }
     }
 }
+
+/// How long shutdown waits for the ledger's last write.
+const LEDGER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections the admin listener holds at once (probes and scrapers).
 const ADMIN_CONNECTIONS: usize = 64;

@@ -48,6 +48,17 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
         }
     };
     let _ = writeln!(out, "who may pull: {clients}");
+    let retention = config.ledger.retention.as_secs();
+    let kept = if retention.is_multiple_of(86_400) {
+        format!("{}d", retention / 86_400)
+    } else {
+        humantime::format_duration(config.ledger.retention).to_string()
+    };
+    let _ = writeln!(
+        out,
+        "ledger: {}, records kept {kept}",
+        config.database.describe()
+    );
     let _ = writeln!(out, "default_upstream: {}", config.default_upstream);
     let _ = writeln!(out, "upstreams:");
     for (key, up) in &config.upstreams {

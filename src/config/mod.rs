@@ -19,8 +19,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use settings::{
-    AdminEndpoint, AdminSettings, CacheSettings, Credentials, Limits, Secret, Timeouts, TlsConfig,
-    TrustedRoot, TrustedRootSource, TufSettings, UpstreamConfig, PUBLIC_GOOD_TUF_MIRROR,
+    AdminEndpoint, AdminSettings, CacheSettings, Credentials, DatabaseSettings, LedgerSettings,
+    Limits, Secret, Timeouts, TlsConfig, TrustedRoot, TrustedRootSource, TufSettings,
+    UpstreamConfig, PUBLIC_GOOD_TUF_MIRROR,
 };
 
 use crate::policy::PolicySet;
@@ -101,6 +102,9 @@ pub struct Config {
     /// Every file the configuration names that was read to validate it (certificates, keys,
     /// htpasswd, password and token files, the trusted root): `watch_config` watches them too.
     pub files: Vec<PathBuf>,
+    /// The ledger's database (`database`): SQLite under `state_dir` unless PostgreSQL is named.
+    pub database: DatabaseSettings,
+    pub ledger: LedgerSettings,
 }
 
 // === impl Config ===

@@ -36,9 +36,21 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     /// Where everything kept across restarts lives (content store, SQLite database).
     pub state_dir: Option<PathBuf>,
-    /// Reload the configuration when its file (or a TLS file it names) changes.
+    /// Reload the configuration when its file (or a file it names) changes.
     #[serde(default)]
     pub watch_config: bool,
+    /// `sqlite`, or `{ url, password_env }` for PostgreSQL: read as a value and checked by
+    /// `validate`, so that each wrong form gets its own message naming the key.
+    pub database: Option<serde_json::Value>,
+    #[serde(default)]
+    pub ledger: RawLedger,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
 }
 
 /// `trusted_root`: a file path, or `{ tuf: { ... } }`.

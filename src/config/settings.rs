@@ -253,3 +253,48 @@ pub struct AdminSettings {
     pub token: Option<Secret>,
     pub open: Vec<AdminEndpoint>,
 }
+
+/// Which database the configuration names (`database`).
+#[derive(Debug, Clone)]
+pub enum DatabaseSettings {
+    /// `database: sqlite` (or no `database` key): the file `state_dir/portcullis.db`.
+    Sqlite { path: PathBuf },
+    /// `database: { url, password_env }`.
+    Postgres {
+        /// The connection URL as written, without a password.
+        url: String,
+        /// The password read from `password_env` at load, if any.
+        password: Option<Secret>,
+        /// The variable it came from, for messages.
+        password_env: Option<String>,
+    },
+}
+
+impl DatabaseSettings {
+    /// What `check-config` and the start-up log say about the database: never the password.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseSettings::Sqlite { path } => format!("sqlite {}", path.display()),
+            DatabaseSettings::Postgres {
+                url, password_env, ..
+            } => match password_env {
+                Some(var) => format!("postgresql {url} (password from ${var})"),
+                None => format!("postgresql {url}"),
+            },
+        }
+    }
+}
+
+/// The ledger (`ledger`): how long pull records are kept.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub retention: Duration,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            retention: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}

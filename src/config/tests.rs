@@ -424,3 +424,57 @@ fn state_dir_resolves_against_the_config_file_and_must_be_a_directory() {
         "{err}"
     );
 }
+
+#[test]
+fn database_and_ledger_keys_are_validated() {
+    let c = load_str(MINIMAL).unwrap();
+    match &c.database {
+        DatabaseSettings::Sqlite { path } => assert!(path.ends_with("portcullis.db"), "{path:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.ledger.retention, Duration::from_secs(90 * 86400));
+    let c = load_str(&format!(
+        "{MINIMAL}database: sqlite\nledger: {{ retention: 7d }}\n"
+    ))
+    .unwrap();
+    assert!(matches!(c.database, DatabaseSettings::Sqlite { .. }));
+    assert_eq!(c.ledger.retention, Duration::from_secs(7 * 86400));
+
+    std::env::set_var("PORTCULLIS_TEST_PGPASSWORD", "s3cret-pg");
+    let c = load_str(&format!(
+        "{MINIMAL}database: {{ url: 'postgres://portcullis@db.local/portcullis', password_env: PORTCULLIS_TEST_PGPASSWORD }}\n"
+    ))
+    .unwrap();
+    let described = c.database.describe();
+    assert!(
+        described.contains("postgres://portcullis@db.local/portcullis"),
+        "{described}"
+    );
+    assert!(!format!("{described} {:?}", c.database).contains("s3cret-pg"));
+
+    for (extra, key) in [
+        ("database: mysql\n", "key `database`"),
+        (
+            "database: { url: 'postgres://db/p', bogus: 1 }\n",
+            "key `database.bogus`",
+        ),
+        ("database: { password_env: X }\n", "key `database.url`"),
+        ("database: { url: 'http://db/p' }\n", "key `database.url`"),
+        (
+            "database: { url: 'postgres://u:pw@db/p' }\n",
+            "key `database.url`",
+        ),
+        (
+            "database: { url: 'postgres://db/p', password_env: PORTCULLIS_TEST_UNSET_VAR }\n",
+            "key `database.password_env`",
+        ),
+        ("ledger: { retention: 1m }\n", "key `ledger.retention`"),
+        ("ledger: { keep: 1d }\n", "ledger"),
+    ] {
+        let err = load_str(&format!("{MINIMAL}{extra}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+        assert!(!err.contains("pw@"), "{err}");
+    }
+}

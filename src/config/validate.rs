@@ -12,6 +12,7 @@ use std::time::Duration;
 use url::Url;
 
 mod listeners;
+mod state;
 
 use super::raw;
 use super::settings::{
@@ -165,6 +166,7 @@ impl Validator {
         let state_dir = self.state_dir(raw.state_dir.as_deref())?;
         let trusted_root = self.trusted_root(raw.trusted_root.as_ref(), &state_dir)?;
         let policies = self.policies(&raw, &upstreams)?;
+        let state_dir = self.state_dir(raw.state_dir.as_deref())?;
 
         Ok(Config {
             listen,
@@ -179,6 +181,8 @@ impl Validator {
             policies,
             auth,
             admin,
+            database: self.database(raw.database.as_ref(), &state_dir)?,
+            ledger: self.ledger(&raw.ledger)?,
             state_dir,
             watch_config: raw.watch_config,
             files: self.files.take(),

@@ -27,6 +27,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::error::{ApiError, DigestMismatch};
 use super::gate::Subject;
+use super::record;
 use super::{Proxy, RequestCtx};
 use crate::oci::Digest;
 use crate::upstream::body::{self, ResponseBody};
@@ -171,7 +172,7 @@ async fn gate(
         manifest: bytes,
     };
     let outcome = proxy.gate.evaluate(&ctx.rule, &subject).await;
-    outcome.record(&proxy.metrics);
+    record::record(proxy, ctx, record::Route::Blob, None, digest, &outcome);
     outcome.admit(&ctx.image, digest)
 }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod gate;
 pub mod listing;
 pub mod manifest;
+pub mod record;
 pub mod routes;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::ledger::{Client, Ledger};
 use crate::metrics::Metrics;
 use crate::oci::ImageName;
 use crate::policy::PolicySet;
@@ -48,6 +50,8 @@ pub struct Proxy {
     pub manifests: Arc<ManifestCache>,
     /// Who may pull; `None` when the configuration has no `auth`.
     pub auth: Option<Authenticator>,
+    /// Where pulls are recorded; `None` where nothing is (`portcullis verify`).
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 /// What one request is about, once routed (route stage), mapped to an upstream (upstream stage)
@@ -64,6 +68,8 @@ pub struct RequestCtx {
     pub query: Vec<(String, String)>,
     /// The rule that applies to this image, and where it looks for signatures.
     pub rule: AppliedRule,
+    /// Who asked: for the ledger.
+    pub client: Client,
 }
 
 impl RequestCtx {
@@ -163,8 +169,17 @@ impl Proxy {
         }
         // Rule stage: which rule, and where its signatures are.
         let rule = self.rule(&upstream, &image);
+        let client = Client {
+            addr: req
+                .extensions()
+                .get::<crate::auth::Peer>()
+                .map(|p| p.0.ip()),
+            user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
+            user: user.as_ref().map(|u| Arc::from(u.name())),
+        };
         let ctx = RequestCtx {
             rule,
+            client,
             method: method.clone(),
             upstream,
             image,
@@ -208,13 +223,16 @@ impl Proxy {
     /// root, over this proxy's caches and metrics. Cache sizes and lifetimes keep their values
     /// until a restart.
     pub fn reloaded(&self, config: &Config, root: Arc<TrustRoot>) -> Result<Proxy, UpstreamError> {
-        Proxy::build(
+        let mut proxy = Proxy::build(
             config,
             root,
             self.gate.engine.verdict_cache().clone(),
             self.manifests.clone(),
             self.metrics.clone(),
-        )
+        )?;
+        // The ledger's database and queue are the process's: `database` needs a restart.
+        proxy.ledger = self.ledger.clone();
+        Ok(proxy)
     }
 
     fn build(
@@ -242,6 +260,7 @@ impl Proxy {
                 .auth
                 .clone()
                 .map(|settings| Authenticator::new(settings, metrics.clone())),
+            ledger: None,
             metrics,
         })
     }

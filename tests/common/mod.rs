@@ -118,8 +118,14 @@ pub fn write_config(
     extra: &str,
 ) -> std::path::PathBuf {
     let path = dir.join("portcullis.yaml");
+    // What the proxy keeps (the ledger's SQLite file) stays in the test's directory.
+    let state = if extra.contains("state_dir:") {
+        ""
+    } else {
+        "state_dir: state\n"
+    };
     let text = format!(
-        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefault_upstream: {default}\nupstreams:\n{upstreams_yaml}\n{extra}\n"
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefault_upstream: {default}\nupstreams:\n{upstreams_yaml}\n{state}{extra}\n"
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -10,6 +10,7 @@ mod fake;
 mod auth;
 mod cli;
 mod hardening;
+mod ledger;
 mod policy;
 mod proxy;
 mod reload;

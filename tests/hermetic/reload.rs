@@ -177,8 +177,9 @@ async fn a_bad_reload_keeps_the_configuration_in_force() {
     let c = client();
     assert_eq!(pull(&c, &proxy.url).await.0, StatusCode::OK);
 
+    assert_eq!(proxy.config, path);
     std::fs::write(
-        &path,
+        &proxy.config,
         config_text(&a.url(), "enforce", "limits: { max_manifest_bytes: 0 }\n"),
     )
     .unwrap();

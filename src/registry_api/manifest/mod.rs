@@ -1,7 +1,8 @@
 //! The manifest request, as explicit stages after route, upstream and rule: resolve
 //! ([`resolve`]: cache, revalidated or fetched, digest proven by [`fetch`]) → gate (called once;
 //! its outcome recorded in the verdict metric, the request metrics are `Proxy::handle`'s) →
-//! keep (the cache, [`cache`]) → respond (the exact bytes). Manifests are fetched whole into memory (bounded),
+//! keep (the cache, [`cache`]) → respond (the exact bytes); the record stage ([`super::record`]:
+//! metric and ledger) runs once the gate has decided, before a refusal returns. Manifests are fetched whole into memory (bounded),
 //! their digest computed over the raw bytes, and served byte for byte: a manifest is never
 //! re-serialised, and the bytes served are the bytes the gate saw.
 //!
@@ -25,6 +26,7 @@ use http::{HeaderMap, HeaderValue, Method, Response};
 
 use super::error::ApiError;
 use super::gate::Subject;
+use super::record;
 use super::{Proxy, RequestCtx};
 use crate::oci::{Digest, Reference};
 use crate::upstream::body::{self, ResponseBody};
@@ -49,7 +51,11 @@ pub async fn handle(
     // The gate runs after the digest is proven and before any byte (or header) is served.
     let (digest, subject) = subject(ctx, &resolved);
     let outcome = proxy.gate.evaluate(&ctx.rule, &subject).await;
-    outcome.record(&proxy.metrics);
+    let tag = match &reference {
+        Reference::Tag(t) => Some(t),
+        Reference::Digest(_) => None,
+    };
+    record::record(proxy, ctx, record::Route::Manifest, tag, digest, &outcome);
     outcome.admit(&ctx.image, digest)?;
     keep(proxy, ctx, &reference, &accept, &resolved).await;
     Ok(respond(&resolved.answer, ctx.method != Method::HEAD))

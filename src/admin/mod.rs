@@ -1,26 +1,52 @@
 //! The admin listener's endpoints: `/metrics` (Prometheus text), `/healthz` (the process is
-//! alive), `/readyz` (accepting requests; 503 once shutdown has begun). Never served on the
-//! registry listener.
+//! alive), `/readyz` (accepting requests; 503 once shutdown has begun), and the ledger's JSON
+//! API ([`api`]: `/api/v1/audit`, `/api/v1/images/{name}`). Never served on the registry
+//! listener.
 //!
 //! With `admin.token_file`, every endpoint not listed in `admin.open` answers only a request that
 //! carries `Authorization: Bearer <token>` (compared in constant time); Prometheus sends it with
-//! `authorization: { credentials_file: ... }`.
+//! `authorization: { credentials_file: ... }`. The JSON API is never open.
+
+pub mod api;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response, StatusCode};
 
 use subtle::ConstantTimeEq;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::config::{AdminEndpoint, AdminSettings};
+use crate::db::Database;
 use crate::metrics::Metrics;
 use crate::upstream::body::{self, ResponseBody};
 
-pub fn handle<B>(
+/// What the admin endpoints read.
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub ready: Arc<AtomicBool>,
+    pub settings: AdminSettings,
+    /// The ledger's database, for the JSON API; `None`: it answers 503.
+    pub db: Option<Arc<Database>>,
+}
+
+pub async fn handle<B>(req: Request<B>, state: Arc<AdminState>) -> Response<ResponseBody> {
+    if let Some(denied) = check_token(&req, &state.metrics, &state.settings) {
+        return denied;
+    }
+    if req.uri().path().starts_with(api::PREFIX) {
+        return api::handle(&req, state.db.as_deref()).await;
+    }
+    plain(&req, &state.metrics, state.ready.load(Ordering::SeqCst))
+}
+
+/// The refusal of a request that needs the admin token and lacks it.
+fn check_token<B>(
     req: &Request<B>,
     metrics: &Metrics,
-    ready: bool,
     settings: &AdminSettings,
-) -> Response<ResponseBody> {
+) -> Option<Response<ResponseBody>> {
     let endpoint = match req.uri().path() {
         "/metrics" => Some(AdminEndpoint::Metrics),
         "/healthz" => Some(AdminEndpoint::Healthz),
@@ -42,9 +68,14 @@ pub fn handle<B>(
                 http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
             );
-            return resp;
+            return Some(resp);
         }
     }
+    None
+}
+
+/// `/metrics`, `/healthz`, `/readyz`, and 404 for anything else.
+fn plain<B>(req: &Request<B>, metrics: &Metrics, ready: bool) -> Response<ResponseBody> {
     let (status, content_type, bytes): (StatusCode, &'static str, Vec<u8>) = match req.uri().path()
     {
         "/metrics" => (
@@ -83,52 +114,71 @@ fn bearer_matches<B>(req: &Request<B>, token: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn get(path: &str, ready: bool) -> StatusCode {
-        let req = Request::get(path).body(()).unwrap();
-        handle(&req, &Metrics::new(), ready, &AdminSettings::default()).status()
+    fn state(settings: AdminSettings, ready: bool) -> Arc<AdminState> {
+        Arc::new(AdminState {
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(AtomicBool::new(ready)),
+            settings,
+            db: None,
+        })
     }
 
-    #[test]
-    fn a_token_guards_all_but_the_open_endpoints() {
+    async fn get(path: &str, ready: bool) -> StatusCode {
+        let req = Request::get(path).body(()).unwrap();
+        handle(req, state(AdminSettings::default(), ready))
+            .await
+            .status()
+    }
+
+    #[tokio::test]
+    async fn a_token_guards_all_but_the_open_endpoints() {
         let settings = AdminSettings {
             token: Some(crate::config::Secret::new("0123456789abcdef-admin".into())),
             open: vec![AdminEndpoint::Healthz, AdminEndpoint::Readyz],
         };
-        let metrics = Metrics::new();
+        let state = state(settings, true);
         let ask = |path: &str, auth: Option<&str>| {
             let mut req = Request::get(path);
             if let Some(a) = auth {
                 req = req.header("authorization", a);
             }
-            handle(&req.body(()).unwrap(), &metrics, true, &settings).status()
+            let state = state.clone();
+            let req = req.body(()).unwrap();
+            async move { handle(req, state).await.status() }
         };
-        assert_eq!(ask("/healthz", None), StatusCode::OK);
-        assert_eq!(ask("/readyz", None), StatusCode::OK);
-        assert_eq!(ask("/metrics", None), StatusCode::UNAUTHORIZED);
+        assert_eq!(ask("/healthz", None).await, StatusCode::OK);
+        assert_eq!(ask("/readyz", None).await, StatusCode::OK);
+        assert_eq!(ask("/metrics", None).await, StatusCode::UNAUTHORIZED);
         assert_eq!(
-            ask("/metrics", Some("Bearer wrong")),
+            ask("/metrics", Some("Bearer wrong")).await,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            ask("/metrics", Some("Bearer 0123456789abcdef-admin")),
+            ask("/metrics", Some("Bearer 0123456789abcdef-admin")).await,
             StatusCode::OK
         );
-        assert_eq!(ask("/other", None), StatusCode::UNAUTHORIZED);
+        assert_eq!(ask("/other", None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(ask("/api/v1/audit", None).await, StatusCode::UNAUTHORIZED);
         assert_eq!(
-            metrics
+            ask("/api/v1/audit", Some("Bearer 0123456789abcdef-admin")).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            state
+                .metrics
                 .auth_failures
                 .with_label_values(&["admin_token"])
                 .get(),
-            3
+            4
         );
     }
 
-    #[test]
-    fn endpoints() {
-        assert_eq!(get("/metrics", true), StatusCode::OK);
-        assert_eq!(get("/healthz", false), StatusCode::OK);
-        assert_eq!(get("/readyz", true), StatusCode::OK);
-        assert_eq!(get("/readyz", false), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(get("/v2/", true), StatusCode::NOT_FOUND);
+    #[tokio::test]
+    async fn endpoints() {
+        assert_eq!(get("/metrics", true).await, StatusCode::OK);
+        assert_eq!(get("/healthz", false).await, StatusCode::OK);
+        assert_eq!(get("/readyz", true).await, StatusCode::OK);
+        assert_eq!(get("/readyz", false).await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get("/v2/", true).await, StatusCode::NOT_FOUND);
     }
 }

@@ -1,0 +1,249 @@
+//! The database layer (DESIGN.md §2 `database`, §10): one interface, [`Database`], over two
+//! backends: embedded SQLite ([`sqlite`], `state_dir/portcullis.db`, the default) and PostgreSQL
+//! ([`postgres`], shared by several replicas). Opening a database runs its migrations
+//! ([`schema`]); every call is bounded by a timeout, and SQLite's blocking calls run on tokio's
+//! blocking pool, never on the async runtime.
+//!
+//! The tables and queries are the ledger's and later the inventory's, but this module speaks only
+//! plain rows ([`PullRow`], [`DigestSummary`], ...): strings and integers. What the rows mean
+//! (verdicts, findings, the audit report) is `ledger`'s. Nothing here logs a password: the
+//! PostgreSQL password comes from the environment variable `password_env` names and is handed to
+//! the driver only.
+
+pub mod postgres;
+pub mod schema;
+pub mod sqlite;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::DatabaseSettings;
+
+/// How long one database call may take before it counts as a fault.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("sqlite database {}: {error}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+    #[error("cannot create the state directory {}: {error}", path.display())]
+    StateDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("postgresql database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("postgresql database url: {0}")]
+    Url(String),
+    #[error("the database did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("a database call was cancelled: {0}")]
+    Task(String),
+    #[error("the database schema is version {found}, newer than this program knows ({known}): upgrade portcullis")]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+/// One aggregated ledger row: the pulls of one digest by one client under one verdict during one
+/// UTC day. Empty strings stand for "none" (no tag, no rule, no user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRow {
+    /// Unix seconds of the UTC day the pulls fell in.
+    pub day: i64,
+    pub image: String,
+    pub digest: String,
+    pub tag: String,
+    pub upstream: String,
+    pub rule: String,
+    pub mode: String,
+    pub verdict: String,
+    pub admission: String,
+    pub finding: String,
+    pub client_addr: String,
+    pub user_agent: String,
+    pub user_name: String,
+    /// JSON array of strings.
+    pub reasons: String,
+    /// JSON array of strings.
+    pub identities: String,
+    pub pulls: i64,
+    /// Unix milliseconds.
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// What the audit report and the image view select.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Rows last seen at or after this (unix milliseconds).
+    pub since: i64,
+    /// Only this rule.
+    pub rule: Option<String>,
+    /// Only this image.
+    pub image: Option<String>,
+    /// Only rows an audit report lists: unverified, lookup faults, refusals.
+    pub findings_only: bool,
+}
+
+/// The pulls of one digest under one (rule, mode, verdict, admission), summed over the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestSummary {
+    pub image: String,
+    pub digest: String,
+    pub upstream: String,
+    pub rule: String,
+    pub mode: String,
+    pub verdict: String,
+    pub admission: String,
+    pub finding: String,
+    /// Distinct tags it was asked for by, sorted; no entry for requests by digest.
+    pub tags: Vec<String>,
+    pub reasons: String,
+    pub identities: String,
+    pub pulls: i64,
+    /// Distinct (address, user) pairs.
+    pub clients: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// Distinct clients of one image under one (rule, verdict, admission), over the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageClients {
+    pub image: String,
+    pub rule: String,
+    pub verdict: String,
+    pub admission: String,
+    pub clients: i64,
+}
+
+/// One client of an image, over the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSummary {
+    pub client_addr: String,
+    pub user_agent: String,
+    pub user_name: String,
+    pub pulls: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// The database: SQLite or PostgreSQL.
+pub enum Database {
+    Sqlite(sqlite::Sqlite),
+    Postgres(Box<postgres::Postgres>),
+}
+
+impl Database {
+    /// Opens (creating when needed) the database and brings its schema up to date.
+    pub async fn open(settings: &DatabaseSettings) -> Result<Database, DbError> {
+        match settings {
+            DatabaseSettings::Sqlite { path } => {
+                Ok(Database::Sqlite(sqlite::Sqlite::open(path.clone()).await?))
+            }
+            DatabaseSettings::Postgres { url, password, .. } => Ok(Database::Postgres(Box::new(
+                postgres::Postgres::open(url, password.as_ref()).await?,
+            ))),
+        }
+    }
+
+    /// `sqlite` or `postgresql`, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgresql",
+        }
+    }
+
+    /// Adds `rows` to the ledger in one transaction: a row whose key (day, image, digest, tag,
+    /// rule, mode, verdict, admission, client) exists has its pulls added and its first/last seen
+    /// widened. The keys of `rows` must be distinct.
+    pub async fn add_pulls(&self, rows: Vec<PullRow>) -> Result<(), DbError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Database::Sqlite(db) => db.add_pulls(rows).await,
+            Database::Postgres(db) => db.add_pulls(rows).await,
+        }
+    }
+
+    /// The window's pulls summed per (image, digest, rule, mode, verdict, admission).
+    pub async fn digests(&self, filter: &Filter) -> Result<Vec<DigestSummary>, DbError> {
+        match self {
+            Database::Sqlite(db) => db.digests(filter.clone()).await,
+            Database::Postgres(db) => db.digests(filter).await,
+        }
+    }
+
+    /// Distinct clients per (image, rule, verdict, admission) over the window.
+    pub async fn image_clients(&self, filter: &Filter) -> Result<Vec<ImageClients>, DbError> {
+        match self {
+            Database::Sqlite(db) => db.image_clients(filter.clone()).await,
+            Database::Postgres(db) => db.image_clients(filter).await,
+        }
+    }
+
+    /// The clients of one image over the window, most recent first, at most `limit`.
+    pub async fn clients_of(
+        &self,
+        image: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<ClientSummary>, DbError> {
+        match self {
+            Database::Sqlite(db) => db.clients_of(image.to_owned(), since, limit).await,
+            Database::Postgres(db) => db.clients_of(image, since, limit).await,
+        }
+    }
+
+    /// Deletes rows last seen before `before` (unix milliseconds); returns how many.
+    pub async fn prune(&self, before: i64) -> Result<u64, DbError> {
+        match self {
+            Database::Sqlite(db) => db.prune(before).await,
+            Database::Postgres(db) => db.prune(before).await,
+        }
+    }
+}
+
+/// The `WHERE` clause of a filter, with `$n` placeholders from `first` on (SQLite accepts the
+/// same `?n` numbering), and the string parameters in order after `since`.
+fn where_clause(filter: &Filter, placeholder: fn(usize) -> String) -> (String, Vec<String>) {
+    let mut sql = format!("last_seen >= {}", placeholder(1));
+    let mut params = Vec::new();
+    if let Some(rule) = &filter.rule {
+        params.push(rule.clone());
+        sql.push_str(&format!(" AND rule = {}", placeholder(params.len() + 1)));
+    }
+    if let Some(image) = &filter.image {
+        params.push(image.clone());
+        sql.push_str(&format!(" AND image = {}", placeholder(params.len() + 1)));
+    }
+    if filter.findings_only {
+        sql.push_str(&format!(" AND {}", schema::FINDINGS_PREDICATE));
+    }
+    (sql, params)
+}
+
+/// Splits an aggregated, comma-separated tag list, dropping the empty "by digest" entry.
+fn split_tags(s: Option<String>) -> Vec<String> {
+    let mut tags: Vec<String> = s
+        .unwrap_or_default()
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

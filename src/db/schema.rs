@@ -1,0 +1,65 @@
+//! The schema, as numbered migrations applied in order at start-up (both backends run the same
+//! list; a database already at a version skips it). A database whose version is newer than the
+//! program's is refused rather than written to.
+//!
+//! `pulls` is the ledger: one row per (UTC day, image, digest, tag, rule, mode, verdict,
+//! admission, client), its pull count and first/last seen widened as pulls are added. The
+//! partial index `pulls_findings` holds only what an audit report lists, so a report over a
+//! window of mostly verified pulls reads only the rows it prints.
+
+/// The newest schema version this program knows.
+pub const VERSION: i64 = 1;
+
+/// The rows an audit report lists: unverified, lookup faults and refusals. Queries repeat it
+/// exactly so that the partial index applies.
+pub const FINDINGS_PREDICATE: &str =
+    "(verdict IN ('unverified', 'error') OR admission = 'refused')";
+
+/// The columns of `pulls` that make a row's key, in key order.
+pub const KEY_COLUMNS: &str =
+    "day, image, digest, tag, rule, mode, verdict, admission, client_addr, user_agent, user_name";
+
+/// Migration `n` (1-based) is `MIGRATIONS[n - 1]`: statements run in one transaction.
+pub const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE pulls (
+        day BIGINT NOT NULL,
+        image TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        upstream TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        admission TEXT NOT NULL,
+        finding TEXT NOT NULL,
+        client_addr TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        identities TEXT NOT NULL,
+        pulls BIGINT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        PRIMARY KEY (day, image, digest, tag, rule, mode, verdict, admission, client_addr, user_agent, user_name)
+    )",
+    "CREATE INDEX pulls_last_seen ON pulls (last_seen)",
+    "CREATE INDEX pulls_image ON pulls (image, last_seen)",
+    "CREATE INDEX pulls_findings ON pulls (last_seen) WHERE (verdict IN ('unverified', 'error') OR admission = 'refused')",
+]];
+
+/// The table that records which migrations ran.
+pub const VERSION_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS portcullis_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partial_index_is_the_findings_predicate() {
+        let index = MIGRATIONS[0][3];
+        assert!(index.ends_with(&format!("WHERE {FINDINGS_PREDICATE}")));
+        assert_eq!(MIGRATIONS.len() as i64, VERSION);
+        assert!(MIGRATIONS[0][0].contains(&format!("PRIMARY KEY ({KEY_COLUMNS})")));
+    }
+}

@@ -1,0 +1,378 @@
+//! The embedded backend: one SQLite file (`state_dir/portcullis.db`), compiled in (rusqlite's
+//! `bundled`), in WAL mode so that reports read while the ledger writes. Two connections, one
+//! for writes and one for reads, each behind a mutex; every call runs on tokio's blocking pool
+//! and is bounded by [`CALL_TIMEOUT`]. A locked database waits at most [`BUSY_TIMEOUT`] before
+//! the call fails (and the ledger counts what it could not write).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, params_from_iter, Connection, OpenFlags};
+
+use super::{
+    schema, split_tags, where_clause, ClientSummary, DbError, DigestSummary, Filter, ImageClients,
+    PullRow, CALL_TIMEOUT,
+};
+
+/// How long a statement waits for a lock held by another connection.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Sqlite {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl Sqlite {
+    /// Opens (or creates) the file, its directory included, and migrates it.
+    pub async fn open(path: PathBuf) -> Result<Sqlite, DbError> {
+        let p = path.clone();
+        let (writer, reader) = blocking(&path, move || {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|error| Fault::StateDir {
+                    path: dir.to_path_buf(),
+                    error,
+                })?;
+            }
+            let writer = connect(&p)?;
+            writer.pragma_update(None, "journal_mode", "WAL")?;
+            writer.pragma_update(None, "synchronous", "NORMAL")?;
+            migrate(&writer)?;
+            let reader = connect(&p)?;
+            Ok((writer, reader))
+        })
+        .await?;
+        Ok(Sqlite {
+            path,
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn add_pulls(&self, rows: Vec<PullRow>) -> Result<(), DbError> {
+        let conn = self.writer.clone();
+        blocking(&self.path, move || {
+            let mut conn = lock(&conn);
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "INSERT INTO pulls (day, image, digest, tag, upstream, rule, mode, verdict,
+                        admission, finding, client_addr, user_agent, user_name, reasons,
+                        identities, pulls, first_seen, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                        ?16, ?17, ?18)
+                     ON CONFLICT ({}) DO UPDATE SET
+                        pulls = pulls.pulls + excluded.pulls,
+                        first_seen = min(pulls.first_seen, excluded.first_seen),
+                        last_seen = max(pulls.last_seen, excluded.last_seen),
+                        upstream = excluded.upstream,
+                        finding = excluded.finding,
+                        reasons = excluded.reasons,
+                        identities = excluded.identities",
+                    schema::KEY_COLUMNS
+                ))?;
+                for r in &rows {
+                    stmt.execute(params![
+                        r.day,
+                        r.image,
+                        r.digest,
+                        r.tag,
+                        r.upstream,
+                        r.rule,
+                        r.mode,
+                        r.verdict,
+                        r.admission,
+                        r.finding,
+                        r.client_addr,
+                        r.user_agent,
+                        r.user_name,
+                        r.reasons,
+                        r.identities,
+                        r.pulls,
+                        r.first_seen,
+                        r.last_seen
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn digests(&self, filter: Filter) -> Result<Vec<DigestSummary>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let (clause, strings) = where_clause(&filter, |n| format!("?{n}"));
+            let sql = format!(
+                "SELECT image, digest, max(upstream), rule, mode, verdict, admission,
+                    max(finding), group_concat(DISTINCT tag), max(reasons), max(identities),
+                    sum(pulls), count(DISTINCT client_addr || ' ' || user_name),
+                    min(first_seen), max(last_seen)
+                 FROM pulls WHERE {clause}
+                 GROUP BY image, digest, rule, mode, verdict, admission"
+            );
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let params = params(filter.since, &strings);
+            let rows = stmt.query_map(params_from_iter(params.iter()), |row| {
+                Ok(DigestSummary {
+                    image: row.get(0)?,
+                    digest: row.get(1)?,
+                    upstream: row.get(2)?,
+                    rule: row.get(3)?,
+                    mode: row.get(4)?,
+                    verdict: row.get(5)?,
+                    admission: row.get(6)?,
+                    finding: row.get(7)?,
+                    tags: split_tags(row.get(8)?),
+                    reasons: row.get(9)?,
+                    identities: row.get(10)?,
+                    pulls: row.get(11)?,
+                    clients: row.get(12)?,
+                    first_seen: row.get(13)?,
+                    last_seen: row.get(14)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn image_clients(&self, filter: Filter) -> Result<Vec<ImageClients>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let (clause, strings) = where_clause(&filter, |n| format!("?{n}"));
+            let sql = format!(
+                "SELECT image, rule, verdict, admission,
+                    count(DISTINCT client_addr || ' ' || user_name)
+                 FROM pulls WHERE {clause}
+                 GROUP BY image, rule, verdict, admission"
+            );
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let params = params(filter.since, &strings);
+            let rows = stmt.query_map(params_from_iter(params.iter()), |row| {
+                Ok(ImageClients {
+                    image: row.get(0)?,
+                    rule: row.get(1)?,
+                    verdict: row.get(2)?,
+                    admission: row.get(3)?,
+                    clients: row.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn clients_of(
+        &self,
+        image: String,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<ClientSummary>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(
+                "SELECT client_addr, user_agent, user_name, sum(pulls), min(first_seen),
+                    max(last_seen)
+                 FROM pulls WHERE image = ?1 AND last_seen >= ?2
+                 GROUP BY client_addr, user_agent, user_name
+                 ORDER BY max(last_seen) DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![image, since, limit], |row| {
+                Ok(ClientSummary {
+                    client_addr: row.get(0)?,
+                    user_agent: row.get(1)?,
+                    user_name: row.get(2)?,
+                    pulls: row.get(3)?,
+                    first_seen: row.get(4)?,
+                    last_seen: row.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn prune(&self, before: i64) -> Result<u64, DbError> {
+        let conn = self.writer.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let n = conn.execute("DELETE FROM pulls WHERE last_seen < ?1", params![before])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+/// A failure inside a blocking call, before it is given the database's path.
+enum Fault {
+    Sqlite(rusqlite::Error),
+    StateDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    SchemaTooNew {
+        found: i64,
+    },
+}
+
+impl From<rusqlite::Error> for Fault {
+    fn from(e: rusqlite::Error) -> Fault {
+        Fault::Sqlite(e)
+    }
+}
+
+/// Runs `f` on the blocking pool, bounded by [`CALL_TIMEOUT`].
+async fn blocking<T, F>(path: &Path, f: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Fault> + Send + 'static,
+{
+    let task = tokio::task::spawn_blocking(f);
+    match tokio::time::timeout(CALL_TIMEOUT, task).await {
+        Err(_) => Err(DbError::Timeout(CALL_TIMEOUT)),
+        Ok(Err(e)) => Err(DbError::Task(e.to_string())),
+        Ok(Ok(Ok(v))) => Ok(v),
+        Ok(Ok(Err(Fault::Sqlite(error)))) => Err(DbError::Sqlite {
+            path: path.to_path_buf(),
+            error,
+        }),
+        Ok(Ok(Err(Fault::StateDir { path, error }))) => Err(DbError::StateDir { path, error }),
+        Ok(Ok(Err(Fault::SchemaTooNew { found }))) => Err(DbError::SchemaTooNew {
+            found,
+            known: schema::VERSION,
+        }),
+    }
+}
+
+/// The connection behind `m`. A panic while holding it leaves the connection usable (SQLite
+/// rolls back an unfinished transaction when the next one begins), so a poisoned lock is taken.
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn connect(path: &Path) -> Result<Connection, Fault> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), Fault> {
+    conn.execute_batch(schema::VERSION_TABLE)?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let current: i64 = conn.query_row(
+            "SELECT coalesce(max(version), 0) FROM portcullis_schema",
+            [],
+            |r| r.get(0),
+        )?;
+        if current > schema::VERSION {
+            return Err(Fault::SchemaTooNew { found: current });
+        }
+        for (i, statements) in schema::MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            for s in *statements {
+                conn.execute_batch(s)?;
+            }
+            conn.execute(
+                "INSERT INTO portcullis_schema (version, applied_at) VALUES (?1, ?2)",
+                params![version, super::now_ms()],
+            )?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(_) => {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+    result
+}
+
+fn params(since: i64, strings: &[String]) -> Vec<rusqlite::types::Value> {
+    let mut v = vec![rusqlite::types::Value::Integer(since)];
+    v.extend(strings.iter().cloned().map(rusqlite::types::Value::Text));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(day: i64, client: &str, pulls: i64, seen: i64) -> PullRow {
+        PullRow {
+            day,
+            image: "docker.io/company/app".into(),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            tag: "v1".into(),
+            upstream: "docker.io".into(),
+            rule: "company".into(),
+            mode: "audit".into(),
+            verdict: "unverified".into(),
+            admission: "served".into(),
+            finding: "unsigned".into(),
+            client_addr: client.into(),
+            user_agent: "containerd/1.6".into(),
+            user_name: String::new(),
+            reasons: r#"["no signatures found"]"#.into(),
+            identities: "[]".into(),
+            pulls,
+            first_seen: seen,
+            last_seen: seen,
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_aggregate_and_reports_sum_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/portcullis.db");
+        let db = Sqlite::open(path.clone()).await.unwrap();
+        db.add_pulls(vec![
+            row(0, "10.0.0.1", 2, 1000),
+            row(0, "10.0.0.2", 1, 2000),
+        ])
+        .await
+        .unwrap();
+        db.add_pulls(vec![row(0, "10.0.0.1", 3, 3000)])
+            .await
+            .unwrap();
+        let filter = Filter {
+            findings_only: true,
+            ..Filter::default()
+        };
+        let d = db.digests(filter.clone()).await.unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].pulls, 6);
+        assert_eq!(d[0].clients, 2);
+        assert_eq!((d[0].first_seen, d[0].last_seen), (1000, 3000));
+        assert_eq!(d[0].tags, vec!["v1".to_owned()]);
+        let since_later = Filter {
+            since: 2500,
+            ..filter
+        };
+        assert_eq!(db.digests(since_later).await.unwrap()[0].pulls, 5);
+        assert_eq!(db.prune(2500).await.unwrap(), 1);
+        drop(db);
+        // Reopening runs no migration twice.
+        let db = Sqlite::open(path).await.unwrap();
+        assert_eq!(db.digests(Filter::default()).await.unwrap()[0].pulls, 5);
+    }
+}

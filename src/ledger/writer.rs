@@ -1,0 +1,290 @@
+//! The ledger's writer task: drains the queue into an in-memory aggregate, hands the aggregate
+//! to a flush task once a second (one flush in flight at a time; records keep aggregating
+//! meanwhile), counts what a failed flush drops, logs database faults once per
+//! [`FAULT_LOG_INTERVAL`], and prunes rows older than the retention every [`PRUNE_INTERVAL`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Msg, Reasons, Record};
+use crate::db::{Database, DbError, PullRow};
+use crate::metrics::Metrics;
+
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+pub const FAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Distinct aggregate entries held at once; a record that would add one more is dropped.
+pub const MAX_PENDING: usize = 100_000;
+
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    day: i64,
+    image: String,
+    digest: String,
+    tag: String,
+    rule: String,
+    mode: &'static str,
+    verdict: &'static str,
+    admission: &'static str,
+    client_addr: String,
+    user_agent: String,
+    user_name: String,
+}
+
+struct Entry {
+    upstream: String,
+    finding: &'static str,
+    reasons: String,
+    identities: String,
+    /// `GET`s.
+    pulls: i64,
+    /// Refused `HEAD`s: one pull when no `GET` of the entry came in the batch.
+    refused_heads: i64,
+    records: u64,
+    first_seen: i64,
+    last_seen: i64,
+}
+
+type Batch = HashMap<Key, Entry>;
+
+struct FaultLog {
+    failing_since: Option<Instant>,
+    last_logged: Option<Instant>,
+    dropped_since_log: u64,
+}
+
+pub(super) async fn run(
+    mut rx: mpsc::Receiver<Msg>,
+    db: Arc<Database>,
+    retention: Duration,
+    metrics: Arc<Metrics>,
+) {
+    let mut pending: Batch = HashMap::new();
+    let mut inflight: Option<JoinHandle<(u64, Result<(), DbError>)>> = None;
+    let mut faults = FaultLog {
+        failing_since: None,
+        last_logged: None,
+        dropped_since_log: 0,
+    };
+    let mut flush_tick = tokio::time::interval(FLUSH_INTERVAL);
+    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune_tick = tokio::time::interval(PRUNE_INTERVAL);
+    prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruning: Option<JoinHandle<()>> = None;
+
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Msg::Record(r)) => add(&mut pending, *r, &metrics),
+                Some(Msg::Flush(done)) => {
+                    // A flush asked for covers every record queued before it.
+                    finish(&mut inflight, &mut faults, &metrics).await;
+                    let batch = std::mem::take(&mut pending);
+                    let result = write(&db, batch).await;
+                    settle(result, &mut faults, &metrics);
+                    let _ = done.send(());
+                }
+                Some(Msg::Stop(done)) => {
+                    finish(&mut inflight, &mut faults, &metrics).await;
+                    let batch = std::mem::take(&mut pending);
+                    settle(write(&db, batch).await, &mut faults, &metrics);
+                    let _ = done.send(());
+                    return;
+                }
+                None => return,
+            },
+            result = async {
+                match inflight.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if inflight.is_some() => {
+                inflight = None;
+                match result {
+                    Ok(r) => settle(r, &mut faults, &metrics),
+                    Err(e) => tracing::warn!(error = %e, "ledger flush task failed"),
+                }
+            }
+            _ = flush_tick.tick() => {
+                if inflight.is_none() && !pending.is_empty() {
+                    let batch = std::mem::take(&mut pending);
+                    let db = db.clone();
+                    inflight = Some(tokio::spawn(async move { write(&db, batch).await }));
+                }
+            }
+            _ = prune_tick.tick() => {
+                if pruning.as_ref().is_none_or(|p| p.is_finished()) {
+                    let db = db.clone();
+                    pruning = Some(tokio::spawn(prune(db, retention)));
+                }
+            }
+        }
+        metrics.ledger_pending.set(pending.len() as i64);
+    }
+}
+
+/// Adds a record to the aggregate.
+fn add(pending: &mut Batch, r: Record, metrics: &Metrics) {
+    let key = Key {
+        day: r.at.div_euclid(DAY_MS) * 86_400,
+        image: r.image.to_string(),
+        digest: r.digest.to_string(),
+        tag: r.tag.as_ref().map(|t| t.to_string()).unwrap_or_default(),
+        rule: r.rule.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        mode: r.mode.map(|m| m.as_str()).unwrap_or(""),
+        verdict: r.verdict.as_str(),
+        admission: r.admission.as_str(),
+        client_addr: r.client.addr.map(|a| a.to_string()).unwrap_or_default(),
+        user_agent: r
+            .client
+            .user_agent
+            .as_ref()
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(256)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        user_name: r.client.user.as_deref().unwrap_or("").to_owned(),
+    };
+    let pulls = i64::from(!r.head);
+    let refused_heads = i64::from(r.head && r.admission == super::Admission::Refused);
+    if let Some(e) = pending.get_mut(&key) {
+        e.pulls += pulls;
+        e.refused_heads += refused_heads;
+        e.records += 1;
+        e.first_seen = e.first_seen.min(r.at);
+        e.last_seen = e.last_seen.max(r.at);
+        return;
+    }
+    if pending.len() >= MAX_PENDING {
+        metrics
+            .ledger_dropped
+            .with_label_values(&["backlog_full"])
+            .inc();
+        return;
+    }
+    let (reasons, identities): (Vec<String>, &[String]) = match &r.reasons {
+        Reasons::None => (Vec::new(), &[]),
+        Reasons::Verdict(v) => (v.reasons.clone(), &v.identities),
+        Reasons::Text(t) => (vec![t.clone()], &[]),
+    };
+    pending.insert(
+        key,
+        Entry {
+            upstream: r.upstream,
+            finding: r.finding.as_str(),
+            reasons: json_list(&reasons),
+            identities: json_list(identities),
+            pulls,
+            refused_heads,
+            records: 1,
+            first_seen: r.at,
+            last_seen: r.at,
+        },
+    );
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Writes a batch; answers how many records it held and how it went.
+async fn write(db: &Database, batch: Batch) -> (u64, Result<(), DbError>) {
+    let records = batch.values().map(|e| e.records).sum();
+    let rows = batch
+        .into_iter()
+        .map(|(k, e)| PullRow {
+            day: k.day,
+            image: k.image,
+            digest: k.digest,
+            tag: k.tag,
+            upstream: e.upstream,
+            rule: k.rule,
+            mode: k.mode.to_owned(),
+            verdict: k.verdict.to_owned(),
+            admission: k.admission.to_owned(),
+            finding: e.finding.to_owned(),
+            client_addr: k.client_addr,
+            user_agent: k.user_agent,
+            user_name: k.user_name,
+            reasons: e.reasons,
+            identities: e.identities,
+            pulls: if e.pulls == 0 && e.refused_heads > 0 {
+                1
+            } else {
+                e.pulls
+            },
+            first_seen: e.first_seen,
+            last_seen: e.last_seen,
+        })
+        .collect();
+    (records, db.add_pulls(rows).await)
+}
+
+async fn finish(
+    inflight: &mut Option<JoinHandle<(u64, Result<(), DbError>)>>,
+    faults: &mut FaultLog,
+    metrics: &Metrics,
+) {
+    if let Some(task) = inflight.take() {
+        if let Ok(r) = task.await {
+            settle(r, faults, metrics);
+        }
+    }
+}
+
+/// Counts a flush's records as written or dropped and logs a fault at most once per interval.
+fn settle((records, result): (u64, Result<(), DbError>), faults: &mut FaultLog, metrics: &Metrics) {
+    match result {
+        Ok(()) => {
+            metrics.ledger_written.inc_by(records);
+            if let Some(since) = faults.failing_since.take() {
+                tracing::info!(
+                    down_for = ?since.elapsed(),
+                    dropped = faults.dropped_since_log,
+                    "ledger database reachable again; recording resumed"
+                );
+                faults.last_logged = None;
+                faults.dropped_since_log = 0;
+            }
+        }
+        Err(e) => {
+            metrics
+                .ledger_dropped
+                .with_label_values(&["database"])
+                .inc_by(records);
+            faults.failing_since.get_or_insert_with(Instant::now);
+            faults.dropped_since_log += records;
+            if faults
+                .last_logged
+                .is_none_or(|t| t.elapsed() >= FAULT_LOG_INTERVAL)
+            {
+                tracing::warn!(
+                    error = %e,
+                    dropped = faults.dropped_since_log,
+                    "ledger database unavailable: pull records are dropped, serving continues \
+                     (logged at most once a minute)"
+                );
+                faults.last_logged = Some(Instant::now());
+                faults.dropped_since_log = 0;
+            }
+        }
+    }
+}
+
+async fn prune(db: Arc<Database>, retention: Duration) {
+    let before = super::now_ms() - retention.as_millis() as i64;
+    match db.prune(before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, "ledger: pruned rows past the retention"),
+        Err(e) => tracing::warn!(error = %e, "ledger: pruning failed; retried in an hour"),
+    }
+}
