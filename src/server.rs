@@ -49,6 +49,8 @@ pub enum ServerError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     TrustRoot(#[from] TufError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A running proxy: both listeners bound and serving.
@@ -91,7 +93,8 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let root =
             Arc::new(TrustRoot::obtain(&config.trusted_root, config.timeouts.connect).await?);
-        let proxy = Proxy::from_config(&config, root.clone(), metrics.clone())?;
+        let mut proxy = Proxy::from_config(&config, root.clone(), metrics.clone())?;
+        proxy.store = Some(crate::store::Store::open(&config.storage, metrics.clone()).await?);
         warn_insecure(&config);
         tracing::info!(
             trusted_root = %config.trusted_root.origin,

@@ -11,6 +11,7 @@
 
 pub mod raw;
 pub mod settings;
+pub mod storage;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -101,6 +102,8 @@ pub struct Config {
     /// Every file the configuration names that was read to validate it (certificates, keys,
     /// htpasswd, password and token files, the trusted root): `watch_config` watches them too.
     pub files: Vec<PathBuf>,
+    /// The content store (`storage`).
+    pub storage: storage::StorageSettings,
 }
 
 // === impl Config ===

@@ -39,6 +39,7 @@ pub struct RawConfig {
     /// Reload the configuration when its file (or a TLS file it names) changes.
     #[serde(default)]
     pub watch_config: bool,
+    pub storage: Option<super::storage::RawStorage>,
 }
 
 /// `trusted_root`: a file path, or `{ tuf: { ... } }`.

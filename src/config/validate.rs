@@ -12,6 +12,7 @@ use std::time::Duration;
 use url::Url;
 
 mod listeners;
+mod storage;
 
 use super::raw;
 use super::settings::{
@@ -165,6 +166,8 @@ impl Validator {
         let state_dir = self.state_dir(raw.state_dir.as_deref())?;
         let trusted_root = self.trusted_root(raw.trusted_root.as_ref(), &state_dir)?;
         let policies = self.policies(&raw, &upstreams)?;
+        let state_dir = self.state_dir(raw.state_dir.as_deref())?;
+        let storage = self.storage(raw.storage.as_ref(), &state_dir)?;
 
         Ok(Config {
             listen,
@@ -182,6 +185,7 @@ impl Validator {
             state_dir,
             watch_config: raw.watch_config,
             files: self.files.take(),
+            storage,
             source: self.source,
         })
     }

@@ -14,6 +14,7 @@ pub mod gate;
 pub mod listing;
 pub mod manifest;
 pub mod routes;
+mod stored_blob;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +49,8 @@ pub struct Proxy {
     pub manifests: Arc<ManifestCache>,
     /// Who may pull; `None` when the configuration has no `auth`.
     pub auth: Option<Authenticator>,
+    /// The content store; `None` only where nothing is served (`portcullis verify`).
+    pub store: Option<Arc<crate::store::Store>>,
 }
 
 /// What one request is about, once routed (route stage), mapped to an upstream (upstream stage)
@@ -215,6 +218,11 @@ impl Proxy {
             self.manifests.clone(),
             self.metrics.clone(),
         )
+        .map(|mut p| {
+            // The content store is opened once, at start-up (`storage` changes need a restart).
+            p.store = self.store.clone();
+            p
+        })
     }
 
     fn build(
@@ -242,6 +250,7 @@ impl Proxy {
                 .auth
                 .clone()
                 .map(|settings| Authenticator::new(settings, metrics.clone())),
+            store: None,
             metrics,
         })
     }
