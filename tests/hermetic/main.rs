@@ -13,4 +13,5 @@ mod hardening;
 mod policy;
 mod proxy;
 mod reload;
+mod store;
 mod streaming;
