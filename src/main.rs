@@ -56,6 +56,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check every stored blob against its digest (`verify`, exit 1 when one was corrupt), or
+    /// evict the filesystem store down to its bound (`gc`).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Verify one Sigstore bundle against an artifact (sigstore-conformance client interface).
     /// Exit status: 0 verified, 1 not verified, 2 error.
     VerifyBundle {
@@ -75,6 +81,18 @@ enum Command {
         key: Option<PathBuf>,
         /// The artifact: a file, or sha256:<hex>.
         artifact: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    Verify {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    Gc {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -156,6 +174,24 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 print!("{report}");
             }
             Ok(report.allowed())
+        }
+        Command::Cache { action } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = match action {
+                CacheAction::Verify { config } => {
+                    let config = Config::load(config.as_deref())?;
+                    runtime.block_on(portcullis::cli::cache::verify(&config))?
+                }
+                CacheAction::Gc { config } => {
+                    let config = Config::load(config.as_deref())?;
+                    runtime.block_on(portcullis::cli::cache::gc(&config))?
+                }
+            };
+            print!("{report}");
+            Ok(report.clean())
         }
         Command::VerifyBundle {
             bundle,

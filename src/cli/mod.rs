@@ -1,7 +1,9 @@
 //! The commands behind `main.rs`'s command line, each returning a report or an error (printing
 //! and exit codes are `main`'s): `check-config` ([`check_config`]), `verify` ([`verify`]), which
-//! runs the proxy's own gate for one image, and `verify-bundle` ([`verify_bundle`]).
+//! runs the proxy's own gate for one image, `verify-bundle` ([`verify_bundle`]) and
+//! `cache verify|gc` ([`cache`]).
 
+pub mod cache;
 pub mod check_config;
 pub mod verify;
 pub mod verify_bundle;

@@ -407,3 +407,69 @@ async fn a_corrupt_stored_file_is_cut_off_removed_and_fetched_again() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn cache_verify_finds_and_removes_a_corrupt_blob_and_gc_evicts_to_the_bound() {
+    let blobs: Vec<Vec<u8>> = (0..2).map(|i| blob(1 << 20, 20 + i)).collect();
+    let table: Vec<(String, Vec<u8>)> = blobs.iter().map(|b| (sha256(b), b.clone())).collect();
+    let t2 = table.clone();
+    let up = FakeUpstream::start(move |s: Seen| {
+        let b = t2
+            .iter()
+            .find(|(d, _)| s.path.ends_with(d))
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default();
+        async move {
+            let len = b.len();
+            slow_body(b, Duration::ZERO, len, None)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = proxy_in(dir.path(), &up, "").await;
+    for (d, _) in &table {
+        get(&format!("{}/v2/app/blobs/{d}", proxy.url))
+            .await
+            .unwrap();
+    }
+    let file = stored(dir.path(), &table[0].0);
+    let mut on_disk = std::fs::read(&file).unwrap();
+    on_disk[5] ^= 1;
+    std::fs::write(&file, &on_disk).unwrap();
+
+    let config = dir.path().join("portcullis.yaml");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["cache", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("corrupt (removed): {}", table[0].0)),
+        "{text}"
+    );
+    assert!(text.contains("checked 2 blobs"), "{text}");
+    assert!(!file.exists());
+    let out = run(&["cache", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A lower bound in the file: gc evicts down to it.
+    let yaml = std::fs::read_to_string(&config).unwrap()
+        + "storage: { filesystem: { max_bytes: 1000 } }\n";
+    std::fs::write(&config, yaml).unwrap();
+    let out = run(&["cache", "gc"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("0 blobs (0 bytes) stored"), "{text}");
+    assert!(!stored(dir.path(), &table[1].0).exists());
+}
