@@ -15,4 +15,5 @@ mod attestations;
 mod auth;
 mod policy;
 mod real;
+mod store;
 mod trust;
