@@ -114,7 +114,82 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, StorageSettings};
+    use crate::config::{Config, Source};
+
+    const MINIMAL: &str = "listen: 127.0.0.1:5000\nadmin_listen: 127.0.0.1:9095\ndefault_upstream: r.local\nupstreams:\n  r.local: { url: 'http://127.0.0.1:5001' }\n";
+
+    fn load(extra: &str) -> Result<Config, String> {
+        let dir = std::path::Path::new("/etc/portcullis");
+        Config::from_yaml(
+            &format!("{MINIMAL}{extra}\n"),
+            Source::File(dir.join("c.yaml")),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_filesystem_store_is_the_default_under_the_state_directory() {
+        let c = load("").unwrap();
+        match c.storage {
+            StorageSettings::Filesystem { root, max_bytes } => {
+                assert!(root.ends_with("store"), "{}", root.display());
+                assert!(root.starts_with("/etc/portcullis"), "{}", root.display());
+                assert_eq!(max_bytes, 100 << 30);
+            }
+            other => panic!("{other:?}"),
+        }
+        match load("storage: { filesystem: { max_bytes: 512MiB } }")
+            .unwrap()
+            .storage
+        {
+            StorageSettings::Filesystem { max_bytes, .. } => assert_eq!(max_bytes, 512 << 20),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn storage_errors_name_the_key_and_the_file() {
+        for (yaml, key) in [
+            ("storage: { filesystem: {}, s3: { bucket: b } }", "`storage`"),
+            ("storage: { filesystem: { max_bytes: 12 parsecs } }", "`storage.filesystem.max_bytes`"),
+            ("storage: { filesystem: { max_bytes: 0 } }", "`storage.filesystem.max_bytes`"),
+            ("storage: { s3: { bucket: '' } }", "`storage.s3.bucket`"),
+            ("storage: { s3: { bucket: b, endpoint: 'ftp://x' } }", "`storage.s3.endpoint`"),
+            (
+                "storage: { s3: { bucket: b, endpoint: 'http://k:s@minio:9000' } }",
+                "`storage.s3.endpoint`",
+            ),
+            (
+                "storage: { s3: { bucket: b, access_key_id_env: PORTCULLIS_TEST_UNSET_VAR_1, secret_access_key_env: PORTCULLIS_TEST_UNSET_VAR_2 } }",
+                "`storage.s3.access_key_id_env`",
+            ),
+        ] {
+            let e = load(yaml).unwrap_err();
+            assert!(e.contains(key), "{yaml}: {e}");
+            assert!(e.contains("/etc/portcullis/c.yaml"), "{yaml}: {e}");
+        }
+        let e = load("storage: { filesystem: { max_byte: 1 } }").unwrap_err();
+        assert!(e.contains("max_byte"), "{e}");
+    }
+
+    #[test]
+    fn s3_settings() {
+        let c = load(
+            "storage: { s3: { endpoint: 'http://127.0.0.1:9000', bucket: oci, prefix: /p/q/, path_style: true } }",
+        )
+        .unwrap();
+        match c.storage {
+            StorageSettings::S3(s3) => {
+                assert_eq!(s3.bucket, "oci");
+                assert_eq!(s3.prefix, "p/q");
+                assert_eq!(s3.region, "us-east-1");
+                assert!(s3.path_style);
+                assert_eq!(s3.endpoint.unwrap().as_str(), "http://127.0.0.1:9000/");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn byte_counts() {
