@@ -118,7 +118,8 @@ impl Drop for ProxyProcess {
 }
 
 /// A config file for the proxy, listening on ephemeral ports, with `upstreams_yaml` (the
-/// indented body of the `upstreams:` map) and `default` upstream.
+/// indented body of the `upstreams:` map) and `default` upstream. What it keeps (the content
+/// store) goes to `dir/state`, so that tests never share state.
 pub fn write_config(
     dir: &Path,
     default: &str,
@@ -127,7 +128,7 @@ pub fn write_config(
 ) -> std::path::PathBuf {
     let path = dir.join("portcullis.yaml");
     let text = format!(
-        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefault_upstream: {default}\nupstreams:\n{upstreams_yaml}\n{extra}\n"
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nstate_dir: state\ndefault_upstream: {default}\nupstreams:\n{upstreams_yaml}\n{extra}\n"
     );
     std::fs::write(&path, text).unwrap();
     path

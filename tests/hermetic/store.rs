@@ -56,7 +56,7 @@ fn slow_body(
 /// The file of a stored blob under a config directory (the default state directory).
 fn stored(config_dir: &Path, digest: &str) -> PathBuf {
     let hex = digest.trim_start_matches("sha256:");
-    config_dir.join(format!("portcullis-state/store/blobs/sha256/{hex}"))
+    config_dir.join(format!("state/store/blobs/sha256/{hex}"))
 }
 
 fn blob_gets(up: &FakeUpstream, digest: &str) -> usize {
@@ -173,7 +173,7 @@ async fn a_cut_or_wrong_transfer_fails_the_client_and_leaves_nothing() {
     );
     assert!(!stored(dir.path(), &sha256(&wrong)).exists());
     // Nothing else is left behind either (no staging file).
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("portcullis-state/store/blobs/sha256"))
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("state/store/blobs/sha256"))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
