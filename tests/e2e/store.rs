@@ -1,5 +1,5 @@
-//! The content store with real parts: skopeo pulls an image twice through the real binary, the
-//! second time with docker-registry stopped, and gets the same bytes; two portcullis processes
+//! The content store with real parts: skopeo and containerd pull an image twice through the
+//! real binary, the second time with docker-registry stopped, and get the same bytes; two portcullis processes
 //! share one bucket of a real S3-compatible server (moto, PyPI `moto[server]`), and the second
 //! serves a blob the first filled without asking any upstream.
 //!
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{sha256, write_config, ProxyProcess};
 use crate::harness::{
-    build_layout, free_port, http_client, metric_sum, metrics, prerequisites, push_blob,
-    push_layout, Daemon, Registry, Skopeo, START_TIMEOUT,
+    build_layout, free_port, http_client, metric_sum, metrics, mirror_hosts_dir, prerequisites,
+    push_blob, push_layout, Containerd, Daemon, Registry, Skopeo, START_TIMEOUT,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,4 +197,53 @@ async fn two_processes_share_one_bucket_and_the_second_asks_no_upstream() {
         .unwrap();
     assert_eq!(part.status().as_u16(), 206);
     assert!(part.bytes().await.unwrap() == bytes[8388600..8388616]);
+}
+
+/// containerd pulls through the proxy, then a second containerd (empty content store) pulls the
+/// same image after docker-registry was stopped: the same content, blobs from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_pulls_again_with_the_upstream_stopped() {
+    if !prerequisites(&["docker-registry", "skopeo", "containerd", "ctr"], true) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&tmp.path().join("registry"), None).await;
+    let reg = registry.addr.clone();
+    push_layout(
+        &Skopeo::new(tmp.path()),
+        &build_layout(tmp.path()),
+        &reg,
+        None,
+    );
+    let proxy_dir = tmp.path().join("proxy");
+    std::fs::create_dir_all(&proxy_dir).unwrap();
+    let upstreams =
+        format!("  registry.local: {{ url: \"http://{reg}\", serve_stale_tags: true }}");
+    let proxy = ProxyProcess::start(&write_config(&proxy_dir, "registry.local", &upstreams, ""));
+    let hosts = mirror_hosts_dir(&tmp.path().join("hosts"), "registry.local", proxy.api);
+    let image = "registry.local/company/app:v1";
+
+    let first = Containerd::start(&tmp.path().join("containerd-1")).await;
+    let out = first.pull(&hosts, image, &[]);
+    assert!(out.status.success(), "first pull:\n{}", out.text());
+    let pulled = first.content_digests();
+    drop(first);
+
+    drop(registry);
+    let client = http_client();
+    let before = metrics(&client, proxy.admin).await;
+    let second = Containerd::start(&tmp.path().join("containerd-2")).await;
+    let out = second.pull(&hosts, image, &[]);
+    assert!(
+        out.status.success(),
+        "second pull, upstream stopped:\n{}",
+        out.text()
+    );
+    assert_eq!(second.content_digests(), pulled, "the same content");
+    let after = metrics(&client, proxy.admin).await;
+    let hits = |m: &str| metric_sum(m, "portcullis_store_requests_total", &[("result", "hit")]);
+    assert!(
+        hits(&after) - hits(&before) >= 2.0,
+        "config and layer from the store:\n{after}"
+    );
 }
