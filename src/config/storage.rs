@@ -133,9 +133,14 @@ mod tests {
         let c = load("").unwrap();
         match c.storage {
             StorageSettings::Filesystem { root, max_bytes } => {
-                assert!(root.ends_with("store"), "{}", root.display());
-                assert!(root.starts_with("/etc/portcullis"), "{}", root.display());
+                assert_eq!(root, c.state_dir.join("store"));
                 assert_eq!(max_bytes, 100 << 30);
+            }
+            other => panic!("{other:?}"),
+        }
+        match load("state_dir: state").unwrap().storage {
+            StorageSettings::Filesystem { root, .. } => {
+                assert_eq!(root, std::path::Path::new("/etc/portcullis/state/store"));
             }
             other => panic!("{other:?}"),
         }
