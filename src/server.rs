@@ -95,6 +95,7 @@ impl Server {
             Arc::new(TrustRoot::obtain(&config.trusted_root, config.timeouts.connect).await?);
         let mut proxy = Proxy::from_config(&config, root.clone(), metrics.clone())?;
         proxy.store = Some(crate::store::Store::open(&config.storage, metrics.clone()).await?);
+        tracing::info!(storage = %config.storage, "content store open");
         warn_insecure(&config);
         tracing::info!(
             trusted_root = %config.trusted_root.origin,

@@ -79,6 +79,36 @@ pub struct S3Credentials {
     pub secret_access_key: Secret,
 }
 
+/// How `check-config` and the start-up log describe the store; never a credential.
+impl std::fmt::Display for StorageSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageSettings::Filesystem { root, max_bytes } => {
+                write!(f, "filesystem {} (max_bytes {max_bytes})", root.display())
+            }
+            StorageSettings::S3(s3) => {
+                let endpoint = s3.endpoint.as_ref().map_or("AWS", |e| e.as_str());
+                let credentials = match s3.credentials {
+                    Some(_) => "credentials from the environment",
+                    None => "the environment's credential chain",
+                };
+                write!(
+                    f,
+                    "s3 bucket {} prefix {:?} at {endpoint} (region {}, {}, {credentials})",
+                    s3.bucket,
+                    s3.prefix,
+                    s3.region,
+                    if s3.path_style {
+                        "path-style"
+                    } else {
+                        "virtual-hosted"
+                    },
+                )
+            }
+        }
+    }
+}
+
 /// Parses a byte count such as `100GiB`, `512 MiB`, `10GB` or `1048576`.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -184,6 +214,12 @@ mod tests {
             "storage: { s3: { endpoint: 'http://127.0.0.1:9000', bucket: oci, prefix: /p/q/, path_style: true } }",
         )
         .unwrap();
+        let shown = c.storage.to_string();
+        assert!(
+            shown.starts_with("s3 bucket oci prefix \"p/q\" at http://127.0.0.1:9000/"),
+            "{shown}"
+        );
+        assert!(shown.contains("path-style"), "{shown}");
         match c.storage {
             StorageSettings::S3(s3) => {
                 assert_eq!(s3.bucket, "oci");
