@@ -386,8 +386,14 @@ async fn peek_json(mut chunks: Chunks, limit: usize) -> Result<Peeked, BoxError>
         return Ok(Peeked::Json(buf.freeze()));
     }
     let prefix = buf.freeze();
+    // A stream that ended must not be polled again.
+    let rest = if complete {
+        futures_util::stream::empty().boxed()
+    } else {
+        chunks
+    };
     let body = futures_util::stream::once(async move { Ok(prefix) })
-        .chain(chunks)
+        .chain(rest)
         .boxed();
     Ok(match could_be_json {
         true => Peeked::LargeJson(body),

@@ -189,9 +189,7 @@ impl Store {
                     return Ok(None);
                 };
                 let size = result.meta.size;
-                let body = self
-                    .clone()
-                    .checked(digest.clone(), key, result.into_stream());
+                let body = self.clone().checked(digest.clone(), key, chunks(result));
                 Ok(Some(Opened { size, body }))
             }
             Some(range) => {
@@ -291,8 +289,9 @@ impl Store {
                                 ));
                             }
                             store.verified.insert(digest.clone(), ()).await;
+                            // The inner stream ended: it is not polled again.
                             let last = st.held.take()?;
-                            return Some((Ok(last), Some(st)));
+                            return Some((Ok(last), None));
                         }
                     }
                 }
@@ -308,7 +307,7 @@ impl Store {
         let Some(result) = self.get(&key, None).await? else {
             return Ok(None);
         };
-        let mut stream = result.into_stream();
+        let mut stream = chunks(result);
         let mut hasher = Hasher::new(digest.algorithm());
         while let Some(chunk) = stream.next().await {
             hasher.update(&chunk.map_err(|e| StoreError::object("read", &key, e))?);
@@ -389,6 +388,59 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// Bytes read per chunk from a stored file (object_store's own file stream reads 8 KiB at a
+/// time, each on the blocking pool: too small to keep up with a network client).
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// The bytes of a read: a file read in large chunks, or the store's own stream (S3).
+fn chunks(result: object_store::GetResult) -> BoxStream<'static, object_store::Result<Bytes>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let range = result.range.clone();
+    match result.payload {
+        object_store::GetResultPayload::Stream(s) => s,
+        object_store::GetResultPayload::File(file, _) => {
+            let io_err = |e: std::io::Error| object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            };
+            let state = (
+                tokio::fs::File::from_std(file),
+                range.start,
+                range.end,
+                false,
+            );
+            futures_util::stream::unfold(state, move |(mut file, pos, end, seeked)| async move {
+                if pos >= end {
+                    return None;
+                }
+                if !seeked {
+                    if let Err(e) = file.seek(std::io::SeekFrom::Start(pos)).await {
+                        return Some((Err(io_err(e)), (file, end, end, true)));
+                    }
+                }
+                let want = usize::try_from(end - pos)
+                    .unwrap_or(FILE_CHUNK)
+                    .min(FILE_CHUNK);
+                let mut buf = vec![0u8; want];
+                match file.read(&mut buf).await {
+                    Ok(0) => Some((
+                        Err(io_err(std::io::Error::from(
+                            std::io::ErrorKind::UnexpectedEof,
+                        ))),
+                        (file, end, end, true),
+                    )),
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(Bytes::from(buf)), (file, pos + n as u64, end, true)))
+                    }
+                    Err(e) => Some((Err(io_err(e)), (file, end, end, true))),
+                }
+            })
+            .boxed()
+        }
     }
 }
 
