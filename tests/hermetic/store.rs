@@ -437,7 +437,7 @@ async fn cache_verify_finds_and_removes_a_corrupt_blob_and_gc_evicts_to_the_boun
     on_disk[5] ^= 1;
     std::fs::write(&file, &on_disk).unwrap();
 
-    let config = dir.path().join("portcullis.yaml");
+    let config = proxy.config.clone();
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(args)
