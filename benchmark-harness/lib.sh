@@ -130,6 +130,7 @@ start_portcullis() {
   {
     echo "listen: 127.0.0.1:$api"
     echo "admin_listen: 127.0.0.1:$admin"
+    echo "state_dir: $dir/state"
     echo "default_upstream: local"
     echo "upstreams:"
     echo "  local: { url: \"${PC_UPSTREAM:-http://$UP}\" }"

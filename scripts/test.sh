@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker-registry skopeo containerd busybox-static docker.io podman postgresql)
+packages=(docker-registry skopeo containerd busybox-static docker.io podman postgresql python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +23,31 @@ fi
 
 # python-tuf builds and signs the TUF repositories the trusted-root tests serve.
 python3 -c 'import tuf.api.metadata' 2>/dev/null || python3 -m pip install --quiet 'tuf==6.0.0'
+# The S3-compatible server of the content store's shared-bucket test (tests/e2e/store.rs): moto
+# from PyPI, started once for the whole run on 127.0.0.1 and stopped at the end.
+if ! command -v moto_server >/dev/null; then
+  venv="${CARGO_TARGET_DIR:-target}/test-venv"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "installing: moto[server] (PyPI) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'moto[server]'
+  fi
+  PATH="$(cd "$venv/bin" && pwd):$PATH"
+  export PATH
+fi
+s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+s3_log=$(mktemp)
+moto_server -H 127.0.0.1 -p "$s3_port" >"$s3_log" 2>&1 &
+s3_pid=$!
+export PORTCULLIS_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+for _ in $(seq 100); do
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+    "$PORTCULLIS_TEST_S3_ENDPOINT" 2>/dev/null && break
+  kill -0 "$s3_pid" 2>/dev/null || { cat "$s3_log"; echo "moto_server did not start"; exit 1; }
+  sleep 0.2
+done
+stop_s3() { kill "$s3_pid" 2>/dev/null || true; wait "$s3_pid" 2>/dev/null || true; rm -f "$s3_log"; }
+trap stop_s3 EXIT
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
@@ -38,6 +63,7 @@ log=$(mktemp)
 pg_dir=""
 cleanup() {
   rm -f "$log"
+  stop_s3
   if [ -n "$pg_dir" ]; then
     runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     rm -rf "$pg_dir"

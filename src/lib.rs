@@ -36,4 +36,5 @@ pub mod policy;
 pub mod registry_api;
 pub mod server;
 pub mod signature;
+pub mod store;
 pub mod upstream;

@@ -80,6 +80,12 @@ enum Command {
         #[arg(long, value_name = "NEW.yaml", conflicts_with_all = ["rule", "image"])]
         what_if: Option<PathBuf>,
     },
+    /// Check every stored blob against its digest (`verify`, exit 1 when one was corrupt), or
+    /// evict the filesystem store down to its bound (`gc`).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Verify one Sigstore bundle against an artifact (sigstore-conformance client interface).
     /// Exit status: 0 verified, 1 not verified, 2 error.
     VerifyBundle {
@@ -99,6 +105,18 @@ enum Command {
         key: Option<PathBuf>,
         /// The artifact: a file, or sha256:<hex>.
         artifact: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    Verify {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    Gc {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -218,6 +236,24 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 print!("{report}");
             }
             Ok(true)
+        }
+        Command::Cache { action } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = match action {
+                CacheAction::Verify { config } => {
+                    let config = Config::load(config.as_deref())?;
+                    runtime.block_on(portcullis::cli::cache::verify(&config))?
+                }
+                CacheAction::Gc { config } => {
+                    let config = Config::load(config.as_deref())?;
+                    runtime.block_on(portcullis::cli::cache::gc(&config))?
+                }
+            };
+            print!("{report}");
+            Ok(report.clean())
         }
         Command::VerifyBundle {
             bundle,

@@ -57,6 +57,14 @@ pub struct Metrics {
     pub ledger_dropped: IntCounterVec,
     /// Aggregated ledger entries waiting for the next flush.
     pub ledger_pending: IntGauge,
+    /// Content store lookups of blobs by result (hit, miss).
+    pub store_requests: IntCounterVec,
+    /// Blob fills by result (committed, mismatch, upstream_error, store_error).
+    pub store_fills: IntCounterVec,
+    pub store_evictions: IntCounter,
+    pub store_bytes: IntGauge,
+    pub store_corrupt: IntCounter,
+    pub store_waiters: IntCounter,
 }
 
 impl Metrics {
@@ -199,10 +207,54 @@ impl Metrics {
             "portcullis_ledger_pending_entries",
             "Aggregated ledger entries waiting for the next write.",
         );
+        let store_requests = counter(
+            "portcullis_store_requests_total",
+            "Content store lookups of blobs by result (hit: served from the store; miss: fetched).",
+            &["result"],
+        );
+        let store_fills = counter(
+            "portcullis_store_fills_total",
+            "Blob fills by result (committed; mismatch: the bytes did not hash to the digest or \
+             the announced length; upstream_error: the transfer failed; store_error: writing failed).",
+            &["result"],
+        );
+        let plain = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let store_evictions = plain(
+            "portcullis_store_evictions_total",
+            "Blobs evicted from the filesystem store to keep it under max_bytes.",
+        );
+        let store_corrupt = plain(
+            "portcullis_store_corrupt_total",
+            "Stored blobs found not to hash to their digest (removed, fetched again on demand).",
+        );
+        let store_waiters = plain(
+            "portcullis_store_fill_waiters_total",
+            "Requests that waited for a fill of the same blob in progress instead of asking the upstream.",
+        );
+        let store_bytes = IntGauge::new(
+            "portcullis_store_bytes",
+            "Bytes of blobs in the filesystem store.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_bytes.clone()))
+            .expect("unique metric");
         Metrics {
             ledger_written,
             ledger_dropped,
             ledger_pending,
+            store_requests,
+            store_fills,
+            store_evictions,
+            store_bytes,
+            store_corrupt,
+            store_waiters,
             registry,
             http_requests,
             http_duration,

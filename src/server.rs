@@ -53,6 +53,8 @@ pub enum ServerError {
     TrustRoot(#[from] TufError),
     #[error("opening the ledger database: {0}")]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A running proxy: both listeners bound and serving.
@@ -107,6 +109,8 @@ impl Server {
         );
         let mut proxy = Proxy::from_config(&config, root.clone(), metrics.clone())?;
         proxy.ledger = Some(ledger.clone());
+        proxy.store = Some(crate::store::Store::open(&config.storage, metrics.clone()).await?);
+        tracing::info!(storage = %config.storage, "content store open");
         warn_insecure(&config);
         tracing::info!(
             trusted_root = %config.trusted_root.origin,

@@ -95,6 +95,7 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
         config.cache.max_verdicts,
         config.cache.manifest_bytes
     );
+    let _ = writeln!(out, "storage: {}", config.storage);
     let unmatched = match config.policies.unmatched {
         Unmatched::Allow => "allow",
         Unmatched::Deny => "deny",

@@ -11,6 +11,7 @@
 
 pub mod raw;
 pub mod settings;
+pub mod storage;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -105,6 +106,8 @@ pub struct Config {
     /// The ledger's database (`database`): SQLite under `state_dir` unless PostgreSQL is named.
     pub database: DatabaseSettings,
     pub ledger: LedgerSettings,
+    /// The content store (`storage`).
+    pub storage: storage::StorageSettings,
 }
 
 // === impl Config ===

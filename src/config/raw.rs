@@ -44,6 +44,7 @@ pub struct RawConfig {
     pub database: Option<serde_json::Value>,
     #[serde(default)]
     pub ledger: RawLedger,
+    pub storage: Option<super::storage::RawStorage>,
 }
 
 #[derive(Debug, Default, Deserialize)]

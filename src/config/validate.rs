@@ -13,6 +13,7 @@ use url::Url;
 
 mod listeners;
 mod state;
+mod storage;
 
 use super::raw;
 use super::settings::{
@@ -167,6 +168,7 @@ impl Validator {
         let trusted_root = self.trusted_root(raw.trusted_root.as_ref(), &state_dir)?;
         let policies = self.policies(&raw, &upstreams)?;
         let state_dir = self.state_dir(raw.state_dir.as_deref())?;
+        let storage = self.storage(raw.storage.as_ref(), &state_dir)?;
 
         Ok(Config {
             listen,
@@ -186,6 +188,7 @@ impl Validator {
             state_dir,
             watch_config: raw.watch_config,
             files: self.files.take(),
+            storage,
             source: self.source,
         })
     }

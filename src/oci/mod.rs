@@ -11,5 +11,5 @@ pub mod reference;
 
 pub use document::{Descriptor, Document, DocumentError, Platform, Reading};
 pub use reference::{
-    split_image_ref, Algorithm, Digest, ImageName, ParseError, Reference, RepoName, Tag,
+    split_image_ref, Algorithm, Digest, Hasher, ImageName, ParseError, Reference, RepoName, Tag,
 };

@@ -34,7 +34,7 @@ use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::{Kind, UpstreamRequest};
 
 /// Response headers passed from the upstream (or storage host) to the client.
-const PASSED_HEADERS: &[http::HeaderName] = &[
+pub(super) const PASSED_HEADERS: &[http::HeaderName] = &[
     CONTENT_TYPE,
     CONTENT_LENGTH,
     CONTENT_RANGE,
@@ -44,6 +44,18 @@ const PASSED_HEADERS: &[http::HeaderName] = &[
 ];
 
 pub async fn handle(
+    proxy: &Proxy,
+    ctx: &RequestCtx,
+    digest: Digest,
+) -> Result<Response<ResponseBody>, ApiError> {
+    match &proxy.store {
+        Some(store) => Box::pin(super::stored_blob::handle(proxy, ctx, store, digest)).await,
+        None => from_upstream(proxy, ctx, digest).await,
+    }
+}
+
+/// The blob streamed from the upstream, nothing stored.
+pub(super) async fn from_upstream(
     proxy: &Proxy,
     ctx: &RequestCtx,
     digest: Digest,
@@ -59,7 +71,7 @@ pub async fn handle(
             }
         }
     }
-    let resp = fetch(ctx, &digest, &headers).await?;
+    let resp = fetch(ctx, ctx.method.clone(), &digest, &headers).await?;
 
     let status = resp.status();
     match status {
@@ -158,7 +170,7 @@ pub async fn handle(
 
 /// A blob that could be a document passes the gate as one, with no media type: it is checked,
 /// and never used to cover others.
-async fn gate(
+pub(super) async fn gate(
     proxy: &Proxy,
     ctx: &RequestCtx,
     digest: &Digest,
@@ -176,8 +188,9 @@ async fn gate(
     outcome.admit(&ctx.image, digest)
 }
 
-async fn fetch(
+pub(super) async fn fetch(
     ctx: &RequestCtx,
+    method: Method,
     digest: &Digest,
     headers: &HeaderMap,
 ) -> Result<http::Response<hyper::body::Incoming>, ApiError> {
@@ -185,7 +198,7 @@ async fn fetch(
     let resp = upstream
         .send(UpstreamRequest {
             kind: Kind::Blob,
-            method: ctx.method.clone(),
+            method,
             repo: Some(&ctx.image.repo),
             path_and_query: format!("/v2/{}/blobs/{}", ctx.image.repo, digest),
             headers: headers.clone(),

@@ -82,6 +82,8 @@ pub enum ApiError {
     /// One error handed to every request that waited on the same upstream fetch.
     #[error("{0}")]
     Shared(std::sync::Arc<ApiError>),
+    #[error("content store fault while serving a blob of {image}: {reason} (retry later)")]
+    Store { image: ImageName, reason: String },
     #[error("cannot verify {image}@{digest} under policy {rule:?}: signature lookup failed: {error}; refusing until it can be verified (retry later)")]
     SignatureLookup {
         image: ImageName,
@@ -217,7 +219,9 @@ impl ApiError {
             }) => (StatusCode::BAD_GATEWAY, "SIZE_INVALID"),
             Upstream(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
             PolicyDenied(_) => (StatusCode::FORBIDDEN, "DENIED"),
-            SignatureLookup { .. } => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            SignatureLookup { .. } | Store { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+            }
         }
     }
 

@@ -15,6 +15,7 @@ pub mod listing;
 pub mod manifest;
 pub mod record;
 pub mod routes;
+mod stored_blob;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,6 +53,8 @@ pub struct Proxy {
     pub auth: Option<Authenticator>,
     /// Where pulls are recorded; `None` where nothing is (`portcullis verify`).
     pub ledger: Option<Arc<Ledger>>,
+    /// The content store; `None` only where nothing is served (`portcullis verify`).
+    pub store: Option<Arc<crate::store::Store>>,
 }
 
 /// What one request is about, once routed (route stage), mapped to an upstream (upstream stage)
@@ -230,8 +233,9 @@ impl Proxy {
             self.manifests.clone(),
             self.metrics.clone(),
         )?;
-        // The ledger's database and queue are the process's: `database` needs a restart.
+        // Opened once at start-up, by the process: `database` and `storage` need a restart.
         proxy.ledger = self.ledger.clone();
+        proxy.store = self.store.clone();
         Ok(proxy)
     }
 
@@ -261,6 +265,7 @@ impl Proxy {
                 .clone()
                 .map(|settings| Authenticator::new(settings, metrics.clone())),
             ledger: None,
+            store: None,
             metrics,
         })
     }

@@ -12,8 +12,8 @@
 //! mounted ConfigMap or Secret by swapping a symlink, which a watch on the file itself misses),
 //! and the TUF refresh of the trusted root ([`Reloader::use_root`]).
 //!
-//! Keys that only a restart applies (the listeners and their connection limits, `state_dir`,
-//! cache sizes) are named in the log when they change; the rest of the reload goes ahead.
+//! Keys that only a restart applies (the listeners and their connection limits, `state_dir`, `storage`,
+//! cache sizes, `storage`, `database`, `ledger`) are named in the log when they change; the rest of the reload goes ahead.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -277,6 +277,19 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("admin_listen", old.admin_listen != new.admin_listen);
     check("tls (on or off)", old.tls.is_some() != new.tls.is_some());
     check("state_dir", old.state_dir != new.state_dir);
+    check(
+        "storage",
+        format!("{:?}", old.storage) != format!("{:?}", new.storage),
+    );
+    // The ledger's database and writer are opened once, at start-up.
+    check(
+        "database",
+        format!("{:?}", old.database) != format!("{:?}", new.database),
+    );
+    check(
+        "ledger",
+        format!("{:?}", old.ledger) != format!("{:?}", new.ledger),
+    );
     check(
         "limits.max_connections",
         old.limits.max_connections != new.limits.max_connections,

@@ -30,12 +30,20 @@ impl ProxyProcess {
     // and waited for before the panic.
     #[allow(clippy::zombie_processes)]
     pub fn start(config_path: &Path) -> ProxyProcess {
+        Self::start_with_env(config_path, &[])
+    }
+
+    /// [`ProxyProcess::start`] with extra environment variables (credentials the configuration
+    /// names by variable).
+    #[allow(clippy::zombie_processes)]
+    pub fn start_with_env(config_path: &Path, env: &[(&str, &str)]) -> ProxyProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["--log-format", "json", "serve", "--config"])
             .arg(config_path)
             // Refused requests are logged at debug: `AuditLog::settle` in the end-to-end tests
             // uses one as a marker that every earlier line has been read.
             .env("PORTCULLIS_LOG", "info,portcullis::registry_api=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -110,7 +118,8 @@ impl Drop for ProxyProcess {
 }
 
 /// A config file for the proxy, listening on ephemeral ports, with `upstreams_yaml` (the
-/// indented body of the `upstreams:` map) and `default` upstream.
+/// indented body of the `upstreams:` map) and `default` upstream. What it keeps (the content
+/// store) goes to `dir/state`, so that tests never share state.
 pub fn write_config(
     dir: &Path,
     default: &str,

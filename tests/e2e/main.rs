@@ -16,4 +16,5 @@ mod auth;
 mod ledger;
 mod policy;
 mod real;
+mod store;
 mod trust;

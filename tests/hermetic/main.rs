@@ -14,4 +14,5 @@ mod ledger;
 mod policy;
 mod proxy;
 mod reload;
+mod store;
 mod streaming;

@@ -1,5 +1,6 @@
 //! Blob streaming keeps the proxy's memory flat: a 256 MiB blob goes through the real
-//! `portcullis` binary while its peak RSS (VmHWM) stays under 64 MiB.
+//! `portcullis` binary, cold and then warm from the content store, while its peak RSS (VmHWM)
+//! stays under 64 MiB.
 
 use crate::common::ProxyProcess;
 use crate::fake::FakeUpstream;
@@ -71,39 +72,48 @@ async fn large_blob_streams_with_flat_memory() {
     let proxy = ProxyProcess::start(&config);
     let baseline_kib = peak_rss_kib(&proxy);
 
-    let resp = crate::fake::client()
-        .get(format!("{}/v2/team/app/blobs/{expected}", proxy.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["content-length"],
-        BLOB_BYTES.to_string().as_str()
-    );
-    let started = std::time::Instant::now();
-    let mut got = sha2::Sha256::new();
-    let mut n = 0usize;
-    let mut stream = resp.bytes_stream();
-    while let Some(b) = stream.next().await {
-        let b = b.unwrap();
-        n += b.len();
-        got.update(&b);
-    }
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(n, BLOB_BYTES);
-    assert_eq!(format!("sha256:{}", hex::encode(got.finalize())), expected);
+    // Cold (streamed while it is written to the content store and hashed), then warm (read
+    // from the store, hashed again as it is served).
+    for pass in ["cold", "warm"] {
+        let resp = crate::fake::client()
+            .get(format!("{}/v2/team/app/blobs/{expected}", proxy.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["content-length"],
+            BLOB_BYTES.to_string().as_str()
+        );
+        let started = std::time::Instant::now();
+        let mut got = sha2::Sha256::new();
+        let mut n = 0usize;
+        let mut stream = resp.bytes_stream();
+        while let Some(b) = stream.next().await {
+            let b = b.unwrap();
+            n += b.len();
+            got.update(&b);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(n, BLOB_BYTES, "{pass}");
+        assert_eq!(
+            format!("sha256:{}", hex::encode(got.finalize())),
+            expected,
+            "{pass}"
+        );
 
-    let peak_kib = peak_rss_kib(&proxy);
-    println!(
-        "streamed {} MiB in {secs:.2}s ({:.0} MiB/s); proxy peak RSS {} KiB (at start {} KiB)",
-        BLOB_BYTES >> 20,
-        (BLOB_BYTES >> 20) as f64 / secs,
-        peak_kib,
-        baseline_kib
-    );
-    assert!(
-        peak_kib < RSS_LIMIT_KIB,
-        "proxy peak RSS {peak_kib} KiB exceeds {RSS_LIMIT_KIB} KiB while streaming"
-    );
+        let peak_kib = peak_rss_kib(&proxy);
+        println!(
+            "{pass}: streamed {} MiB in {secs:.2}s ({:.0} MiB/s); proxy peak RSS {} KiB (at start {} KiB)",
+            BLOB_BYTES >> 20,
+            (BLOB_BYTES >> 20) as f64 / secs,
+            peak_kib,
+            baseline_kib
+        );
+        assert!(
+            peak_kib < RSS_LIMIT_KIB,
+            "proxy peak RSS {peak_kib} KiB exceeds {RSS_LIMIT_KIB} KiB while streaming ({pass})"
+        );
+    }
+    assert_eq!(up.total(), 1, "the warm pass asked no upstream");
 }

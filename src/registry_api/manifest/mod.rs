@@ -90,16 +90,21 @@ async fn keep(
     accept: &str,
     resolved: &Resolved,
 ) {
-    let Answer::Manifest(m) = &resolved.answer else {
-        return;
+    let digest = match &resolved.answer {
+        Answer::Manifest(m) => {
+            if resolved.source == Source::Fetched(Keeping::AfterGate) {
+                proxy.manifests.insert(&ctx.image, m).await;
+            }
+            &m.digest
+        }
+        // A `HEAD` (containerd resolves with one) renews the tag too: `serve_stale_tags` can
+        // then answer it from the manifest a later GET by digest kept.
+        Answer::Headers(h) => &h.digest,
     };
-    if resolved.source == Source::Fetched(Keeping::AfterGate) {
-        proxy.manifests.insert(&ctx.image, m).await;
-    }
     if let (Reference::Tag(tag), true) = (reference, resolved.source.renews_tag()) {
         proxy
             .manifests
-            .set_tag(&ctx.image, tag, accept, &m.digest)
+            .set_tag(&ctx.image, tag, accept, digest)
             .await;
     }
 }
