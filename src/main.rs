@@ -1,4 +1,4 @@
-//! The `portcullis` command line: `serve`, `check-config`, `verify` and `verify-bundle`.
+//! The `portcullis` command line: `serve`, `check-config`, `verify`, `import` and `verify-bundle`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -56,6 +56,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Translate Kyverno or policy-controller policies into a portcullis configuration.
+    /// Exit status: 0 all carried over, 1 something not carried over, 2 error.
+    Import(portcullis::cli::import::ImportArgs),
     /// Verify one Sigstore bundle against an artifact (sigstore-conformance client interface).
     /// Exit status: 0 verified, 1 not verified, 2 error.
     VerifyBundle {
@@ -157,6 +160,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
             }
             Ok(report.allowed())
         }
+        Command::Import(args) => portcullis::cli::import::run(args),
         Command::VerifyBundle {
             bundle,
             certificate_identity,
