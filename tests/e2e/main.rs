@@ -13,6 +13,7 @@ mod harness;
 
 mod attestations;
 mod auth;
+mod deploy;
 mod policy;
 mod real;
 mod trust;
