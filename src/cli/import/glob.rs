@@ -367,6 +367,109 @@ mod tests {
         assert!(matches(&t, "registry.local/a"));
     }
 
+    /// The tools' own matching, as regexps over the reference with its tag: Kyverno's wildcard
+    /// (`*` any string, `?` any character) and policy-controller's glob (`*` is `[^/]*`, `**` is
+    /// `.*`), both anchored.
+    fn tool_matches(dialect: Dialect, pattern: &str, reference: &str) -> bool {
+        let mut re = String::from("^");
+        let chars: Vec<char> = pattern.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            match (dialect, chars[i]) {
+                (Dialect::Kyverno, '*') => re.push_str(".*"),
+                (Dialect::Kyverno, '?') => re.push('.'),
+                (Dialect::PolicyController, '*') if chars.get(i + 1) == Some(&'*') => {
+                    re.push_str(".*");
+                    i += 1;
+                }
+                (Dialect::PolicyController, '*') => re.push_str("[^/]*"),
+                (_, c) => re.push_str(&regex::escape(&c.to_string())),
+            }
+            i += 1;
+        }
+        re.push('$');
+        regex::Regex::new(&re).unwrap().is_match(reference)
+    }
+
+    /// For every exact translation, portcullis matches a name exactly when the tool matched
+    /// that name with some tag, and then with every tag and digest tried.
+    #[test]
+    fn exact_translations_agree_with_the_tools_on_sample_names() {
+        let names = [
+            "ghcr.io/company/app",
+            "ghcr.io/company/app2",
+            "ghcr.io/company/team/app",
+            "ghcr.io/company/team/sub/app",
+            "ghcr.io/companyx/app",
+            "ghcr.io/app",
+            "ghcr.io/a/b",
+            "ghcr.io/axb",
+            "ghcr.io/comp/x/ny/app",
+            "quay.io/company/app",
+            "our-registry.io/company/api",
+            "our-registry.io/company/x/y/z",
+            "docker.io/library/nginx",
+            "docker.io/company/app",
+        ];
+        let refs = |n: &str| {
+            vec![
+                format!("{n}:latest"),
+                format!("{n}:v1.2.3"),
+                format!("{n}@sha256:{}", "a".repeat(64)),
+            ]
+        };
+        let cases: &[(Dialect, &[&str])] = &[
+            (
+                Dialect::Kyverno,
+                &[
+                    "our-registry.io/company/*",
+                    "ghcr.io/company/app*",
+                    "ghcr.io/*/app*",
+                    "ghcr.io/comp*ny/app*",
+                    "ghcr.io/a?b*",
+                    "*/company/*",
+                    "ghcr.io/*",
+                ],
+            ),
+            (
+                Dialect::PolicyController,
+                &[
+                    "ghcr.io/company/*",
+                    "ghcr.io/company/**",
+                    "ghcr.io/**/app*",
+                    "ghcr.io/*/app*",
+                    "*/company/*",
+                    "ghcr.io/**",
+                ],
+            ),
+        ];
+        for (dialect, patterns) in cases {
+            for pattern in *patterns {
+                let t = translate(*dialect, pattern).unwrap();
+                assert!(t.inexact.is_none(), "{pattern}: {:?}", t.inexact);
+                for name in names {
+                    let tool: Vec<bool> = refs(name)
+                        .iter()
+                        .map(|r| tool_matches(*dialect, pattern, r))
+                        .collect();
+                    let ours = matches(&t, name);
+                    assert_eq!(
+                        ours,
+                        tool.iter().any(|m| *m),
+                        "{dialect:?} {pattern} on {name}: portcullis {ours}, tool {tool:?} ({:?})",
+                        t.patterns
+                    );
+                    if ours {
+                        assert!(
+                            tool.iter().all(|m| *m),
+                            "{pattern} on {name}: tag-dependent {tool:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_patterns_are_errors() {
         assert!(matches!(
