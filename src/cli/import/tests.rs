@@ -260,6 +260,63 @@ spec:
 }
 
 #[test]
+fn an_attestation_only_rule_takes_its_signers_and_says_so() {
+    // Kyverno verifies either signatures or attestations in one verifyImages entry.
+    let key = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/keys/p256.pub",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let key: String = key
+        .lines()
+        .map(|l| format!("                          {l}\n"))
+        .collect();
+    let input = format!(
+        r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {{name: attest-only}}
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: attest
+      match: {{any: [{{resources: {{kinds: [Pod]}}}}]}}
+      verifyImages:
+        - imageReferences: ["registry.io/org/app*"]
+          attestations:
+            - predicateType: https://example.com/CodeReview/v1
+              attestors:
+                - entries:
+                    - keys:
+                        publicKeys: |-
+{key}              conditions:
+                - any:
+                    - key: "{{{{ repo.branch }}}}"
+                      operator: Equals
+                      value: main
+                    - key: "{{{{ repo.branch }}}}"
+                      operator: Equals
+                      value: release
+"#
+    );
+    let imported = import(Tool::Kyverno, &text(&input), None).unwrap();
+    assert_eq!(imported.not_carried.len(), 1, "{:?}", imported.not_carried);
+    assert!(imported.not_carried[0].contains("also requires the image signed"));
+    let config = load(&imported);
+    let rule = &config.policies.rules[0];
+    assert!(matches!(&rule.attestors[..], [PAttestor::Key { .. }]));
+    let req = &rule.attestations[0];
+    for (branch, ok) in [("main", true), ("release", true), ("dev", false)] {
+        let (_, verdict) = req.evaluate(
+            "https://example.com/CodeReview/v1",
+            &serde_json::json!({"repo": {"branch": branch}}),
+            &serde_json::json!([]),
+        );
+        assert_eq!(verdict.is_ok(), ok, "{branch}: {verdict:?}");
+    }
+}
+
+#[test]
 fn static_authorities_and_overlapping_policies() {
     let input = r#"
 apiVersion: policy.sigstore.dev/v1beta1

@@ -166,6 +166,7 @@ fn verify_image(v: &VerifyImage, field: &str, rule: &mut Rule) -> Result<(), Doc
         (Some(false), None | Some(true)) => rule.not_carried.push(
             "verifyDigest without mutateDigest (refuse references by tag): portcullis serves tags, resolving each to the digest it verifies".into(),
         ),
+        (None, None) => {}
         _ => rule.notes.push(
             "mutateDigest/verifyDigest need no counterpart: portcullis resolves a tag once and serves the digest it verified".into(),
         ),
