@@ -424,16 +424,21 @@ impl Containerd {
         std::fs::create_dir_all(dir).unwrap();
         let sock = dir.join("containerd.sock");
         let config = dir.join("config.toml");
-        let cri = match cri_hosts {
-            None => "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".to_owned(),
-            Some(hosts) => String::new() + "[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable_apparmor = true\n"
-                + "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n    snapshotter = \"native\"\n"
-                + &format!("  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n    config_path = \"{}\"\n", hosts.display()),
-        };
-        let (top, plugin) = if cri_hosts.is_none() {
-            (cri, String::new())
-        } else {
-            (String::new(), cri)
+        // A top-level key must come before the first table; the CRI tables go at the end.
+        let (top, plugin) = match cri_hosts {
+            None => (
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".to_owned(),
+                String::new(),
+            ),
+            Some(hosts) => (
+                String::new(),
+                format!(
+                    "[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable_apparmor = true\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"native\"\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"{}\"\n",
+                    hosts.display()
+                ),
+            ),
         };
         std::fs::write(
             &config,
