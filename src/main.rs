@@ -1,4 +1,5 @@
-//! The `portcullis` command line: `serve`, `check-config`, `verify`, `audit` and `verify-bundle`.
+//! The `portcullis` command line: `serve`, `check-config`, `verify`, `audit`, `cache`, `import`
+//! and `verify-bundle`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -86,6 +87,9 @@ enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Translate Kyverno or policy-controller policies into a portcullis configuration.
+    /// Exit status: 0 all carried over, 1 something not carried over, 2 error.
+    Import(portcullis::cli::import::ImportArgs),
     /// Verify one Sigstore bundle against an artifact (sigstore-conformance client interface).
     /// Exit status: 0 verified, 1 not verified, 2 error.
     VerifyBundle {
@@ -255,6 +259,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
             print!("{report}");
             Ok(report.clean())
         }
+        Command::Import(args) => portcullis::cli::import::run(args),
         Command::VerifyBundle {
             bundle,
             certificate_identity,

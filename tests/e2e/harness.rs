@@ -414,18 +414,41 @@ pub struct Containerd {
 
 impl Containerd {
     pub async fn start(dir: &Path) -> Containerd {
+        Containerd::start_with(dir, None).await
+    }
+
+    /// With `cri_hosts`, the CRI plugin is left on (the image service kubelet uses), its
+    /// registry hosts read from that directory (see [`mirror_hosts_dir`]), and the native
+    /// snapshotter used; the socket then also serves CRI gRPC.
+    pub async fn start_with(dir: &Path, cri_hosts: Option<&Path>) -> Containerd {
         std::fs::create_dir_all(dir).unwrap();
         let sock = dir.join("containerd.sock");
         let config = dir.join("config.toml");
+        // A top-level key must come before the first table; the CRI tables go at the end.
+        let (top, plugin) = match cri_hosts {
+            None => (
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".to_owned(),
+                String::new(),
+            ),
+            Some(hosts) => (
+                String::new(),
+                format!(
+                    "[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable_apparmor = true\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"native\"\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"{}\"\n",
+                    hosts.display()
+                ),
+            ),
+        };
         std::fs::write(
             &config,
             format!(
                 "version = 2\nroot = \"{root}/root\"\nstate = \"{root}/state\"\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 {top}\
                  [grpc]\n  address = \"{sock}\"\n\
                  [debug]\n  level = \"warn\"\n\
                  [metrics]\n  address = \"\"\n\
-                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{root}/opt\"\n",
+                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{root}/opt\"\n{plugin}",
                 root = dir.display(),
                 sock = sock.display()
             ),
@@ -665,16 +688,20 @@ pub struct Podman {
 
 impl Podman {
     pub fn new(dir: &Path, mirror: SocketAddr) -> Podman {
-        std::fs::create_dir_all(dir).unwrap();
-        let registries_conf = dir.join("registries.conf");
-        std::fs::write(
-            &registries_conf,
-            format!(
+        Podman::with_registries_conf(
+            dir,
+            &format!(
                 "[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n\n\
                  [[registry.mirror]]\nlocation = \"{mirror}\"\ninsecure = true\n"
             ),
         )
-        .unwrap();
+    }
+
+    /// Podman with this `registries.conf` text.
+    pub fn with_registries_conf(dir: &Path, conf: &str) -> Podman {
+        std::fs::create_dir_all(dir).unwrap();
+        let registries_conf = dir.join("registries.conf");
+        std::fs::write(&registries_conf, conf).unwrap();
         Podman {
             root: dir.join("root"),
             runroot: dir.join("runroot"),

@@ -10,6 +10,7 @@ mod fake;
 mod auth;
 mod cli;
 mod hardening;
+mod import;
 mod ledger;
 mod policy;
 mod proxy;
