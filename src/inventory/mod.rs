@@ -11,4 +11,4 @@
 //! no database (those are the ingest stage's and `db`'s).
 
 pub mod sbom;
-
+pub mod versions;
