@@ -10,5 +10,6 @@
 //! This module owns the meaning of SBOMs, versions and advisories; it speaks to no network and
 //! no database (those are the ingest stage's and `db`'s).
 
+pub mod osv;
 pub mod sbom;
 pub mod versions;
