@@ -1,4 +1,5 @@
-//! The `portcullis` command line: `serve`, `check-config`, `verify`, `audit` and `verify-bundle`.
+//! The `portcullis` command line: `serve`, `check-config`, `verify`, `audit`, `advisories` and
+//! `verify-bundle`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -32,6 +33,22 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum AdvisoriesCommand {
+    /// Store OSV advisories from a JSON file, a directory of them, or an OSV all.zip archive,
+    /// each replacing what was stored under its id.
+    Import {
+        /// FILE, DIR or ZIP.
+        path: PathBuf,
+        /// The configuration whose database is written (default: the embedded one).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the import report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the proxy (on the embedded default configuration when --config is not given).
     Serve {
@@ -55,6 +72,11 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// OSV advisories for `portcullis inventory affected`.
+    Advisories {
+        #[command(subcommand)]
+        command: AdvisoriesCommand,
     },
     /// From the pull ledger: what audit rules let through unverified (what enforce would refuse),
     /// what was refused, and the signature lookup faults, grouped by rule and image.
@@ -212,6 +234,25 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 .context("--image")?;
             let query = portcullis::ledger::report::Query { since, rule, image };
             let report = runtime.block_on(portcullis::cli::audit::audit(&config, &query))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(true)
+        }
+        Command::Advisories {
+            command: AdvisoriesCommand::Import { path, config, json },
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = runtime.block_on(async {
+                let db = portcullis::cli::audit::open(&config).await?;
+                anyhow::Ok(portcullis::inventory::advisories::import(&db, &path).await?)
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

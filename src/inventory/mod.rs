@@ -6,10 +6,13 @@
 //! - [`versions`]: version ordering and range matching per ecosystem (SemVer, Maven, PEP 440,
 //!   Debian, RPM, Alpine, RubyGems, NuGet), the generic fallback always flagged.
 //! - [`osv`]: OSV advisories read and matched against a package version.
+//! - [`advisories`]: `portcullis advisories import`: OSV files, directories and zip archives
+//!   stored through [`crate::db`].
 //!
-//! This module owns the meaning of SBOMs, versions and advisories; it speaks to no network and
-//! no database (those are the ingest stage's and `db`'s).
+//! This module owns the meaning of SBOMs, versions and advisories; it speaks to no network, and
+//! to the database only through [`crate::db`]'s plain rows.
 
+pub mod advisories;
 pub mod osv;
 pub mod sbom;
 pub mod versions;
