@@ -73,3 +73,141 @@ pub(super) const NAMED: &str = "SELECT a.id, a.document FROM advisory_ids i
 pub(super) const COUNTS: &str =
     "SELECT count(*), coalesce(sum(CASE WHEN withdrawn <> '' THEN 1 ELSE 0 END), 0)
      FROM advisories";
+
+/// One digest's SBOM as the inventory recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SbomRow {
+    pub digest: String,
+    pub image: String,
+    /// `found`, `none` or `unparseable`.
+    pub status: String,
+    /// `signed`, `buildkit` or `unsigned`; empty when none was found.
+    pub provenance: String,
+    /// Who signed it, when signed.
+    pub signer: String,
+    pub format: String,
+    /// Why it could not be read.
+    pub error: String,
+}
+
+/// One package of an SBOM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRow {
+    pub key: String,
+    pub version: String,
+    pub purl: String,
+    /// `purl` or `name`.
+    pub keyed: String,
+    pub ecosystem: String,
+    pub name: String,
+    pub osv_name: String,
+    pub upstream: String,
+    pub distro: String,
+}
+
+/// A package found, with the SBOM (and image) it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageHit {
+    pub sbom: SbomRow,
+    pub package: PackageRow,
+}
+
+/// How a package is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageLookup {
+    /// By purl key (`pkg:type/namespace/name`).
+    Key(String),
+    /// By name, any ecosystem.
+    Name(String),
+    /// By (purl type, OSV name), also matching the `upstream` qualifier.
+    Osv { ecosystem: String, name: String },
+}
+
+impl Database {
+    /// Records a digest's SBOM (or its absence), replacing what was recorded for it.
+    pub async fn put_sbom(&self, sbom: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
+        match self {
+            Database::Sqlite(db) => db.put_sbom(sbom, packages).await,
+            Database::Postgres(db) => db.put_sbom(sbom, packages).await,
+        }
+    }
+
+    pub async fn find_packages(&self, lookup: &PackageLookup) -> Result<Vec<PackageHit>, DbError> {
+        let (sql, params) = lookup_sql(lookup);
+        match self {
+            Database::Sqlite(db) => db.find_packages(sql, params).await,
+            Database::Postgres(db) => db.find_packages(&sql, &params).await,
+        }
+    }
+
+    /// How many recorded digests have each SBOM status.
+    pub async fn sbom_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
+        match self {
+            Database::Sqlite(db) => db.sbom_counts().await,
+            Database::Postgres(db) => db.sbom_counts().await,
+        }
+    }
+}
+
+pub(super) const HIT_COLUMNS: &str = "s.digest, s.image, s.status, s.provenance, s.signer,
+    s.format, s.error, p.key, p.version, p.purl, p.keyed, p.ecosystem, p.name, p.osv_name,
+    p.upstream, p.distro";
+
+fn lookup_sql(lookup: &PackageLookup) -> (String, Vec<String>) {
+    let (clause, params) = match lookup {
+        PackageLookup::Key(k) => ("p.key = $1", vec![k.clone()]),
+        PackageLookup::Name(n) => ("p.name = $1", vec![n.clone()]),
+        PackageLookup::Osv { ecosystem, name } => (
+            "p.ecosystem = $1 AND (p.osv_name = $2 OR p.upstream = $2)",
+            vec![ecosystem.clone(), name.clone()],
+        ),
+    };
+    (
+        format!(
+            "SELECT {HIT_COLUMNS} FROM sbom_packages p JOIN sboms s ON s.digest = p.digest
+             WHERE {clause} ORDER BY s.image, s.digest, p.key, p.version"
+        ),
+        params,
+    )
+}
+
+pub(super) const UPSERT_SBOM: &str = "INSERT INTO sboms
+        (digest, image, status, provenance, signer, format, error, packages, ingested_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (digest) DO UPDATE SET image = excluded.image, status = excluded.status,
+        provenance = excluded.provenance, signer = excluded.signer, format = excluded.format,
+        error = excluded.error, packages = excluded.packages, ingested_at = excluded.ingested_at";
+pub(super) const DELETE_SBOM_PACKAGES: &str = "DELETE FROM sbom_packages WHERE digest = $1";
+pub(super) const INSERT_SBOM_PACKAGE: &str = "INSERT INTO sbom_packages
+        (digest, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+pub(super) const SBOM_COUNTS: &str =
+    "SELECT status, count(*) FROM sboms GROUP BY status ORDER BY status";
+
+/// A hit from a row's columns in [`HIT_COLUMNS`] order.
+pub(super) fn hit(c: [String; 16]) -> PackageHit {
+    let [digest, image, status, provenance, signer, format, error, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro] =
+        c;
+    PackageHit {
+        sbom: SbomRow {
+            digest,
+            image,
+            status,
+            provenance,
+            signer,
+            format,
+            error,
+        },
+        package: PackageRow {
+            key,
+            version,
+            purl,
+            keyed,
+            ecosystem,
+            name,
+            osv_name,
+            upstream,
+            distro,
+        },
+    }
+}

@@ -14,5 +14,6 @@
 
 pub mod advisories;
 pub mod osv;
+pub mod query;
 pub mod sbom;
 pub mod versions;

@@ -74,3 +74,100 @@ impl Postgres {
         })
     }
 }
+
+use crate::db::inventory::{PackageHit, PackageRow, SbomRow};
+
+impl Postgres {
+    pub async fn put_sbom(&self, s: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
+        let client = self.client().await?;
+        let now = crate::db::now_ms();
+        let count = packages.len() as i64;
+        let result = bounded(async {
+            client.batch_execute("BEGIN").await?;
+            let body = async {
+                client
+                    .execute(
+                        q::UPSERT_SBOM,
+                        &[
+                            &s.digest,
+                            &s.image,
+                            &s.status,
+                            &s.provenance,
+                            &s.signer,
+                            &s.format,
+                            &s.error,
+                            &count,
+                            &now,
+                        ],
+                    )
+                    .await?;
+                client
+                    .execute(q::DELETE_SBOM_PACKAGES, &[&s.digest])
+                    .await?;
+                for p in &packages {
+                    client
+                        .execute(
+                            q::INSERT_SBOM_PACKAGE,
+                            &[
+                                &s.digest,
+                                &p.key,
+                                &p.version,
+                                &p.purl,
+                                &p.keyed,
+                                &p.ecosystem,
+                                &p.name,
+                                &p.osv_name,
+                                &p.upstream,
+                                &p.distro,
+                            ],
+                        )
+                        .await?;
+                }
+                Ok::<(), tokio_postgres::Error>(())
+            }
+            .await;
+            match body {
+                Ok(()) => client.batch_execute("COMMIT").await,
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        })
+        .await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result
+    }
+
+    pub async fn find_packages(
+        &self,
+        sql: &str,
+        args: &[String],
+    ) -> Result<Vec<PackageHit>, DbError> {
+        let client = self.client().await?;
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            args.iter().map(|a| a as _).collect();
+        let result = bounded(client.query(sql, &params)).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .iter()
+            .map(|r| {
+                let mut c: [String; 16] = Default::default();
+                for (i, v) in c.iter_mut().enumerate() {
+                    *v = r.try_get(i)?;
+                }
+                Ok(q::hit(c))
+            })
+            .collect()
+    }
+
+    pub async fn sbom_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let client = self.client().await?;
+        let result = bounded(client.query(q::SBOM_COUNTS, &[])).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}

@@ -66,3 +66,80 @@ impl Sqlite {
         .await
     }
 }
+
+use crate::db::inventory::{PackageHit, PackageRow, SbomRow};
+
+impl Sqlite {
+    pub async fn put_sbom(&self, s: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
+        let conn = self.writer.clone();
+        blocking(&self.path, move || {
+            let mut conn = lock(&conn);
+            let tx = conn.transaction()?;
+            tx.prepare_cached(q::UPSERT_SBOM)?.execute(params![
+                s.digest,
+                s.image,
+                s.status,
+                s.provenance,
+                s.signer,
+                s.format,
+                s.error,
+                packages.len() as i64,
+                crate::db::now_ms()
+            ])?;
+            tx.prepare_cached(q::DELETE_SBOM_PACKAGES)?
+                .execute(params![s.digest])?;
+            {
+                let mut stmt = tx.prepare_cached(q::INSERT_SBOM_PACKAGE)?;
+                for p in &packages {
+                    stmt.execute(params![
+                        s.digest,
+                        p.key,
+                        p.version,
+                        p.purl,
+                        p.keyed,
+                        p.ecosystem,
+                        p.name,
+                        p.osv_name,
+                        p.upstream,
+                        p.distro
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn find_packages(
+        &self,
+        sql: String,
+        args: Vec<String>,
+    ) -> Result<Vec<PackageHit>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                let mut c: [String; 16] = Default::default();
+                for (i, v) in c.iter_mut().enumerate() {
+                    *v = r.get(i)?;
+                }
+                Ok(q::hit(c))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn sbom_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(q::SBOM_COUNTS)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}

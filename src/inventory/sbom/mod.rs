@@ -215,6 +215,13 @@ fn nonempty(s: Option<&str>) -> Option<&str> {
         .filter(|s| !s.is_empty() && *s != "NOASSERTION" && *s != "NONE")
 }
 
+/// The key of a purl (`pkg:type/namespace/name`, canonical), for look-ups.
+pub fn key_of(purl: &str) -> Option<String> {
+    package(None, None, Some(purl), None)
+        .filter(|p| p.keyed == Keyed::Purl)
+        .map(|p| p.key)
+}
+
 /// A package from what a document says of it; `None` when it names nothing.
 fn package(
     name: Option<&str>,
