@@ -13,6 +13,7 @@ mod harness;
 
 mod attestations;
 mod auth;
+mod inventory;
 mod ledger;
 mod policy;
 mod real;
