@@ -28,6 +28,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod inventory;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;

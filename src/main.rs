@@ -1,5 +1,5 @@
-//! The `portcullis` command line: `serve`, `check-config`, `verify`, `audit`, `cache`, `import`
-//! and `verify-bundle`.
+//! The `portcullis` command line: `serve`, `check-config`, `verify`, `audit`, `inventory`,
+//! `advisories`, `cache`, `import` and `verify-bundle`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -33,6 +33,64 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum InventoryCommand {
+    /// The pulled images whose SBOMs list a package, by purl or name, optionally in a range.
+    Query {
+        /// A package URL (pkg:maven/org.apache.logging.log4j/log4j-core; version ignored).
+        #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+        purl: Option<String>,
+        /// A package name, in any ecosystem.
+        #[arg(long)]
+        name: Option<String>,
+        /// A range: <2.17.1, >=2.0.0,<2.17.1, or a vers: URI.
+        #[arg(long)]
+        range: Option<String>,
+        /// Only images pulled this long ago or later (30d, 24h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON: every entry names `image` and `digest`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The pulled images an advisory affects: imported (by CVE or advisory id) or from a file.
+    Affected {
+        /// A CVE id (an alias of the imported advisories).
+        #[arg(long, group = "which")]
+        cve: Option<String>,
+        /// An advisory id (GHSA-..., an OSV id).
+        #[arg(long, group = "which")]
+        advisory: Option<String>,
+        /// An OSV advisory file, not imported.
+        #[arg(long, group = "which")]
+        osv: Option<PathBuf>,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdvisoriesCommand {
+    /// Store OSV advisories from a JSON file, a directory of them, or an OSV all.zip archive,
+    /// each replacing what was stored under its id.
+    Import {
+        /// FILE, DIR or ZIP.
+        path: PathBuf,
+        /// The configuration whose database is written (default: the embedded one).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the import report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the proxy (on the embedded default configuration when --config is not given).
     Serve {
@@ -56,6 +114,16 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// From the SBOMs of pulled images: which contain a package, which an advisory affects.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
+    /// OSV advisories for `portcullis inventory affected`.
+    Advisories {
+        #[command(subcommand)]
+        command: AdvisoriesCommand,
     },
     /// From the pull ledger: what audit rules let through unverified (what enforce would refuse),
     /// what was refused, and the signature lookup faults, grouped by rule and image.
@@ -260,6 +328,26 @@ fn run(command: Command) -> anyhow::Result<bool> {
             Ok(report.clean())
         }
         Command::Import(args) => portcullis::cli::import::run(args),
+        Command::Inventory { command } => inventory(command),
+        Command::Advisories {
+            command: AdvisoriesCommand::Import { path, config, json },
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = runtime.block_on(async {
+                let db = portcullis::cli::audit::open(&config).await?;
+                anyhow::Ok(portcullis::inventory::advisories::import(&db, &path).await?)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(true)
+        }
         Command::VerifyBundle {
             bundle,
             certificate_identity,
@@ -327,6 +415,82 @@ fn verify_bundle(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn inventory(command: InventoryCommand) -> anyhow::Result<bool> {
+    use portcullis::inventory::{osv::Advisory, query, versions::Range};
+    let since_ms = |since: Option<std::time::Duration>| {
+        since.map_or(0, |d| portcullis::db::now_ms() - d.as_millis() as i64)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (answer, json) = match command {
+        InventoryCommand::Query {
+            purl,
+            name,
+            range,
+            since,
+            config,
+            json,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let range = range
+                .as_deref()
+                .map(Range::parse)
+                .transpose()
+                .context("--range")?;
+            let package = purl.or(name).context("give --purl or --name")?;
+            let answer = runtime.block_on(async {
+                let db = portcullis::cli::audit::open(&config).await?;
+                anyhow::Ok(query::query(&db, &package, range.as_ref(), since_ms(since)).await?)
+            })?;
+            (answer, json)
+        }
+        InventoryCommand::Affected {
+            cve,
+            advisory,
+            osv,
+            since,
+            config,
+            json,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let answer = runtime.block_on(async {
+                let db = portcullis::cli::audit::open(&config).await?;
+                let advisories = match (cve.or(advisory), osv) {
+                    (_, Some(path)) => {
+                        let bytes = std::fs::read(&path)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        vec![Advisory::parse(&bytes).with_context(|| path.display().to_string())?]
+                    }
+                    (Some(id), None) => {
+                        let found = db.advisories_named(&id).await?;
+                        anyhow::ensure!(
+                            !found.is_empty(),
+                            "no imported advisory is named {id} (portcullis advisories import)"
+                        );
+                        found
+                            .iter()
+                            .map(|(id, doc)| {
+                                Advisory::parse(doc.as_bytes()).with_context(|| id.clone())
+                            })
+                            .collect::<anyhow::Result<Vec<_>>>()?
+                    }
+                    (None, None) => anyhow::bail!("give --cve, --advisory or --osv"),
+                };
+                anyhow::Ok(query::affected(&db, &advisories, since_ms(since)).await?)
+            })?;
+            (answer, json)
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print!("{answer}");
+    }
+    Ok(true)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

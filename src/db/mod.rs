@@ -10,6 +10,7 @@
 //! PostgreSQL password comes from the environment variable `password_env` names and is handed to
 //! the driver only.
 
+pub mod inventory;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;

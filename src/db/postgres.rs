@@ -20,6 +20,8 @@ use super::{
 };
 use crate::config::Secret;
 
+mod inventory;
+
 /// The advisory lock key migrations hold ("portcull" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
 

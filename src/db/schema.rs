@@ -6,9 +6,15 @@
 //! admission, client), its pull count and first/last seen widened as pulls are added. The
 //! partial index `pulls_findings` holds only what an audit report lists, so a report over a
 //! window of mostly verified pulls reads only the rows it prints.
+//!
+//! Migration 2 is the inventory's: `advisories` (one OSV document per id, kept whole and read
+//! back by `inventory::osv`), `advisory_ids` (the id and every alias, for look-ups by CVE or
+//! GHSA id), `advisory_packages` (which (purl type, name) each names, for matching), and for
+//! the SBOMs of pulled digests `sboms` (one row per digest: found or not, where from, why
+//! unreadable) and `sbom_packages` (its packages, indexed by purl key, name and OSV name).
 
 /// The newest schema version this program knows.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// The rows an audit report lists: unverified, lookup faults and refusals. Queries repeat it
 /// exactly so that the partial index applies.
@@ -45,6 +51,56 @@ pub const MIGRATIONS: &[&[&str]] = &[&[
     "CREATE INDEX pulls_last_seen ON pulls (last_seen)",
     "CREATE INDEX pulls_image ON pulls (image, last_seen)",
     "CREATE INDEX pulls_findings ON pulls (last_seen) WHERE (verdict IN ('unverified', 'error') OR admission = 'refused')",
+], &[
+    "CREATE TABLE advisories (
+        id TEXT PRIMARY KEY,
+        modified TEXT NOT NULL,
+        withdrawn TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        document TEXT NOT NULL,
+        imported_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE advisory_ids (
+        alias TEXT NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (alias, id)
+    )",
+    "CREATE INDEX advisory_ids_id ON advisory_ids (id)",
+    "CREATE TABLE advisory_packages (
+        id TEXT NOT NULL,
+        ecosystem TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (id, ecosystem, name)
+    )",
+    "CREATE INDEX advisory_packages_name ON advisory_packages (ecosystem, name)",
+    "CREATE TABLE sboms (
+        digest TEXT PRIMARY KEY,
+        image TEXT NOT NULL,
+        status TEXT NOT NULL,
+        provenance TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        format TEXT NOT NULL,
+        error TEXT NOT NULL,
+        packages BIGINT NOT NULL,
+        ingested_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE sbom_packages (
+        digest TEXT NOT NULL,
+        key TEXT NOT NULL,
+        version TEXT NOT NULL,
+        purl TEXT NOT NULL,
+        keyed TEXT NOT NULL,
+        ecosystem TEXT NOT NULL,
+        name TEXT NOT NULL,
+        osv_name TEXT NOT NULL,
+        upstream TEXT NOT NULL,
+        distro TEXT NOT NULL,
+        PRIMARY KEY (digest, key, version, purl)
+    )",
+    "CREATE INDEX sbom_packages_key ON sbom_packages (key)",
+    "CREATE INDEX sbom_packages_name ON sbom_packages (name)",
+    "CREATE INDEX sbom_packages_osv ON sbom_packages (ecosystem, osv_name)",
+    "CREATE INDEX sbom_packages_upstream ON sbom_packages (ecosystem, upstream)",
 ]];
 
 /// The table that records which migrations ran.

@@ -15,6 +15,8 @@ use super::{
     PullRow, CALL_TIMEOUT,
 };
 
+mod inventory;
+
 /// How long a statement waits for a lock held by another connection.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -28,7 +28,7 @@ const FIXTURES: Fixtures = Fixtures::SIGSTORE;
 // === PostgreSQL ===
 
 /// A PostgreSQL server: the run's (from the environment) or one this test started.
-struct Postgres {
+pub(crate) struct Postgres {
     base_url: String,
     own: Option<(PathBuf, PathBuf)>,
 }
@@ -44,7 +44,7 @@ fn postgres_bin() -> Option<PathBuf> {
 }
 
 impl Postgres {
-    fn get() -> Option<Postgres> {
+    pub(crate) fn get() -> Option<Postgres> {
         if let Ok(url) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") {
             return Some(Postgres {
                 base_url: url,
@@ -100,7 +100,7 @@ impl Postgres {
     }
 
     /// A new, empty database on the server; its URL.
-    async fn database(&self, name: &str) -> String {
+    pub(crate) async fn database(&self, name: &str) -> String {
         let (client, conn) = tokio_postgres::connect(
             &format!("{}/postgres", self.base_url),
             tokio_postgres::NoTls,

@@ -1,0 +1,213 @@
+//! The inventory's rows (schema migration 2) and their calls on [`Database`]: OSV advisories
+//! stored whole with their ids, aliases and package names. Plain strings, as the rest of this
+//! layer; what they mean is `inventory`'s.
+
+use super::{Database, DbError};
+
+/// One advisory as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvisoryRow {
+    pub id: String,
+    pub modified: String,
+    /// When it was withdrawn, empty when it stands.
+    pub withdrawn: String,
+    pub summary: String,
+    /// The OSV JSON as imported.
+    pub document: String,
+    /// The id and its aliases, upper-cased for look-ups.
+    pub ids: Vec<String>,
+    /// (purl type, OSV name) pairs it names.
+    pub packages: Vec<(String, String)>,
+}
+
+/// What the advisory tables hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AdvisoryCounts {
+    pub advisories: i64,
+    pub withdrawn: i64,
+}
+
+impl Database {
+    /// Stores advisories in one transaction, each replacing what was stored under its id.
+    pub async fn put_advisories(&self, rows: Vec<AdvisoryRow>) -> Result<(), DbError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Database::Sqlite(db) => db.put_advisories(rows).await,
+            Database::Postgres(db) => db.put_advisories(rows).await,
+        }
+    }
+
+    /// The (id, document) of every advisory with this id or alias (case-blind).
+    pub async fn advisories_named(&self, alias: &str) -> Result<Vec<(String, String)>, DbError> {
+        let alias = alias.trim().to_ascii_uppercase();
+        match self {
+            Database::Sqlite(db) => db.advisories_named(alias).await,
+            Database::Postgres(db) => db.advisories_named(&alias).await,
+        }
+    }
+
+    pub async fn advisory_counts(&self) -> Result<AdvisoryCounts, DbError> {
+        match self {
+            Database::Sqlite(db) => db.advisory_counts().await,
+            Database::Postgres(db) => db.advisory_counts().await,
+        }
+    }
+}
+
+pub(super) const UPSERT_ADVISORY: &str = "INSERT INTO advisories
+        (id, modified, withdrawn, summary, document, imported_at)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (id) DO UPDATE SET modified = excluded.modified,
+        withdrawn = excluded.withdrawn, summary = excluded.summary,
+        document = excluded.document, imported_at = excluded.imported_at";
+pub(super) const DELETE_IDS: &str = "DELETE FROM advisory_ids WHERE id = $1";
+pub(super) const DELETE_PACKAGES: &str = "DELETE FROM advisory_packages WHERE id = $1";
+pub(super) const INSERT_ID: &str =
+    "INSERT INTO advisory_ids (alias, id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+pub(super) const INSERT_PACKAGE: &str =
+    "INSERT INTO advisory_packages (id, ecosystem, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+pub(super) const NAMED: &str = "SELECT a.id, a.document FROM advisory_ids i
+     JOIN advisories a ON a.id = i.id WHERE i.alias = $1 ORDER BY a.id";
+pub(super) const COUNTS: &str =
+    "SELECT count(*), coalesce(sum(CASE WHEN withdrawn <> '' THEN 1 ELSE 0 END), 0)
+     FROM advisories";
+
+/// One digest's SBOM as the inventory recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SbomRow {
+    pub digest: String,
+    pub image: String,
+    /// `found`, `none` or `unparseable`.
+    pub status: String,
+    /// `signed`, `buildkit` or `unsigned`; empty when none was found.
+    pub provenance: String,
+    /// Who signed it, when signed.
+    pub signer: String,
+    pub format: String,
+    /// Why it could not be read.
+    pub error: String,
+}
+
+/// One package of an SBOM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRow {
+    pub key: String,
+    pub version: String,
+    pub purl: String,
+    /// `purl` or `name`.
+    pub keyed: String,
+    pub ecosystem: String,
+    pub name: String,
+    pub osv_name: String,
+    pub upstream: String,
+    pub distro: String,
+}
+
+/// A package found, with the SBOM (and image) it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageHit {
+    pub sbom: SbomRow,
+    pub package: PackageRow,
+}
+
+/// How a package is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageLookup {
+    /// By purl key (`pkg:type/namespace/name`).
+    Key(String),
+    /// By name, any ecosystem.
+    Name(String),
+    /// By (purl type, OSV name), also matching the `upstream` qualifier.
+    Osv { ecosystem: String, name: String },
+}
+
+impl Database {
+    /// Records a digest's SBOM (or its absence), replacing what was recorded for it.
+    pub async fn put_sbom(&self, sbom: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
+        match self {
+            Database::Sqlite(db) => db.put_sbom(sbom, packages).await,
+            Database::Postgres(db) => db.put_sbom(sbom, packages).await,
+        }
+    }
+
+    pub async fn find_packages(&self, lookup: &PackageLookup) -> Result<Vec<PackageHit>, DbError> {
+        let (sql, params) = lookup_sql(lookup);
+        match self {
+            Database::Sqlite(db) => db.find_packages(sql, params).await,
+            Database::Postgres(db) => db.find_packages(&sql, &params).await,
+        }
+    }
+
+    /// How many recorded digests have each SBOM status.
+    pub async fn sbom_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
+        match self {
+            Database::Sqlite(db) => db.sbom_counts().await,
+            Database::Postgres(db) => db.sbom_counts().await,
+        }
+    }
+}
+
+pub(super) const HIT_COLUMNS: &str = "s.digest, s.image, s.status, s.provenance, s.signer,
+    s.format, s.error, p.key, p.version, p.purl, p.keyed, p.ecosystem, p.name, p.osv_name,
+    p.upstream, p.distro";
+
+fn lookup_sql(lookup: &PackageLookup) -> (String, Vec<String>) {
+    let (clause, params) = match lookup {
+        PackageLookup::Key(k) => ("p.key = $1", vec![k.clone()]),
+        PackageLookup::Name(n) => ("p.name = $1", vec![n.clone()]),
+        PackageLookup::Osv { ecosystem, name } => (
+            "p.ecosystem = $1 AND (p.osv_name = $2 OR p.upstream = $2)",
+            vec![ecosystem.clone(), name.clone()],
+        ),
+    };
+    (
+        format!(
+            "SELECT {HIT_COLUMNS} FROM sbom_packages p JOIN sboms s ON s.digest = p.digest
+             WHERE {clause} ORDER BY s.image, s.digest, p.key, p.version"
+        ),
+        params,
+    )
+}
+
+pub(super) const UPSERT_SBOM: &str = "INSERT INTO sboms
+        (digest, image, status, provenance, signer, format, error, packages, ingested_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (digest) DO UPDATE SET image = excluded.image, status = excluded.status,
+        provenance = excluded.provenance, signer = excluded.signer, format = excluded.format,
+        error = excluded.error, packages = excluded.packages, ingested_at = excluded.ingested_at";
+pub(super) const DELETE_SBOM_PACKAGES: &str = "DELETE FROM sbom_packages WHERE digest = $1";
+pub(super) const INSERT_SBOM_PACKAGE: &str = "INSERT INTO sbom_packages
+        (digest, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+pub(super) const SBOM_COUNTS: &str =
+    "SELECT status, count(*) FROM sboms GROUP BY status ORDER BY status";
+
+/// A hit from a row's columns in [`HIT_COLUMNS`] order.
+pub(super) fn hit(c: [String; 16]) -> PackageHit {
+    let [digest, image, status, provenance, signer, format, error, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro] =
+        c;
+    PackageHit {
+        sbom: SbomRow {
+            digest,
+            image,
+            status,
+            provenance,
+            signer,
+            format,
+            error,
+        },
+        package: PackageRow {
+            key,
+            version,
+            purl,
+            keyed,
+            ecosystem,
+            name,
+            osv_name,
+            upstream,
+            distro,
+        },
+    }
+}

@@ -1,0 +1,173 @@
+//! The inventory's calls on PostgreSQL: each call's statements in one transaction on the
+//! shared connection, bounded like every other call.
+
+use super::{bounded, Postgres};
+use crate::db::inventory::{self as q, AdvisoryCounts, AdvisoryRow};
+use crate::db::DbError;
+
+impl Postgres {
+    pub async fn put_advisories(&self, rows: Vec<AdvisoryRow>) -> Result<(), DbError> {
+        let client = self.client().await?;
+        let now = crate::db::now_ms();
+        let result = bounded(async {
+            client.batch_execute("BEGIN").await?;
+            let body = async {
+                for r in &rows {
+                    client
+                        .execute(
+                            q::UPSERT_ADVISORY,
+                            &[
+                                &r.id,
+                                &r.modified,
+                                &r.withdrawn,
+                                &r.summary,
+                                &r.document,
+                                &now,
+                            ],
+                        )
+                        .await?;
+                    client.execute(q::DELETE_IDS, &[&r.id]).await?;
+                    client.execute(q::DELETE_PACKAGES, &[&r.id]).await?;
+                    for alias in &r.ids {
+                        client.execute(q::INSERT_ID, &[alias, &r.id]).await?;
+                    }
+                    for (eco, name) in &r.packages {
+                        client
+                            .execute(q::INSERT_PACKAGE, &[&r.id, eco, name])
+                            .await?;
+                    }
+                }
+                Ok::<(), tokio_postgres::Error>(())
+            }
+            .await;
+            match body {
+                Ok(()) => client.batch_execute("COMMIT").await,
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        })
+        .await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result
+    }
+
+    pub async fn advisories_named(&self, alias: &str) -> Result<Vec<(String, String)>, DbError> {
+        let client = self.client().await?;
+        let result = bounded(client.query(q::NAMED, &[&alias])).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    pub async fn advisory_counts(&self) -> Result<AdvisoryCounts, DbError> {
+        let client = self.client().await?;
+        let result = bounded(client.query_one(q::COUNTS, &[])).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        let row = result?;
+        Ok(AdvisoryCounts {
+            advisories: row.try_get(0)?,
+            withdrawn: row.try_get(1)?,
+        })
+    }
+}
+
+use crate::db::inventory::{PackageHit, PackageRow, SbomRow};
+
+impl Postgres {
+    pub async fn put_sbom(&self, s: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
+        let client = self.client().await?;
+        let now = crate::db::now_ms();
+        let count = packages.len() as i64;
+        let result = bounded(async {
+            client.batch_execute("BEGIN").await?;
+            let body = async {
+                client
+                    .execute(
+                        q::UPSERT_SBOM,
+                        &[
+                            &s.digest,
+                            &s.image,
+                            &s.status,
+                            &s.provenance,
+                            &s.signer,
+                            &s.format,
+                            &s.error,
+                            &count,
+                            &now,
+                        ],
+                    )
+                    .await?;
+                client
+                    .execute(q::DELETE_SBOM_PACKAGES, &[&s.digest])
+                    .await?;
+                for p in &packages {
+                    client
+                        .execute(
+                            q::INSERT_SBOM_PACKAGE,
+                            &[
+                                &s.digest,
+                                &p.key,
+                                &p.version,
+                                &p.purl,
+                                &p.keyed,
+                                &p.ecosystem,
+                                &p.name,
+                                &p.osv_name,
+                                &p.upstream,
+                                &p.distro,
+                            ],
+                        )
+                        .await?;
+                }
+                Ok::<(), tokio_postgres::Error>(())
+            }
+            .await;
+            match body {
+                Ok(()) => client.batch_execute("COMMIT").await,
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        })
+        .await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result
+    }
+
+    pub async fn find_packages(
+        &self,
+        sql: &str,
+        args: &[String],
+    ) -> Result<Vec<PackageHit>, DbError> {
+        let client = self.client().await?;
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            args.iter().map(|a| a as _).collect();
+        let result = bounded(client.query(sql, &params)).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .iter()
+            .map(|r| {
+                let mut c: [String; 16] = Default::default();
+                for (i, v) in c.iter_mut().enumerate() {
+                    *v = r.try_get(i)?;
+                }
+                Ok(q::hit(c))
+            })
+            .collect()
+    }
+
+    pub async fn sbom_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let client = self.client().await?;
+        let result = bounded(client.query(q::SBOM_COUNTS, &[])).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}

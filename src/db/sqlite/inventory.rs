@@ -1,0 +1,145 @@
+//! The inventory's calls on SQLite (the statements are shared with PostgreSQL: SQLite reads
+//! `$n` placeholders too).
+
+use rusqlite::params;
+
+use super::{blocking, lock, Sqlite};
+use crate::db::inventory::{self as q, AdvisoryCounts, AdvisoryRow};
+use crate::db::DbError;
+
+impl Sqlite {
+    pub async fn put_advisories(&self, rows: Vec<AdvisoryRow>) -> Result<(), DbError> {
+        let conn = self.writer.clone();
+        blocking(&self.path, move || {
+            let mut conn = lock(&conn);
+            let tx = conn.transaction()?;
+            let now = crate::db::now_ms();
+            for r in &rows {
+                tx.prepare_cached(q::UPSERT_ADVISORY)?.execute(params![
+                    r.id,
+                    r.modified,
+                    r.withdrawn,
+                    r.summary,
+                    r.document,
+                    now
+                ])?;
+                tx.prepare_cached(q::DELETE_IDS)?.execute(params![r.id])?;
+                tx.prepare_cached(q::DELETE_PACKAGES)?
+                    .execute(params![r.id])?;
+                for alias in &r.ids {
+                    tx.prepare_cached(q::INSERT_ID)?
+                        .execute(params![alias, r.id])?;
+                }
+                for (eco, name) in &r.packages {
+                    tx.prepare_cached(q::INSERT_PACKAGE)?
+                        .execute(params![r.id, eco, name])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn advisories_named(&self, alias: String) -> Result<Vec<(String, String)>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(q::NAMED)?;
+            let rows = stmt.query_map(params![alias], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn advisory_counts(&self) -> Result<AdvisoryCounts, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            Ok(conn.query_row(q::COUNTS, [], |r| {
+                Ok(AdvisoryCounts {
+                    advisories: r.get(0)?,
+                    withdrawn: r.get(1)?,
+                })
+            })?)
+        })
+        .await
+    }
+}
+
+use crate::db::inventory::{PackageHit, PackageRow, SbomRow};
+
+impl Sqlite {
+    pub async fn put_sbom(&self, s: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
+        let conn = self.writer.clone();
+        blocking(&self.path, move || {
+            let mut conn = lock(&conn);
+            let tx = conn.transaction()?;
+            tx.prepare_cached(q::UPSERT_SBOM)?.execute(params![
+                s.digest,
+                s.image,
+                s.status,
+                s.provenance,
+                s.signer,
+                s.format,
+                s.error,
+                packages.len() as i64,
+                crate::db::now_ms()
+            ])?;
+            tx.prepare_cached(q::DELETE_SBOM_PACKAGES)?
+                .execute(params![s.digest])?;
+            {
+                let mut stmt = tx.prepare_cached(q::INSERT_SBOM_PACKAGE)?;
+                for p in &packages {
+                    stmt.execute(params![
+                        s.digest,
+                        p.key,
+                        p.version,
+                        p.purl,
+                        p.keyed,
+                        p.ecosystem,
+                        p.name,
+                        p.osv_name,
+                        p.upstream,
+                        p.distro
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn find_packages(
+        &self,
+        sql: String,
+        args: Vec<String>,
+    ) -> Result<Vec<PackageHit>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                let mut c: [String; 16] = Default::default();
+                for (i, v) in c.iter_mut().enumerate() {
+                    *v = r.get(i)?;
+                }
+                Ok(q::hit(c))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn sbom_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(q::SBOM_COUNTS)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,376 @@
+//! The inventory's answers (`portcullis inventory query|affected`): the images whose SBOMs list
+//! a package (in a range, or affected by an advisory), each with its digest, tags, the matched
+//! version and range, what the ledger says of its pulls and where its SBOM came from, and what
+//! the answer could not see: digests with no SBOM or an unreadable one, and versions that could
+//! not be compared (or only by the generic fallback, flagged on the entry).
+
+use std::collections::HashMap;
+
+use super::osv::{self, Advisory, Verdict};
+use super::sbom::{self, Keyed, Package};
+use super::versions::{Range, Scheme};
+use crate::db::inventory::{PackageHit, PackageLookup, PackageRow, SbomRow};
+use crate::db::{Database, DbError, Filter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0:?} is not a package URL")]
+    Purl(String),
+    #[error("inventory database: {0}")]
+    Db(#[from] DbError),
+}
+
+/// One image digest that contains the package asked about.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub image: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub package: String,
+    pub purl: String,
+    pub version: String,
+    /// The range that matched (the one asked for, or the advisory's), when there was one.
+    pub range: Option<String>,
+    /// The advisory that matched, for `affected`.
+    pub advisory: Option<String>,
+    pub scheme: Scheme,
+    /// False when compared by the generic fallback or keyed by name only: check by hand.
+    pub exact: bool,
+    pub keyed: Keyed,
+    pub first_pulled: Option<i64>,
+    pub last_pulled: Option<i64>,
+    pub pulls: i64,
+    pub clients: i64,
+    /// `signed`, `buildkit` or `unsigned`.
+    pub sbom_provenance: String,
+    pub sbom_signer: String,
+}
+
+/// What an answer could not see.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Unseen {
+    /// Digests recorded with no SBOM.
+    pub no_sbom: i64,
+    /// Digests whose SBOM could not be read.
+    pub unparseable_sbom: i64,
+    /// Matching packages whose version could not be compared.
+    pub uncompared: Vec<Uncompared>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Uncompared {
+    pub image: String,
+    pub digest: String,
+    pub version: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Answer {
+    pub entries: Vec<Entry>,
+    pub unseen: Unseen,
+    /// Advisories asked about that are withdrawn (they match nothing).
+    pub withdrawn: Vec<String>,
+}
+
+/// `inventory query`: by purl (`pkg:...`) or name, optionally within a range, pulled since.
+pub async fn query(
+    db: &Database,
+    package: &str,
+    range: Option<&Range>,
+    since: i64,
+) -> Result<Answer, QueryError> {
+    let lookup = if package.starts_with("pkg:") {
+        PackageLookup::Key(sbom::key_of(package).ok_or_else(|| QueryError::Purl(package.into()))?)
+    } else {
+        PackageLookup::Name(package.to_owned())
+    };
+    let hits = db.find_packages(&lookup).await?;
+    let mut answer = Answer::default();
+    let mut found = Vec::new();
+    for hit in hits {
+        let scheme = scheme_of(&hit.package);
+        let matched = match range {
+            None => Some(None),
+            Some(r) => match r.contains(r.own_scheme().unwrap_or(scheme), &hit.package.version) {
+                Ok(true) => Some(Some(r.to_string())),
+                Ok(false) => None,
+                Err(e) => {
+                    answer
+                        .unseen
+                        .uncompared
+                        .push(uncompared(&hit, e.to_string()));
+                    None
+                }
+            },
+        };
+        if let Some(range) = matched {
+            found.push((hit, range, None, scheme));
+        }
+    }
+    finish(db, answer, found, since).await
+}
+
+/// `inventory affected`: the stored packages the advisories affect.
+pub async fn affected(
+    db: &Database,
+    advisories: &[Advisory],
+    since: i64,
+) -> Result<Answer, QueryError> {
+    let mut answer = Answer::default();
+    let mut found = Vec::new();
+    for a in advisories {
+        if a.withdrawn.is_some() {
+            answer.withdrawn.push(a.id.clone());
+            continue;
+        }
+        for (ecosystem, name) in a.packages() {
+            if ecosystem.is_empty() {
+                continue;
+            }
+            let lookup = PackageLookup::Osv {
+                ecosystem: ecosystem.to_owned(),
+                name,
+            };
+            for hit in db.find_packages(&lookup).await? {
+                match a.check(&package_of(&hit.package)) {
+                    Verdict::Affected { range, scheme } => {
+                        found.push((hit, Some(range), Some(a.id.clone()), scheme))
+                    }
+                    Verdict::NotAffected => {}
+                    Verdict::Unknown { reason } => {
+                        answer.unseen.uncompared.push(uncompared(&hit, reason))
+                    }
+                }
+            }
+        }
+    }
+    finish(db, answer, found, since).await
+}
+
+fn scheme_of(p: &PackageRow) -> Scheme {
+    if p.keyed == "name" {
+        Scheme::Generic
+    } else {
+        Scheme::of_purl_type(&p.ecosystem)
+    }
+}
+
+fn uncompared(hit: &PackageHit, reason: String) -> Uncompared {
+    Uncompared {
+        image: hit.sbom.image.clone(),
+        digest: hit.sbom.digest.clone(),
+        version: hit.package.version.clone(),
+        reason,
+    }
+}
+
+fn some(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// The SBOM package a stored row was made from.
+pub fn package_of(p: &PackageRow) -> Package {
+    Package {
+        key: p.key.clone(),
+        keyed: if p.keyed == "name" {
+            Keyed::Name
+        } else {
+            Keyed::Purl
+        },
+        ecosystem: some(&p.ecosystem),
+        name: p.name.clone(),
+        version: some(&p.version),
+        purl: some(&p.purl),
+        distro: some(&p.distro),
+        upstream: some(&p.upstream),
+        cpe: None,
+    }
+}
+
+/// The stored form of an SBOM's packages.
+pub fn rows_of(packages: &[Package]) -> Vec<PackageRow> {
+    packages
+        .iter()
+        .map(|p| PackageRow {
+            key: p.key.clone(),
+            version: p.version.clone().unwrap_or_default(),
+            purl: p.purl.clone().unwrap_or_default(),
+            keyed: match p.keyed {
+                Keyed::Purl => "purl",
+                Keyed::Name => "name",
+            }
+            .to_owned(),
+            ecosystem: p.ecosystem.clone().unwrap_or_default(),
+            name: p.name.clone(),
+            osv_name: osv::osv_name(p),
+            upstream: p.upstream.clone().unwrap_or_default(),
+            distro: p.distro.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+type Found = (PackageHit, Option<String>, Option<String>, Scheme);
+
+#[derive(Default)]
+struct Pulls {
+    tags: Vec<String>,
+    first: Option<i64>,
+    last: Option<i64>,
+    pulls: i64,
+    clients: i64,
+}
+
+/// Joins the matches with the ledger (and drops digests not pulled since `since`, when given).
+async fn finish(
+    db: &Database,
+    mut answer: Answer,
+    found: Vec<Found>,
+    since: i64,
+) -> Result<Answer, QueryError> {
+    let mut ledger: HashMap<String, Pulls> = HashMap::new();
+    for d in db
+        .digests(&Filter {
+            since,
+            ..Filter::default()
+        })
+        .await?
+    {
+        let p = ledger.entry(d.digest.clone()).or_default();
+        p.tags.extend(d.tags);
+        p.first = Some(p.first.map_or(d.first_seen, |f| f.min(d.first_seen)));
+        p.last = Some(p.last.map_or(d.last_seen, |l| l.max(d.last_seen)));
+        p.pulls += d.pulls;
+        // Distinct clients per verdict group; the largest group is a lower bound.
+        p.clients = p.clients.max(d.clients);
+    }
+    for (hit, range, advisory, scheme) in found {
+        let pulls = ledger.get_mut(&hit.sbom.digest);
+        if since > 0 && pulls.is_none() {
+            continue;
+        }
+        let (tags, first, last, count, clients) = match pulls {
+            Some(p) => {
+                p.tags.sort();
+                p.tags.dedup();
+                (p.tags.clone(), p.first, p.last, p.pulls, p.clients)
+            }
+            None => (Vec::new(), None, None, 0, 0),
+        };
+        let keyed = package_of(&hit.package).keyed;
+        answer.entries.push(Entry {
+            image: hit.sbom.image,
+            digest: hit.sbom.digest,
+            tags,
+            package: hit.package.key,
+            purl: hit.package.purl,
+            version: hit.package.version,
+            range,
+            advisory,
+            exact: scheme.is_exact() && keyed == Keyed::Purl,
+            scheme,
+            keyed,
+            first_pulled: first,
+            last_pulled: last,
+            pulls: count,
+            clients,
+            sbom_provenance: hit.sbom.provenance,
+            sbom_signer: hit.sbom.signer,
+        });
+    }
+    for (status, n) in db.sbom_counts().await? {
+        match status.as_str() {
+            "none" => answer.unseen.no_sbom = n,
+            "unparseable" => answer.unseen.unparseable_sbom = n,
+            _ => {}
+        }
+    }
+    Ok(answer)
+}
+
+/// Records a digest's SBOM as read (or why it could not be), for the ingest stage and tests.
+pub async fn record_sbom(
+    db: &Database,
+    mut row: SbomRow,
+    parsed: Result<sbom::Sbom, sbom::SbomError>,
+) -> Result<(), DbError> {
+    match parsed {
+        Ok(s) => {
+            row.status = "found".to_owned();
+            row.format = s.format.as_str().to_owned();
+            db.put_sbom(row, rows_of(&s.packages)).await
+        }
+        Err(e) => {
+            row.status = "unparseable".to_owned();
+            row.error = e.to_string();
+            db.put_sbom(row, Vec::new()).await
+        }
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.entries.is_empty() {
+            writeln!(f, "no pulled image contains it")?;
+        }
+        for e in &self.entries {
+            let tags = if e.tags.is_empty() {
+                "(by digest)".to_owned()
+            } else {
+                e.tags.join(", ")
+            };
+            writeln!(f, "{}@{}  tags: {tags}", e.image, e.digest)?;
+            write!(f, "  {} {}", e.package, e.version)?;
+            if let Some(r) = &e.range {
+                write!(f, "  matched {r}")?;
+            }
+            if let Some(a) = &e.advisory {
+                write!(f, " of {a}")?;
+            }
+            if !e.exact {
+                write!(
+                    f,
+                    "  [not exact: {} comparison / {:?}-keyed, check by hand]",
+                    e.scheme.as_str(),
+                    e.keyed
+                )?;
+            }
+            writeln!(f)?;
+            let when = |t: Option<i64>| {
+                t.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                    .map_or("-".to_owned(), |t| t.to_string())
+            };
+            writeln!(
+                f,
+                "  pulled {} times by {} clients, first {}, last {}; SBOM {}{}",
+                e.pulls,
+                e.clients,
+                when(e.first_pulled),
+                when(e.last_pulled),
+                e.sbom_provenance,
+                if e.sbom_signer.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by {}", e.sbom_signer)
+                }
+            )?;
+        }
+        for id in &self.withdrawn {
+            writeln!(f, "advisory {id} is withdrawn: it matches nothing")?;
+        }
+        writeln!(
+            f,
+            "not seen: {} pulled digests with no SBOM, {} with an unreadable SBOM, {} versions that could not be compared",
+            self.unseen.no_sbom,
+            self.unseen.unparseable_sbom,
+            self.unseen.uncompared.len()
+        )?;
+        for u in &self.unseen.uncompared {
+            writeln!(f, "  {}@{} {}: {}", u.image, u.digest, u.version, u.reason)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
