@@ -23,7 +23,9 @@ use arc_swap::ArcSwap;
 use sha2::{Digest as _, Sha256};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{AdminSettings, Config, ConfigError, Source, TrustedRoot, TrustedRootSource};
+use crate::config::{
+    AdminSettings, Config, ConfigError, Source, TrustedRoot, TrustedRootSource, TufSettings,
+};
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
 use crate::signature::{tuf, TrustRoot, TufError};
@@ -155,11 +157,20 @@ impl Reloader {
         })
     }
 
-    /// Puts `root` in force under the configuration in force; `false` when it is the root in
-    /// force already.
-    pub async fn use_root(&self, root: TrustRoot) -> Result<bool, ReloadError> {
+    /// Puts `root`, fetched from `from`, in force under the configuration in force; `false` when
+    /// it is the root in force already.
+    /// Only while the configuration in force still names `from` as its trusted root: a reload
+    /// during the refresh may have named another source, whose root is then the one in force.
+    pub async fn use_root(&self, root: TrustRoot, from: &TufSettings) -> Result<bool, ReloadError> {
         let mut in_force = self.in_force.lock().await;
-        if root.fingerprint == in_force.root.fingerprint {
+        let still_named = same_source(
+            &in_force.config.trusted_root,
+            &TrustedRoot {
+                origin: String::new(),
+                source: TrustedRootSource::Tuf(from.clone()),
+            },
+        );
+        if !still_named || root.fingerprint == in_force.root.fingerprint {
             return Ok(false);
         }
         let root = Arc::new(root);
@@ -194,7 +205,10 @@ impl Reloader {
             };
             tokio::time::sleep(settings.refresh).await;
             let result = match tuf::fetch(&settings, timeout).await {
-                Ok(root) => self.use_root(root).await.map_err(|e| e.to_string()),
+                Ok(root) => self
+                    .use_root(root, &settings)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             let label = match &result {

@@ -60,15 +60,20 @@ impl Validator {
                 ))
             }
         };
+        // The URL as written may hold a password: it is not repeated in the error.
         let parsed = Url::parse(&url)
-            .map_err(|e| self.invalid("database.url", format!("{url:?} is not a URL: {e}")))?;
+            .map_err(|e| self.invalid("database.url", format!("not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(self.invalid(
                 "database.url",
                 "scheme must be postgres:// (or postgresql://)",
             ));
         }
-        if parsed.password().is_some() {
+        // libpq also takes the password as a query parameter (`?password=`).
+        let query_password = parsed
+            .query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("password"));
+        if parsed.password().is_some() || query_password {
             // The URL is printed by check-config and logged at start-up; a password must not be.
             return Err(self.invalid(
                 "database.url",
