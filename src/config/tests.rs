@@ -465,6 +465,14 @@ fn database_and_ledger_keys_are_validated() {
             "key `database.url`",
         ),
         (
+            "database: { url: 'postgres://u@db/p?password=pw@x' }\n",
+            "must not carry a password",
+        ),
+        (
+            "database: { url: 'postgres://u:pw@[bad/p' }\n",
+            "key `database.url`: not a URL",
+        ),
+        (
             "database: { url: 'postgres://db/p', password_env: PORTCULLIS_TEST_UNSET_VAR }\n",
             "key `database.password_env`",
         ),
