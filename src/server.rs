@@ -105,10 +105,11 @@ impl Server {
         tracing::info!(
             database = %config.database.describe(),
             retention = ?config.ledger.retention,
+            recording = config.ledger.enabled,
             "pull ledger open"
         );
         let mut proxy = Proxy::from_config(&config, root.clone(), metrics.clone())?;
-        proxy.ledger = Some(ledger.clone());
+        proxy.ledger = config.ledger.enabled.then(|| ledger.clone());
         proxy.store = Some(crate::store::Store::open(&config.storage, metrics.clone()).await?);
         tracing::info!(storage = %config.storage, "content store open");
         warn_insecure(&config);

@@ -52,6 +52,7 @@ pub struct RawConfig {
 pub struct RawLedger {
     #[serde(default, with = "humantime_serde")]
     pub retention: Option<Duration>,
+    pub enabled: Option<bool>,
 }
 
 /// `trusted_root`: a file path, or `{ tuf: { ... } }`.

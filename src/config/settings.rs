@@ -285,15 +285,18 @@ impl DatabaseSettings {
     }
 }
 
-/// The ledger (`ledger`): how long pull records are kept.
+/// The ledger (`ledger`): whether pulls are recorded, and how long pull records are kept.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {
+    /// `ledger.enabled: false` records no pulls (the database is still opened for the reports).
+    pub enabled: bool,
     pub retention: Duration,
 }
 
 impl Default for LedgerSettings {
     fn default() -> Self {
         LedgerSettings {
+            enabled: true,
             retention: Duration::from_secs(90 * 24 * 3600),
         }
     }

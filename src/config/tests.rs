@@ -433,6 +433,9 @@ fn database_and_ledger_keys_are_validated() {
         other => panic!("{other:?}"),
     }
     assert_eq!(c.ledger.retention, Duration::from_secs(90 * 86400));
+    assert!(c.ledger.enabled);
+    let c = load_str(&format!("{MINIMAL}ledger: {{ enabled: false }}\n")).unwrap();
+    assert!(!c.ledger.enabled);
     let c = load_str(&format!(
         "{MINIMAL}database: sqlite\nledger: {{ retention: 7d }}\n"
     ))
@@ -478,6 +481,7 @@ fn database_and_ledger_keys_are_validated() {
         ),
         ("ledger: { retention: 1m }\n", "key `ledger.retention`"),
         ("ledger: { keep: 1d }\n", "ledger"),
+        ("ledger: { enabled: maybe }\n", "ledger"),
     ] {
         let err = load_str(&format!("{MINIMAL}{extra}"))
             .unwrap_err()

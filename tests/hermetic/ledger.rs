@@ -248,6 +248,31 @@ async fn ten_thousand_warm_hits_aggregate_into_one_entry() {
 }
 
 #[tokio::test]
+async fn ledger_enabled_false_serves_the_same_and_records_nothing() {
+    let up = upstream().await;
+    let config = format!("{}ledger: {{ enabled: false }}\n", rules());
+    let proxy = Proxy::in_front_of(&up, &config).await;
+    let digest = crate::common::sha256(&manifest());
+    let c = client();
+    let served = format!("{}/v2/team/quiet/manifests/{digest}", proxy.url);
+    let refused = format!("{}/v2/prod/quiet/manifests/{digest}", proxy.url);
+    for _ in 0..3 {
+        assert_eq!(status(c.get(&served)).await, 200);
+        assert_eq!(status(c.get(&refused)).await, 403);
+    }
+    flush(&proxy).await;
+    let report = audit_json(&proxy).await;
+    for list in ["let_through", "refused", "faults"] {
+        assert_eq!(report[list], serde_json::json!([]), "{list}: {report:#}");
+    }
+    let metrics = proxy.metrics().await;
+    assert_eq!(
+        metric(&metrics, "portcullis_ledger_written_records_total"),
+        0.0
+    );
+}
+
+#[tokio::test]
 async fn a_database_that_goes_away_drops_records_and_recording_resumes() {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();

@@ -119,6 +119,9 @@ impl Validator {
             }
             settings.retention = r;
         }
+        if let Some(enabled) = raw.enabled {
+            settings.enabled = enabled;
+        }
         Ok(settings)
     }
 }
