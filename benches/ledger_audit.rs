@@ -7,7 +7,8 @@
 //! 1 % lookup faults) through the database layer the proxy writes with, then times the report
 //! `portcullis audit` prints (query and grouping, JSON rendered), best and median of 5 runs.
 //! SQLite always; PostgreSQL when PORTCULLIS_BENCH_POSTGRES_URL names an empty database.
-//! Run: `cargo bench --bench ledger_audit`.
+//! Run: `cargo bench --bench ledger_audit`; `LEDGER_SQLITE_PATH` keeps the seeded SQLite file
+//! (benchmark-harness/ledger.sh does, to time the `portcullis audit` command itself on it).
 
 use std::time::{Duration, Instant};
 
@@ -100,9 +101,13 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = Database::open(&portcullis::config::DatabaseSettings::Sqlite {
-        path: dir.path().join("portcullis.db"),
-    })
+    // LEDGER_SQLITE_PATH keeps the seeded file (benchmark-harness/ledger.sh then times the real
+    // `portcullis audit` command on it); it must not exist yet.
+    let path = std::env::var_os("LEDGER_SQLITE_PATH")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("portcullis.db"));
+    assert!(!path.exists(), "{} exists already", path.display());
+    let sqlite = Database::open(&portcullis::config::DatabaseSettings::Sqlite { path })
     .await
     .expect("sqlite");
     measure("sqlite", &sqlite, total).await;

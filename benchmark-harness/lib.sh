@@ -58,6 +58,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
+  ! declare -F stop_postgres >/dev/null || stop_postgres
   if [ -n "${BENCH_KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }

@@ -20,6 +20,8 @@ import sys
 import time
 import urllib.parse
 
+import ledger_report
+
 # === small helpers ===
 
 
@@ -545,6 +547,8 @@ def report(res, out_md):
          else "not measured (no `verdict_memory` bench output)",
          verdict(vm[0] > 0 and vm[0] < 256 and vm[1] >= 100000) if vm else verdict(None)],
     ]
+    ledger = ledger_report.load(res)
+    targets += ledger_report.targets(ledger)
     summary = table(["Target", "Measured", "Result"], targets)
 
     # --- what bounds each number, from this run's data ---
@@ -739,6 +743,7 @@ requests by kind (`portcullis_upstream_requests_total`) with those of a single c
 
 {burst_line}
 
+{ledger_report.section(ledger)}
 ## What bounds each number
 
 {chr(10).join(notes)}

@@ -5,15 +5,18 @@
 # signed fixture images and a 1 GiB blob, and four proxies in front of it (nginx as a plain
 # reverse proxy, docker-registry in proxy mode, portcullis without policy, portcullis with enforce
 # rules), measures warm manifest throughput, blob throughput, peak memory, cold verified pulls and
-# 500 concurrent cold pulls, and writes docs/benchmarks.md (and the same summary to stdout).
+# 500 concurrent cold pulls, the pull ledger's recording cost and its audit report over 1 000 000
+# records on SQLite and on a PostgreSQL server started for the run (benchmark-harness/ledger.sh),
+# and writes docs/benchmarks.md (and the same summary to stdout).
 #
 # Everything lives in a temp dir and every process it starts is stopped by PID on exit. Installs
-# docker-registry, nginx and wrk with apt-get when missing (needs root or sudo then). Needs about
+# docker-registry, nginx, wrk and postgresql with apt-get when missing (needs root or sudo then). Needs about
 # 3 GiB free under $TMPDIR (the blob, and its copies in the upstream and in distribution-proxy).
 #
 # Knobs for quick trial runs (the committed report uses the defaults):
 #   BENCH_WRK_DURATION=10s  BENCH_BLOB_MIB=1024  BENCH_COLD_SAMPLES=11  BENCH_BURST=500
 #   BENCH_OUT=docs/benchmarks.md  BENCH_KEEP=1 (keep the temp dir)  BENCH_NO_BUILD=1  BENCH_BIN=path
+#   BENCH_LEDGER_ROUNDS=3  BENCH_LEDGER_ROWS=1000000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -26,10 +29,12 @@ BURST=${BENCH_BURST:-500}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
 # shellcheck source=benchmark-harness/lib.sh
 . "$ROOT/benchmark-harness/lib.sh"
+# shellcheck source=benchmark-harness/ledger.sh
+. "$ROOT/benchmark-harness/ledger.sh"
 
 # === packages and build ===
 
-ensure_packages docker-registry nginx wrk curl python3
+ensure_packages docker-registry nginx wrk curl python3 postgresql
 
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
   log "cargo build --release --locked"
@@ -37,6 +42,7 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
   log "cargo bench --bench verdict_memory --no-run"
   # A bench that does not build is reported as not measured, which fails its target.
   cargo bench --locked --bench verdict_memory --no-run || log "verdict_memory bench does not build; not measured"
+  cargo bench --locked --bench ledger_audit --no-run || log "ledger_audit bench does not build; not measured"
 fi
 BIN=${BENCH_BIN:-$ROOT/target/release/portcullis}
 [ -x "$BIN" ] || die "$BIN missing"
@@ -211,6 +217,10 @@ curl -fsS --max-time 10 "$PC1_ADMIN/metrics" >"$RES/warm/portcullis-enforce.metr
 stop_pid "$PC0_PID"
 stop_pid "$PC1_PID"
 
+# === the ledger's recording cost (benchmark-harness/ledger.sh) ===
+
+ledger_warm
+
 # === cold verified pulls ===
 
 # Each sample is a new process, so every cache is empty. Two variants:
@@ -265,6 +275,10 @@ RUNTIME=$SECONDS
 log "cargo bench --bench verdict_memory"
 timeout 900 cargo bench --locked --bench verdict_memory >"$RES/verdict_memory.txt" 2>&1 ||
   log "verdict_memory bench failed (see report: not measured, which fails its target)"
+
+# === the audit report over a large ledger (benchmark-harness/ledger.sh) ===
+
+ledger_audit
 
 # === report ===
 

@@ -95,6 +95,19 @@ def good_results(res, samples=3, burst=50):
         {"requests": burst, "statuses": {"200": burst}, "send_spread_ms": 3.0, "wall_ms": 90.0}))
     write(f"{res}/burst/metrics.txt", metrics(requests=burst, manifest=1, referrers=2, signature=2, verdicts=1))
     write(f"{res}/verdict_memory.txt", "verdict_memory: rss_mib=150.0 verdicts=100000 baseline_mib=5.0\n")
+    for side, rps in (("on", 19000), ("off", 19500)):
+        for i in range(3):
+            write(f"{res}/ledger/wrk__{side}__{i}.txt", WRK.format(c=64, n=rps * 5, rps=rps, extra=""))
+    write(f"{res}/ledger/on.metrics", f"{report.ledger_report.WRITTEN} 285000\n")
+    write(f"{res}/ledger/off.metrics", f"{report.ledger_report.WRITTEN} 0\n")
+    write(f"{res}/ledger/rows.txt", "1000000\n")
+    write(f"{res}/ledger/bench.txt", "".join(
+        f"ledger_audit {db}: 1000000 rows, 10000 images, seeded in 30.0 s; audit --since 7d: best 90 ms, "
+        "median 95 ms (1200 entries)\n" for db in ("sqlite", "postgresql")))
+    for db in ("sqlite", "postgresql"):
+        write(f"{res}/ledger/cli__{db}.txt", "120\n125\n118\n130\n122\n")
+        write(f"{res}/ledger/cli__{db}.json", json.dumps(
+            {"let_through": [{"image": "a", "digest": "sha256:1"}], "refused": [], "faults": []}))
 
 
 def targets(res):
@@ -127,7 +140,7 @@ class ReportVerdicts(unittest.TestCase):
 
     def test_good_data_passes_every_target(self):
         rows = targets(self.res)
-        self.assertEqual(len(rows), 8, rows)
+        self.assertEqual(len(rows), 11, rows)
         self.assertEqual(self.failing(), [], rows)
 
     def test_labels_name_the_parameters_used(self):
@@ -192,6 +205,44 @@ class ReportVerdicts(unittest.TestCase):
     def test_a_missing_blob_result_fails(self):
         os.remove(f"{self.res}/blob/nginx.txt")
         self.assertEqual(self.failing(), ["Blob throughput ≥ 0.9× nginx"])
+
+
+    LEDGER_WARM = "Warm manifest by digest with the ledger on ≥ 0.95× the ledger off"
+    AUDIT_SQLITE = "`portcullis audit --since 7d` over 1 000 000 pull records, 10 000 images < 200 ms (SQLite)"
+    AUDIT_PG = "`portcullis audit --since 7d` over 1 000 000 pull records, 10 000 images < 200 ms (PostgreSQL)"
+
+    def test_ledger_warm_fails_when_slower_or_when_the_ledger_did_not_record(self):
+        write(f"{self.res}/ledger/wrk__on__1.txt", WRK.format(c=64, n=50000, rps=10000, extra=""))
+        write(f"{self.res}/ledger/wrk__on__2.txt", WRK.format(c=64, n=50000, rps=10000, extra=""))
+        self.assertEqual(self.failing(), [self.LEDGER_WARM])
+        good_results(self.res)
+        write(f"{self.res}/ledger/on.metrics", f"{report.ledger_report.WRITTEN} 0\n")
+        self.assertEqual(self.failing(), [self.LEDGER_WARM])
+        good_results(self.res)
+        write(f"{self.res}/ledger/off.metrics", f"{report.ledger_report.WRITTEN} 12\n")
+        self.assertEqual(self.failing(), [self.LEDGER_WARM])
+
+    def test_ledger_warm_fails_on_errors_or_a_missing_round(self):
+        write(f"{self.res}/ledger/wrk__off__0.txt",
+              WRK.format(c=64, n=50000, rps=19500, extra="  Non-2xx or 3xx responses: 3\n"))
+        self.assertEqual(self.failing(), [self.LEDGER_WARM])
+        good_results(self.res)
+        os.remove(f"{self.res}/ledger/wrk__off__2.txt")
+        self.assertEqual(self.failing(), [self.LEDGER_WARM])
+
+    def test_audit_fails_when_slow_unmeasured_or_empty(self):
+        write(f"{self.res}/ledger/cli__postgresql.txt", "250\n260\n240\n")
+        self.assertEqual(self.failing(), [self.AUDIT_PG])
+        good_results(self.res)
+        os.remove(f"{self.res}/ledger/cli__sqlite.txt")
+        self.assertEqual(self.failing(), [self.AUDIT_SQLITE])
+        good_results(self.res)
+        write(f"{self.res}/ledger/cli__sqlite.json", json.dumps({"let_through": [], "refused": [], "faults": []}))
+        self.assertEqual(self.failing(), [self.AUDIT_SQLITE])
+        good_results(self.res)
+        write(f"{self.res}/ledger/bench.txt", "ledger_audit sqlite: 1000 rows, 10000 images, seeded in 1.0 s; "
+              "audit --since 7d: best 9 ms, median 9 ms (12 entries)\n")
+        self.assertEqual(self.failing(), [self.AUDIT_PG, self.AUDIT_SQLITE])
 
 
 if __name__ == "__main__":

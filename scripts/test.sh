@@ -87,27 +87,17 @@ fi
 # The benchmark report's PASS/FAIL verdicts (standard library only; a second).
 python3 -m unittest benchmark-harness/test_report.py
 log=$(mktemp)
-pg_dir=""
+# shellcheck source=scripts/postgres.sh
+. scripts/postgres.sh
 cleanup() {
   rm -f "$log"
   stop_s3
-  if [ -n "$pg_dir" ]; then
-    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate -w stop >/dev/null 2>&1 || true
-    rm -rf "$pg_dir"
-  fi
+  stop_postgres
 }
 trap cleanup EXIT
 # One PostgreSQL for the whole run (the ledger's e2e tests create a database each on it).
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -n "$pg_bin" ] && [ "$(id -u)" -eq 0 ]; then
-  pg_dir=$(mktemp -d /tmp/portcullis-test-pg.XXXXXX)
-  chmod 755 "$pg_dir"
-  chown postgres:postgres "$pg_dir"
-  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  runuser -u postgres -- "$pg_bin/initdb" -A trust -U postgres -D "$pg_dir/data" >/dev/null
-  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" \
-    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" -w start >/dev/null
-  export PORTCULLIS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port"
+if start_postgres; then
+  export PORTCULLIS_TEST_POSTGRES_URL=$POSTGRES_URL
 fi
 cargo test --locked 2>&1 | tee "$log"
 # One closing line for the whole run, summed over every test binary.
