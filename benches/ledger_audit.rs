@@ -108,8 +108,8 @@ async fn main() {
         .unwrap_or_else(|| dir.path().join("portcullis.db"));
     assert!(!path.exists(), "{} exists already", path.display());
     let sqlite = Database::open(&portcullis::config::DatabaseSettings::Sqlite { path })
-    .await
-    .expect("sqlite");
+        .await
+        .expect("sqlite");
     measure("sqlite", &sqlite, total).await;
     if let Ok(url) = std::env::var("PORTCULLIS_BENCH_POSTGRES_URL") {
         let pg = Database::open(&portcullis::config::DatabaseSettings::Postgres {
