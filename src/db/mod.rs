@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
+mod summary;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -176,6 +177,18 @@ impl Database {
         match self {
             Database::Sqlite(db) => db.digests(filter.clone()).await,
             Database::Postgres(db) => db.digests(filter).await,
+        }
+    }
+
+    /// What [`Database::digests`] and [`Database::image_clients`] answer together, in one pass
+    /// over the window's rows (what the audit report reads).
+    pub async fn summaries(
+        &self,
+        filter: &Filter,
+    ) -> Result<(Vec<DigestSummary>, Vec<ImageClients>), DbError> {
+        match self {
+            Database::Sqlite(db) => db.summaries(filter.clone()).await,
+            Database::Postgres(db) => db.summaries(filter).await,
         }
     }
 

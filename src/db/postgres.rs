@@ -15,8 +15,8 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, Row};
 
 use super::{
-    schema, split_tags, where_clause, ClientSummary, DbError, DigestSummary, Filter, ImageClients,
-    PullRow, CALL_TIMEOUT,
+    schema, split_tags, summary, where_clause, ClientSummary, DbError, DigestSummary, Filter,
+    ImageClients, PullRow, CALL_TIMEOUT,
 };
 use crate::config::Secret;
 
@@ -219,6 +219,50 @@ impl Postgres {
                 })
             })
             .collect()
+    }
+
+    /// Streams the window's rows (never all held at once) into [`summary::Summaries`].
+    pub async fn summaries(
+        &self,
+        filter: &Filter,
+    ) -> Result<(Vec<DigestSummary>, Vec<ImageClients>), DbError> {
+        let (clause, strings) = where_clause(filter, |n| format!("${n}"));
+        let sql = format!("SELECT {} FROM pulls WHERE {clause}", summary::COLUMNS);
+        let client = self.client().await?;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&filter.since];
+        for s in &strings {
+            params.push(s);
+        }
+        let result = bounded(async {
+            let rows = client.query_raw(sql.as_str(), params).await?;
+            futures_util::pin_mut!(rows);
+            let mut sums = summary::Summaries::default();
+            while let Some(row) = futures_util::StreamExt::next(&mut rows).await {
+                let row = row?;
+                sums.add(summary::Row {
+                    image: row.try_get(0)?,
+                    digest: row.try_get(1)?,
+                    upstream: row.try_get(2)?,
+                    rule: row.try_get(3)?,
+                    mode: row.try_get(4)?,
+                    verdict: row.try_get(5)?,
+                    admission: row.try_get(6)?,
+                    finding: row.try_get(7)?,
+                    tag: row.try_get(8)?,
+                    reasons: row.try_get(9)?,
+                    identities: row.try_get(10)?,
+                    client_addr: row.try_get(11)?,
+                    user_name: row.try_get(12)?,
+                    pulls: row.try_get(13)?,
+                    first_seen: row.try_get(14)?,
+                    last_seen: row.try_get(15)?,
+                });
+            }
+            Ok::<_, tokio_postgres::Error>(sums.finish())
+        })
+        .await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result
     }
 
     pub async fn image_clients(&self, filter: &Filter) -> Result<Vec<ImageClients>, DbError> {

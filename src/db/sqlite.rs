@@ -11,8 +11,8 @@ use std::time::Duration;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags};
 
 use super::{
-    schema, split_tags, where_clause, ClientSummary, DbError, DigestSummary, Filter, ImageClients,
-    PullRow, CALL_TIMEOUT,
+    schema, split_tags, summary, where_clause, ClientSummary, DbError, DigestSummary, Filter,
+    ImageClients, PullRow, CALL_TIMEOUT,
 };
 
 mod inventory;
@@ -142,6 +142,53 @@ impl Sqlite {
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn summaries(
+        &self,
+        filter: Filter,
+    ) -> Result<(Vec<DigestSummary>, Vec<ImageClients>), DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let (clause, strings) = where_clause(&filter, |n| format!("?{n}"));
+            let sql = format!("SELECT {} FROM pulls WHERE {clause}", summary::COLUMNS);
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let params = params(filter.since, &strings);
+            let mut rows = stmt.query(params_from_iter(params.iter()))?;
+            let mut sums = summary::Summaries::default();
+            while let Some(row) = rows.next()? {
+                let text = |i: usize| -> Result<&str, rusqlite::Error> {
+                    row.get_ref(i)?.as_str().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })
+                };
+                sums.add(summary::Row {
+                    image: text(0)?,
+                    digest: text(1)?,
+                    upstream: text(2)?,
+                    rule: text(3)?,
+                    mode: text(4)?,
+                    verdict: text(5)?,
+                    admission: text(6)?,
+                    finding: text(7)?,
+                    tag: text(8)?,
+                    reasons: text(9)?,
+                    identities: text(10)?,
+                    client_addr: text(11)?,
+                    user_name: text(12)?,
+                    pulls: row.get(13)?,
+                    first_seen: row.get(14)?,
+                    last_seen: row.get(15)?,
+                });
+            }
+            Ok(sums.finish())
         })
         .await
     }
@@ -376,5 +423,70 @@ mod tests {
         // Reopening runs no migration twice.
         let db = Sqlite::open(path).await.unwrap();
         assert_eq!(db.digests(Filter::default()).await.unwrap()[0].pulls, 5);
+    }
+
+    #[tokio::test]
+    async fn one_pass_summaries_equal_the_sql_aggregates() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(dir.path().join("portcullis.db"))
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for i in 0..300i64 {
+            let mut r = row(i % 3, &format!("10.0.0.{}", i % 7), 1 + i % 4, 1000 + i);
+            r.image = format!("docker.io/company/app{}", i % 5);
+            r.digest = format!("sha256:{:064x}", i % 11);
+            r.tag = ["", "v1", "v2", "latest"][(i % 4) as usize].into();
+            r.verdict = ["unverified", "error", "verified"][(i % 3) as usize].into();
+            r.admission = if i % 13 == 0 { "refused" } else { "served" }.into();
+            r.user_name = if i % 2 == 0 { "" } else { "ci" }.into();
+            r.reasons = format!("[\"reason {}\"]", i % 6);
+            r.upstream = format!("u{}", i % 2);
+            rows.push(r);
+        }
+        db.add_pulls(rows).await.unwrap();
+        for findings_only in [true, false] {
+            let filter = Filter {
+                since: 1050,
+                findings_only,
+                ..Filter::default()
+            };
+            let mut digests = db.digests(filter.clone()).await.unwrap();
+            let mut clients = db.image_clients(filter.clone()).await.unwrap();
+            let (mut d, mut c) = db.summaries(filter).await.unwrap();
+            assert!(d.len() > 20, "{} groups", d.len());
+            for v in [&mut digests, &mut d] {
+                v.sort_by(|a, b| {
+                    (
+                        &a.image,
+                        &a.digest,
+                        &a.rule,
+                        &a.mode,
+                        &a.verdict,
+                        &a.admission,
+                    )
+                        .cmp(&(
+                            &b.image,
+                            &b.digest,
+                            &b.rule,
+                            &b.mode,
+                            &b.verdict,
+                            &b.admission,
+                        ))
+                });
+            }
+            for v in [&mut clients, &mut c] {
+                v.sort_by(|a, b| {
+                    (&a.image, &a.rule, &a.verdict, &a.admission).cmp(&(
+                        &b.image,
+                        &b.rule,
+                        &b.verdict,
+                        &b.admission,
+                    ))
+                });
+            }
+            assert_eq!(d, digests);
+            assert_eq!(c, clients);
+        }
     }
 }

@@ -77,10 +77,8 @@ pub async fn audit(db: &Database, q: &Query) -> Result<AuditReport, ReportError>
         image: None,
         findings_only: true,
     };
-    let digests = db.digests(&filter).await?;
-    let clients: BTreeMap<(String, String, String, String), i64> = db
-        .image_clients(&filter)
-        .await?
+    let (digests, clients) = db.summaries(&filter).await?;
+    let clients: BTreeMap<(String, String, String, String), i64> = clients
         .into_iter()
         .map(|c| ((c.image, c.rule, c.verdict, c.admission), c.clients))
         .collect();

@@ -1,4 +1,6 @@
-//! The ledger's writer task: drains the queue into an in-memory aggregate, hands the aggregate
+//! The ledger's writer task: drains the queue into an in-memory aggregate every
+//! [`DRAIN_INTERVAL`] (a tick, not a wake-up per record: a warm hit's `try_send` then only pushes
+//! onto the queue, with no task to wake on another thread), hands the aggregate
 //! to a flush task once a second (one flush in flight at a time; records keep aggregating
 //! meanwhile), counts what a failed flush drops, logs database faults once per
 //! [`FAULT_LOG_INTERVAL`], and prunes rows older than the retention every [`PRUNE_INTERVAL`].
@@ -10,11 +12,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use http::HeaderValue;
+use std::net::IpAddr;
+use tokio::sync::mpsc::error::TryRecvError;
+
 use super::{Msg, Reasons, Record};
 use crate::db::{Database, DbError, PullRow};
 use crate::metrics::Metrics;
+use crate::oci::{Digest, ImageName, Tag};
+use crate::policy::Rule;
 
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the queue is drained: the queue's 16 384 records last 160 ms at 100 000 pulls/s.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 pub const FAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Distinct aggregate entries held at once; a record that would add one more is dropped.
@@ -22,19 +32,43 @@ pub const MAX_PENDING: usize = 100_000;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// One aggregate entry's identity, of the record's own typed values (moved, not formatted: a
+/// warm hit that lands on an existing entry allocates nothing); made text only when written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     day: i64,
-    image: String,
-    digest: String,
-    tag: String,
-    rule: String,
+    image: ImageName,
+    digest: Digest,
+    tag: Option<Tag>,
+    rule: Option<RuleName>,
     mode: &'static str,
     verdict: &'static str,
     admission: &'static str,
-    client_addr: String,
-    user_agent: String,
-    user_name: String,
+    client_addr: Option<IpAddr>,
+    /// At most [`USER_AGENT_MAX`] bytes.
+    user_agent: Option<HeaderValue>,
+    user_name: Option<Arc<str>>,
+}
+
+/// The longest user agent kept, in bytes (and then in characters once decoded).
+const USER_AGENT_MAX: usize = 256;
+
+/// A rule, compared by name (a reload makes new `Rule` values with the same names).
+#[derive(Debug, Clone)]
+struct RuleName(Arc<Rule>);
+
+impl PartialEq for RuleName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for RuleName {}
+
+impl std::hash::Hash for RuleName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
 }
 
 struct Entry {
@@ -77,27 +111,32 @@ pub(super) async fn run(
     let mut prune_tick = tokio::time::interval(PRUNE_INTERVAL);
     prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruning: Option<JoinHandle<()>> = None;
+    let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(Msg::Record(r)) => add(&mut pending, *r, &metrics),
-                Some(Msg::Flush(done)) => {
-                    // A flush asked for covers every record queued before it.
-                    finish(&mut inflight, &mut faults, &metrics).await;
-                    let batch = std::mem::take(&mut pending);
-                    let result = write(&db, batch).await;
-                    settle(result, &mut faults, &metrics);
-                    let _ = done.send(());
+            _ = drain_tick.tick() => loop {
+                match rx.try_recv() {
+                    Ok(Msg::Record(r)) => add(&mut pending, *r, &metrics),
+                    Ok(Msg::Flush(done)) => {
+                        // A flush asked for covers every record queued before it.
+                        finish(&mut inflight, &mut faults, &metrics).await;
+                        let batch = std::mem::take(&mut pending);
+                        let result = write(&db, batch).await;
+                        settle(result, &mut faults, &metrics);
+                        let _ = done.send(());
+                    }
+                    Ok(Msg::Stop(done)) => {
+                        finish(&mut inflight, &mut faults, &metrics).await;
+                        let batch = std::mem::take(&mut pending);
+                        settle(write(&db, batch).await, &mut faults, &metrics);
+                        let _ = done.send(());
+                        return;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
                 }
-                Some(Msg::Stop(done)) => {
-                    finish(&mut inflight, &mut faults, &metrics).await;
-                    let batch = std::mem::take(&mut pending);
-                    settle(write(&db, batch).await, &mut faults, &metrics);
-                    let _ = done.send(());
-                    return;
-                }
-                None => return,
             },
             result = async {
                 match inflight.as_mut() {
@@ -131,28 +170,24 @@ pub(super) async fn run(
 
 /// Adds a record to the aggregate.
 fn add(pending: &mut Batch, r: Record, metrics: &Metrics) {
+    let user_agent = match r.client.user_agent {
+        Some(v) if v.len() > USER_AGENT_MAX => {
+            HeaderValue::from_bytes(&v.as_bytes()[..USER_AGENT_MAX]).ok()
+        }
+        v => v,
+    };
     let key = Key {
         day: r.at.div_euclid(DAY_MS) * 86_400,
-        image: r.image.to_string(),
-        digest: r.digest.to_string(),
-        tag: r.tag.as_ref().map(|t| t.to_string()).unwrap_or_default(),
-        rule: r.rule.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        image: r.image,
+        digest: r.digest,
+        tag: r.tag,
+        rule: r.rule.clone().map(RuleName),
         mode: r.mode.map(|m| m.as_str()).unwrap_or(""),
         verdict: r.verdict.as_str(),
         admission: r.admission.as_str(),
-        client_addr: r.client.addr.map(|a| a.to_string()).unwrap_or_default(),
-        user_agent: r
-            .client
-            .user_agent
-            .as_ref()
-            .map(|v| {
-                String::from_utf8_lossy(v.as_bytes())
-                    .chars()
-                    .take(256)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        user_name: r.client.user.as_deref().unwrap_or("").to_owned(),
+        client_addr: r.client.addr,
+        user_agent,
+        user_name: r.client.user,
     };
     let pulls = i64::from(!r.head);
     let refused_heads = i64::from(r.head && r.admission == super::Admission::Refused);
@@ -203,18 +238,26 @@ async fn write(db: &Database, batch: Batch) -> (u64, Result<(), DbError>) {
         .into_iter()
         .map(|(k, e)| PullRow {
             day: k.day,
-            image: k.image,
-            digest: k.digest,
-            tag: k.tag,
+            image: k.image.to_string(),
+            digest: k.digest.to_string(),
+            tag: k.tag.map(|t| t.to_string()).unwrap_or_default(),
             upstream: e.upstream,
-            rule: k.rule,
+            rule: k.rule.map(|r| r.0.name.clone()).unwrap_or_default(),
             mode: k.mode.to_owned(),
             verdict: k.verdict.to_owned(),
             admission: k.admission.to_owned(),
             finding: e.finding.to_owned(),
-            client_addr: k.client_addr,
-            user_agent: k.user_agent,
-            user_name: k.user_name,
+            client_addr: k.client_addr.map(|a| a.to_string()).unwrap_or_default(),
+            user_agent: k
+                .user_agent
+                .map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .chars()
+                        .take(USER_AGENT_MAX)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            user_name: k.user_name.as_deref().unwrap_or("").to_owned(),
             reasons: e.reasons,
             identities: e.identities,
             pulls: if e.pulls == 0 && e.refused_heads > 0 {
