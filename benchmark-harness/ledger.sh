@@ -70,11 +70,15 @@ ledger_audit() {
   echo "$LEDGER_ROWS" >"$RES/ledger/rows.txt"
   for db in sqlite postgresql; do
     name=$dir/$db.yaml
+    [ "$db" = sqlite ] || [ -n "$POSTGRES_URL" ] || continue
+    # `portcullis audit` reads the whole configuration; it opens only the database.
+    printf '%s\n' 'listen: 127.0.0.1:5000' 'admin_listen: 127.0.0.1:9095' \
+      'default_upstream: r.local' 'upstreams: { r.local: { url: "http://127.0.0.1:5001" } }' \
+      "state_dir: $dir/state" >"$name"
     if [ "$db" = sqlite ]; then
-      printf 'state_dir: %s\ndatabase: sqlite\n' "$dir/state" >"$name"
+      echo 'database: sqlite' >>"$name"
     else
-      [ -n "$POSTGRES_URL" ] || continue
-      printf 'state_dir: %s\ndatabase: { url: "%s/postgres" }\n' "$dir/state" "$POSTGRES_URL" >"$name"
+      echo "database: { url: \"$POSTGRES_URL/postgres\" }" >>"$name"
     fi
     : >"$RES/ledger/cli__$db.txt"
     for ((i = 0; i < LEDGER_CLI_RUNS; i++)); do
