@@ -25,9 +25,9 @@ impl Store {
         let mut report = VerifyReport::default();
         for (digest, size) in self.list_blobs().await? {
             match self.verify(&digest).await? {
-                Some(true) => {}
-                Some(false) => report.corrupt.push(digest.to_string()),
-                None => continue,
+                super::Checked::Good(_) => {}
+                super::Checked::Corrupt => report.corrupt.push(digest.to_string()),
+                super::Checked::Missing => continue,
             }
             report.checked += 1;
             report.bytes += size;

@@ -4,9 +4,9 @@
 //! What this module guarantees (DESIGN.md §5, §7.7): an object is committed under its digest
 //! only after its bytes hashed to it (the upload is a multipart upload — a staging file renamed,
 //! or an S3 multipart upload completed — that is completed only then, and aborted otherwise);
-//! concurrent cold requests for one blob make one fill ([`fill`]); a stored blob is re-hashed as
-//! it is served, so a corrupt object is cut off before its last byte, removed, and fetched again
-//! next time; the filesystem store is bounded by `max_bytes` with least-recently-used eviction
+//! concurrent cold requests for one blob make one fill ([`fill`]); each version of a stored blob
+//! ([`read::Stamp`]) is hashed the first time it is served, so a corrupt object is cut off before
+//! its last byte, removed, and fetched again next time; the filesystem store is bounded by `max_bytes` with least-recently-used eviction
 //! in the background ([`index`]).
 //!
 //! It also keeps, per upstream and repository, a marker for each blob served there
@@ -22,6 +22,7 @@
 pub mod fill;
 mod index;
 pub mod maintenance;
+mod read;
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -86,6 +87,16 @@ pub enum Backend {
     S3,
 }
 
+/// What hashing a whole stored blob found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Checked {
+    Missing,
+    /// It hashed to its digest; the version read, where the store names one.
+    Good(Option<read::Stamp>),
+    /// It did not, and was removed.
+    Corrupt,
+}
+
 /// A stored blob opened for reading.
 pub struct Opened {
     /// The object's whole size.
@@ -104,7 +115,8 @@ pub struct Store {
     index: Option<Arc<index::Index>>,
     flights: Mutex<std::collections::HashMap<Digest, Arc<Flight>>>,
     seen: moka::future::Cache<String, ()>,
-    verified: moka::future::Cache<Digest, ()>,
+    /// Blobs whose whole hashed to their digest, with the version that did ([`read::Stamp`]).
+    verified: moka::future::Cache<Digest, read::Stamp>,
     metrics: Arc<Metrics>,
 }
 
@@ -172,8 +184,9 @@ impl Store {
     }
 
     /// Opens a stored blob: the whole of it, hashed as it is read (a mismatch cuts the stream
-    /// before its last chunk and removes the object), or a range of it, after the whole object
-    /// was checked once by this process. `None`: not stored.
+    /// before its last chunk and removes the object) unless this very version of it hashed to
+    /// its digest before; or a range of it, once this version of the whole was checked.
+    /// `None`: not stored (or, for a range, replaced while it was checked).
     pub async fn open_blob(
         self: &Arc<Self>,
         digest: &Digest,
@@ -183,52 +196,51 @@ impl Store {
         if let Some(index) = &self.index {
             index.touch(&key);
         }
-        match range {
-            None => {
-                let Some(result) = self.get(&key, None).await? else {
-                    return Ok(None);
-                };
-                let size = result.meta.size;
-                let body = self.clone().checked(digest.clone(), key, chunks(result));
-                Ok(Some(Opened { size, body }))
-            }
-            Some(range) => {
-                if !self.verified.contains_key(digest) {
-                    match self.verify(digest).await? {
-                        None => return Ok(None),
-                        Some(true) => {}
-                        Some(false) => {
-                            return Err(StoreError::Corrupt {
-                                key: key.to_string(),
-                            })
-                        }
-                    }
+        let whole = range.is_none();
+        let Some(reading) = self.get(&key, range).await? else {
+            return Ok(None);
+        };
+        let known = match &reading.stamp {
+            Some(stamp) => self.verified.get(digest).await.as_ref() == Some(stamp),
+            None => false,
+        };
+        let size = reading.size;
+        if whole && !known {
+            let body = self.clone().checked(digest.clone(), key, reading);
+            return Ok(Some(Opened { size, body }));
+        }
+        if !known {
+            // Hashing a range alone proves nothing: the whole first, then the range if the
+            // object was not replaced in between.
+            match self.verify(digest).await? {
+                // (Without a version named, a range is served after hashing the whole each time.)
+                Checked::Good(stamp) if stamp == reading.stamp => {}
+                Checked::Good(_) | Checked::Missing => return Ok(None),
+                Checked::Corrupt => {
+                    return Err(StoreError::Corrupt {
+                        key: key.to_string(),
+                    })
                 }
-                let Some(result) = self.get(&key, Some(range)).await? else {
-                    return Ok(None);
-                };
-                let size = result.meta.size;
-                let k = key.clone();
-                let body = result
-                    .into_stream()
-                    .map(move |r| r.map_err(|e| StoreError::object("read", &k, e)))
-                    .boxed();
-                Ok(Some(Opened { size, body }))
             }
         }
+        let body = reading
+            .body
+            .map(move |r| r.map_err(|e| StoreError::object("read", &key, e)))
+            .boxed();
+        Ok(Some(Opened { size, body }))
     }
 
     async fn get(
         &self,
         key: &Path,
         range: Option<Range<u64>>,
-    ) -> Result<Option<object_store::GetResult>, StoreError> {
+    ) -> Result<Option<read::Reading>, StoreError> {
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
         match self.objects.get_opts(key, options).await {
-            Ok(r) => Ok(Some(r)),
+            Ok(r) => Ok(Some(read::reading(r))),
             Err(object_store::Error::NotFound { .. }) => {
                 // Gone behind the index's back (removed by hand, or by another process).
                 if let Some(index) = &self.index {
@@ -246,8 +258,11 @@ impl Store {
         self: Arc<Self>,
         digest: Digest,
         key: Path,
-        inner: BoxStream<'static, object_store::Result<Bytes>>,
+        reading: read::Reading,
     ) -> BoxStream<'static, Result<Bytes, StoreError>> {
+        let read::Reading {
+            stamp, body: inner, ..
+        } = reading;
         struct State {
             inner: BoxStream<'static, object_store::Result<Bytes>>,
             hasher: Option<Hasher>,
@@ -262,6 +277,7 @@ impl Store {
             let store = self.clone();
             let digest = digest.clone();
             let key = key.clone();
+            let stamp = stamp.clone();
             async move {
                 let mut st = state?;
                 loop {
@@ -288,7 +304,9 @@ impl Store {
                                     None,
                                 ));
                             }
-                            store.verified.insert(digest.clone(), ()).await;
+                            if let Some(stamp) = stamp {
+                                store.verified.insert(digest.clone(), stamp).await;
+                            }
                             // The inner stream ended: it is not polled again.
                             let last = st.held.take()?;
                             return Some((Ok(last), None));
@@ -300,24 +318,25 @@ impl Store {
         .boxed()
     }
 
-    /// Hashes a whole stored blob: `Some(true)` when it matches its digest, `Some(false)` when
-    /// it did not (it is removed then), `None` when it is not stored.
-    pub async fn verify(&self, digest: &Digest) -> Result<Option<bool>, StoreError> {
+    /// Hashes a whole stored blob (a corrupt one is removed).
+    pub async fn verify(&self, digest: &Digest) -> Result<Checked, StoreError> {
         let key = blob_key(digest);
-        let Some(result) = self.get(&key, None).await? else {
-            return Ok(None);
+        let Some(reading) = self.get(&key, None).await? else {
+            return Ok(Checked::Missing);
         };
-        let mut stream = chunks(result);
+        let mut stream = reading.body;
         let mut hasher = Hasher::new(digest.algorithm());
         while let Some(chunk) = stream.next().await {
             hasher.update(&chunk.map_err(|e| StoreError::object("read", &key, e))?);
         }
         if hasher.finish() == *digest {
-            self.verified.insert(digest.clone(), ()).await;
-            Ok(Some(true))
+            if let Some(stamp) = &reading.stamp {
+                self.verified.insert(digest.clone(), stamp.clone()).await;
+            }
+            Ok(Checked::Good(reading.stamp))
         } else {
             self.corrupt(digest).await;
-            Ok(Some(false))
+            Ok(Checked::Corrupt)
         }
     }
 
@@ -388,59 +407,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-}
-
-/// Bytes read per chunk from a stored file (object_store's own file stream reads 8 KiB at a
-/// time, each on the blocking pool: too small to keep up with a network client).
-const FILE_CHUNK: usize = 256 * 1024;
-
-/// The bytes of a read: a file read in large chunks, or the store's own stream (S3).
-fn chunks(result: object_store::GetResult) -> BoxStream<'static, object_store::Result<Bytes>> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let range = result.range.clone();
-    match result.payload {
-        object_store::GetResultPayload::Stream(s) => s,
-        object_store::GetResultPayload::File(file, _) => {
-            let io_err = |e: std::io::Error| object_store::Error::Generic {
-                store: "LocalFileSystem",
-                source: Box::new(e),
-            };
-            let state = (
-                tokio::fs::File::from_std(file),
-                range.start,
-                range.end,
-                false,
-            );
-            futures_util::stream::unfold(state, move |(mut file, pos, end, seeked)| async move {
-                if pos >= end {
-                    return None;
-                }
-                if !seeked {
-                    if let Err(e) = file.seek(std::io::SeekFrom::Start(pos)).await {
-                        return Some((Err(io_err(e)), (file, end, end, true)));
-                    }
-                }
-                let want = usize::try_from(end - pos)
-                    .unwrap_or(FILE_CHUNK)
-                    .min(FILE_CHUNK);
-                let mut buf = vec![0u8; want];
-                match file.read(&mut buf).await {
-                    Ok(0) => Some((
-                        Err(io_err(std::io::Error::from(
-                            std::io::ErrorKind::UnexpectedEof,
-                        ))),
-                        (file, end, end, true),
-                    )),
-                    Ok(n) => {
-                        buf.truncate(n);
-                        Some((Ok(Bytes::from(buf)), (file, pos + n as u64, end, true)))
-                    }
-                    Err(e) => Some((Err(io_err(e)), (file, end, end, true))),
-                }
-            })
-            .boxed()
-        }
     }
 }
 

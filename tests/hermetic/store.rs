@@ -386,10 +386,25 @@ async fn a_corrupt_stored_file_is_cut_off_removed_and_fetched_again() {
     let proxy = proxy_in(dir.path(), &up, "").await;
     let url = format!("{}/v2/app/blobs/{digest}", proxy.url);
     get(&url).await.unwrap();
+    // Served warm once: this version of the file hashed to its digest and is not hashed again
+    // until it changes. A byte flipped with the modification time put back still changes it.
+    let (status, body) = get(&url).await.unwrap();
+    assert_eq!((status, sha256(&body)), (200, digest.clone()));
     let file = stored(dir.path(), &digest);
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
     let mut on_disk = std::fs::read(&file).unwrap();
     on_disk[1 << 20] ^= 0x40;
     std::fs::write(&file, &on_disk).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().modified().unwrap(),
+        modified
+    );
 
     let served = get(&url).await;
     assert!(
