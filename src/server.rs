@@ -36,6 +36,7 @@ use crate::db::{Database, DbError};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
+use crate::signature::discovery::{Material, Prefer};
 use crate::signature::{TrustRoot, TufError};
 use crate::upstream::body::ResponseBody;
 use crate::upstream::UpstreamError;
@@ -108,10 +109,14 @@ impl Server {
             recording = config.ledger.enabled,
             "pull ledger open"
         );
-        let mut proxy = Proxy::from_config(&config, root.clone(), metrics.clone())?;
-        proxy.ledger = config.ledger.enabled.then(|| ledger.clone());
-        proxy.store = Some(crate::store::Store::open(&config.storage, metrics.clone()).await?);
+        let store = crate::store::Store::open(&config.storage, metrics.clone()).await?;
         tracing::info!(storage = %config.storage, "content store open");
+        let material = Material {
+            store,
+            prefer: Prefer::Upstream,
+        };
+        let mut proxy = Proxy::from_config(&config, root.clone(), metrics.clone(), Some(material))?;
+        proxy.ledger = config.ledger.enabled.then(|| ledger.clone());
         warn_insecure(&config);
         tracing::info!(
             trusted_root = %config.trusted_root.origin,

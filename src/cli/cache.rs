@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::maintenance::{GcReport, VerifyReport};
-use crate::store::{Backend, Store, StoreError};
+use crate::store::{Access, Backend, Store, StoreError};
 
 pub enum CacheReport {
     Verify(VerifyReport),
@@ -56,12 +56,14 @@ impl fmt::Display for CacheReport {
 }
 
 pub async fn verify(config: &Config) -> Result<CacheReport, StoreError> {
-    let store = Store::open(&config.storage, Arc::new(Metrics::new())).await?;
+    let store =
+        Store::open_for(&config.storage, Arc::new(Metrics::new()), Access::Maintain).await?;
     Ok(CacheReport::Verify(store.verify_all().await?))
 }
 
 pub async fn gc(config: &Config) -> Result<CacheReport, StoreError> {
-    let store = Store::open(&config.storage, Arc::new(Metrics::new())).await?;
+    let store =
+        Store::open_for(&config.storage, Arc::new(Metrics::new()), Access::Maintain).await?;
     let report = store.gc().await?;
     Ok(CacheReport::Gc(store.backend(), report))
 }

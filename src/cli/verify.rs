@@ -74,7 +74,8 @@ pub async fn verify_image(config: &Config, image: &str) -> Result<Report, Inspec
         reason,
     };
     let root = Arc::new(TrustRoot::obtain(&config.trusted_root, config.timeouts.connect).await?);
-    let proxy = Proxy::from_config(config, root, Arc::new(Metrics::new()))?;
+    // Asks the upstreams, as a first pull would: no content store.
+    let proxy = Proxy::from_config(config, root, Arc::new(Metrics::new()), None)?;
     let (name, reference) = split_image_ref(image);
     let reference: Reference = match reference {
         Some(r) => r.parse().map_err(|e| bad(format!("{e}")))?,

@@ -25,7 +25,9 @@ use crate::registry_api::gate::Subject;
 use crate::registry_api::manifest::fetch::{self, accept_headers, Origin};
 use crate::registry_api::record::Facts;
 use crate::registry_api::Proxy;
+use crate::signature::discovery::{Material, Prefer};
 use crate::signature::TrustRoot;
+use crate::store::{Access, Store};
 
 /// How many digests are re-decided at once.
 const CONCURRENCY: usize = 8;
@@ -122,7 +124,19 @@ pub async fn what_if(
         TrustRoot::load(&proposed.trusted_root)
             .map_err(|e| WhatIfError::Proposed(e.to_string()))?,
     );
-    let proxy = Proxy::from_config(proposed, root, Arc::new(Metrics::new()))
+    // Signature material from the content store where it is kept, else from the upstream.
+    let metrics = Arc::new(Metrics::new());
+    let material = match Store::open_for(&current.storage, metrics.clone(), Access::Read).await {
+        Ok(store) => Some(Material {
+            store,
+            prefer: Prefer::Kept,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "content store not readable: asking the upstreams for everything");
+            None
+        }
+    };
+    let proxy = Proxy::from_config(proposed, root, metrics, material)
         .map_err(|e| WhatIfError::Proposed(e.to_string()))?;
     let proxy = &proxy;
     let results: Vec<_> = futures_util::stream::iter(entries)

@@ -29,6 +29,7 @@ use crate::ledger::{Client, Ledger};
 use crate::metrics::Metrics;
 use crate::oci::ImageName;
 use crate::policy::PolicySet;
+use crate::signature::discovery::Material;
 use crate::signature::{Engine, TrustRoot, VerdictCache};
 use crate::upstream::body::{self, ResponseBody};
 use crate::upstream::mapping::Upstreams;
@@ -211,26 +212,36 @@ impl Proxy {
 
 impl Proxy {
     /// Builds the upstream clients, the policy set and the verification engine of a
-    /// configuration.
+    /// configuration, over the content store `material` names (blobs, and the upstream answers
+    /// kept there for verifying and serving while an upstream cannot answer).
     pub fn from_config(
         config: &Config,
         root: Arc<TrustRoot>,
         metrics: Arc<Metrics>,
+        material: Option<Material>,
     ) -> Result<Proxy, UpstreamError> {
+        let store = material.as_ref().map(|m| m.store.clone());
         let verdicts = Arc::new(VerdictCache::new(&config.cache, metrics.clone()));
-        let manifests = Arc::new(ManifestCache::new(&config.cache, metrics.clone()));
-        Proxy::build(config, root, verdicts, manifests, metrics)
+        let manifests = Arc::new(ManifestCache::new(
+            &config.cache,
+            metrics.clone(),
+            store.clone().map(|s| (s, config.limits.max_manifest_bytes)),
+        ));
+        let mut proxy = Proxy::build(config, root, verdicts, manifests, material, metrics)?;
+        proxy.store = store;
+        Ok(proxy)
     }
 
     /// The proxy for a reloaded configuration: new upstream clients, rules, attestors and trust
-    /// root, over this proxy's caches and metrics. Cache sizes and lifetimes keep their values
-    /// until a restart.
+    /// root, over this proxy's caches, store and metrics. Cache sizes and lifetimes keep their
+    /// values until a restart.
     pub fn reloaded(&self, config: &Config, root: Arc<TrustRoot>) -> Result<Proxy, UpstreamError> {
         let mut proxy = Proxy::build(
             config,
             root,
             self.gate.engine.verdict_cache().clone(),
             self.manifests.clone(),
+            self.gate.engine.material().cloned(),
             self.metrics.clone(),
         )?;
         // Opened once at start-up, by the process: `database` and `storage` need a restart.
@@ -244,6 +255,7 @@ impl Proxy {
         root: Arc<TrustRoot>,
         verdicts: Arc<VerdictCache>,
         manifests: Arc<ManifestCache>,
+        material: Option<Material>,
         metrics: Arc<Metrics>,
     ) -> Result<Proxy, UpstreamError> {
         let engine = Engine::sharing(
@@ -252,7 +264,8 @@ impl Proxy {
             &config.limits,
             config.timeouts.signature_lookup,
             metrics.clone(),
-        );
+        )
+        .with_material(material);
         Ok(Proxy {
             upstreams: Upstreams::from_config(config, metrics.clone())?,
             policies: config.policies.clone(),

@@ -166,6 +166,8 @@ pub struct Engine {
     cache: Arc<VerdictCache>,
     limits: Limits,
     lookup_timeout: Duration,
+    /// Where upstream answers are kept and read back (none without a content store).
+    material: Option<discovery::Material>,
     metrics: Arc<Metrics>,
 }
 
@@ -194,8 +196,19 @@ impl Engine {
             cache,
             limits: limits.clone(),
             lookup_timeout,
+            material: None,
             metrics,
         }
+    }
+
+    /// This engine, keeping what upstreams answer in `material`'s store and reading it back.
+    pub fn with_material(mut self, material: Option<discovery::Material>) -> Engine {
+        self.material = material;
+        self
+    }
+
+    pub fn material(&self) -> Option<&discovery::Material> {
+        self.material.as_ref()
     }
 
     pub fn verdict_cache(&self) -> &Arc<VerdictCache> {
@@ -246,6 +259,7 @@ impl Engine {
                             &l.image.repo,
                             l.digest,
                             &self.limits,
+                            self.material.as_ref(),
                         )
                         .await?
                     }
@@ -262,8 +276,15 @@ impl Engine {
                     index,
                 }),
             };
-            let candidates =
-                discovery::discover(l.upstream, l.repo, l.digest, &self.limits, wants).await?;
+            let candidates = discovery::discover(
+                l.upstream,
+                l.repo,
+                l.digest,
+                &self.limits,
+                self.material.as_ref(),
+                wants,
+            )
+            .await?;
             let children: Vec<Digest> = index
                 .iter()
                 .flat_map(Document::platform_children)

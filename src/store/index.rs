@@ -1,6 +1,6 @@
-//! The filesystem store's index: the size and last use of every stored blob, rebuilt from the
-//! files at start-up (nothing lives only in memory), and the background eviction that keeps
-//! the blobs under `max_bytes`, least recently used first, down to 90 % of the bound.
+//! The filesystem store's index: the size and last use of every stored blob and kept answer,
+//! rebuilt from the files at start-up (nothing lives only in memory), and the background eviction
+//! that keeps them under `max_bytes`, least recently used first, down to 90 % of the bound.
 //!
 //! Last use is kept in memory; after a restart it starts from each file's modification time.
 
@@ -37,18 +37,19 @@ pub(super) struct Index {
 }
 
 impl Index {
-    /// Lists the stored blobs (oldest modification first, so they are the first evicted).
+    /// Lists the stored blobs and answers (oldest modification first, so they are the first evicted).
     pub(super) async fn rebuild(
         objects: Arc<dyn ObjectStore>,
         max_bytes: u64,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Index>, StoreError> {
-        let prefix = Path::from("blobs");
         let mut found = Vec::new();
-        let mut listing = objects.list(Some(&prefix));
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|e| StoreError::object("list", &prefix, e))?;
-            found.push(meta);
+        for prefix in [Path::from("blobs"), Path::from("answers")] {
+            let mut listing = objects.list(Some(&prefix));
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| StoreError::object("list", &prefix, e))?;
+                found.push(meta);
+            }
         }
         found.sort_by_key(|m| m.last_modified);
         let mut inner = Inner::default();
@@ -191,13 +192,15 @@ impl Index {
     }
 }
 
-/// Removes the staging files of fills that never completed (a crash, `kill -9`): their names
-/// end in `#<number>`, never a digest, so they were never served.
+/// Removes the staging files of writes that never completed (a crash, `kill -9`): their names
+/// end in `#<number>`, never a digest or an answer's hash, so they were never read.
 pub(super) fn remove_staging_files(root: &FsPath) {
-    let Ok(algorithms) = std::fs::read_dir(root.join("blobs")) else {
-        return;
-    };
-    for dir in algorithms.flatten() {
+    // `blobs/<algorithm>/` and `answers/<upstream>/`.
+    let dirs = ["blobs", "answers"]
+        .into_iter()
+        .filter_map(|top| std::fs::read_dir(root.join(top)).ok())
+        .flat_map(|entries| entries.flatten());
+    for dir in dirs {
         let Ok(files) = std::fs::read_dir(dir.path()) else {
             continue;
         };

@@ -15,10 +15,14 @@
 //!
 //! This module knows no HTTP and no policy: the caller decides what may be served.
 //!
+//! It keeps upstream answers too ([`answers`]): signature material, manifests and tag
+//! resolutions, read back when the upstream cannot answer.
+//!
 //! Layout (the same on disk and in a bucket, under the prefix):
 //! `blobs/<algorithm>/<hex>` the content; `seen/<upstream>/<repository>/<algorithm>-<hex>` empty
-//! markers.
+//! markers; `answers/<upstream>/<hex>` kept answers.
 
+pub mod answers;
 pub mod fill;
 mod index;
 pub mod maintenance;
@@ -87,6 +91,17 @@ pub enum Backend {
     S3,
 }
 
+/// What a store is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The proxy: fills, eviction in the background, staging files of a crash removed.
+    Serve,
+    /// `portcullis cache verify|gc`: the index rebuilt, corrupt or evicted objects removed.
+    Maintain,
+    /// Reading only (`portcullis audit --what-if`): nothing written or removed.
+    Read,
+}
+
 /// What hashing a whole stored blob found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Checked {
@@ -110,6 +125,7 @@ pub struct Opened {
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
     backend: Backend,
+    access: Access,
     /// The filesystem store's size accounting and eviction (none for S3: the bucket's
     /// lifecycle rule evicts there).
     index: Option<Arc<index::Index>>,
@@ -123,12 +139,22 @@ pub struct Store {
 // === impl Store ===
 
 impl Store {
-    /// Opens the store the settings name; the filesystem store's index is rebuilt from what is
-    /// on disk (left-over staging files of interrupted fills are removed) and its eviction
-    /// starts in the background.
+    /// Opens the store the settings name for serving: the filesystem store's index is rebuilt
+    /// from what is on disk (left-over staging files of interrupted fills are removed) and its
+    /// eviction starts in the background.
     pub async fn open(
         settings: &StorageSettings,
         metrics: Arc<Metrics>,
+    ) -> Result<Arc<Store>, StoreError> {
+        Store::open_for(settings, metrics, Access::Serve).await
+    }
+
+    /// Opens the store for `access`: a command beside a running proxy neither removes its
+    /// staging files nor evicts behind its back.
+    pub async fn open_for(
+        settings: &StorageSettings,
+        metrics: Arc<Metrics>,
+        access: Access,
     ) -> Result<Arc<Store>, StoreError> {
         let (objects, backend): (Arc<dyn ObjectStore>, Backend) = match settings {
             StorageSettings::Filesystem { root, .. } => {
@@ -143,19 +169,24 @@ impl Store {
             }
             StorageSettings::S3(s3) => (s3_store(s3)?, Backend::S3),
         };
-        let index = match settings {
-            StorageSettings::Filesystem { root, max_bytes } => {
-                index::remove_staging_files(root);
+        let index = match (settings, access) {
+            (StorageSettings::Filesystem { root, max_bytes }, Access::Serve | Access::Maintain) => {
+                if access == Access::Serve {
+                    index::remove_staging_files(root);
+                }
                 let index =
                     index::Index::rebuild(objects.clone(), *max_bytes, metrics.clone()).await?;
-                index.clone().spawn_evictor();
+                if access == Access::Serve {
+                    index.clone().spawn_evictor();
+                }
                 Some(index)
             }
-            StorageSettings::S3(_) => None,
+            _ => None,
         };
         Ok(Arc::new(Store {
             objects,
             backend,
+            access,
             index,
             flights: Mutex::default(),
             seen: moka::future::Cache::new(MEMORY_ENTRIES),

@@ -885,3 +885,68 @@ async fn tag_ttl_skips_the_head_and_serve_stale_tags_rides_out_an_outage() {
         502
     );
 }
+
+#[tokio::test]
+async fn after_a_restart_with_the_upstream_down_kept_material_is_verified_again_and_served() {
+    let reg = registry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = crate::common::write_config(
+        dir.path(),
+        "fake.local",
+        &format!(
+            "  fake.local: {{ url: \"{}\", serve_stale_tags: true }}",
+            reg.up.url()
+        ),
+        &policy_yaml("allow", ""),
+    );
+    // The state directory lives beside the configuration, in `dir`, across both processes.
+    let first = Proxy::start_file(&path, tempfile::tempdir().unwrap()).await;
+    let signed = ["keyless-bundle", "key-legacy"];
+    for image in signed {
+        let resp = get(&first, &format!("enforce/app/manifests/{image}")).await;
+        assert_eq!(resp.status(), 200, "{image}");
+    }
+    let by_digest = format!("enforce/app/manifests/{}", digest_of("key-bundle"));
+    assert_eq!(get(&first, &by_digest).await.status(), 200);
+    assert_eq!(
+        get(&first, "enforce/app/manifests/unsigned").await.status(),
+        403
+    );
+    // The material is kept in the background: wait for the last of it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Some(s) = first.server {
+        s.shutdown().await;
+    }
+
+    *reg.fault.lock().unwrap() = Fault::Down;
+    let second = Proxy::start_file(&path, tempfile::tempdir().unwrap()).await;
+    for image in signed {
+        let resp = get(&second, &format!("enforce/app/manifests/{image}")).await;
+        assert_eq!(resp.status(), 200, "{image} by its last tag resolution");
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(crate::common::sha256(&body), digest_of(image), "{image}");
+    }
+    let resp = get(&second, &by_digest).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        crate::common::sha256(&resp.bytes().await.unwrap()),
+        digest_of("key-bundle")
+    );
+    // Verified again in this process, from the kept signatures: nothing was served unverified.
+    let m = second.metrics().await;
+    assert!(
+        m.contains(
+            r#"portcullis_verdicts_total{mode="enforce",result="verified",rule="enforced"} 3"#
+        ),
+        "{m}"
+    );
+    // What was refused was never kept as served, and what was never pulled is not invented.
+    for image in ["unsigned", "keyless-legacy"] {
+        let status = get(&second, &format!("enforce/app/manifests/{image}"))
+            .await
+            .status();
+        assert_ne!(status, 200, "{image}");
+    }
+    let unsigned_digest = format!("enforce/app/manifests/{}", digest_of("unsigned"));
+    assert_ne!(get(&second, &unsigned_digest).await.status(), 200);
+}

@@ -2,18 +2,26 @@
 //! a hit needs no upstream request; bounded by total bytes) and the last resolution of each tag
 //! that passed the gate. Bytes are only ever inserted after their digest was proven.
 //!
+//! With a content store, both are kept there too (`store::answers`) and read back on a memory
+//! miss, after a restart as well: a stored manifest's bytes are checked against its digest
+//! again when read. A tag's resolution is written when it changes, not on every request.
+//!
 //! This module does not fetch or check a manifest (that is [`super::fetch`]) and does not decide
 //! whether a cached answer may be served (every answer passes the gate).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
 
 use super::FetchedManifest;
 use crate::cache::{Cached, Counted};
 use crate::config::CacheSettings;
 use crate::metrics::Metrics;
 use crate::oci::{Digest, ImageName, Tag};
+use crate::store::answers::{self, Answer, Outcome};
+use crate::store::Store;
 
 /// A manifest of one repository of one upstream, by digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -35,13 +43,22 @@ struct TagKey {
 #[derive(Debug, Clone)]
 pub struct TagEntry {
     pub digest: Digest,
-    pub resolved: Instant,
+    pub resolved: SystemTime,
+}
+
+impl TagEntry {
+    /// Whether it was resolved less than `ttl` ago (a clock set back counts as not).
+    pub fn within(&self, ttl: Duration) -> bool {
+        self.resolved.elapsed().is_ok_and(|age| age < ttl)
+    }
 }
 
 /// Manifest bytes by digest and tag resolutions.
 pub struct ManifestCache {
     content: Cached<ContentKey, FetchedManifest>,
     tags: Cached<TagKey, TagEntry>,
+    /// The second tier, and the largest manifest read back from it (`limits.max_manifest_bytes`).
+    store: Option<(Arc<Store>, usize)>,
 }
 
 /// Bookkeeping bytes per cached manifest on top of its body.
@@ -51,7 +68,11 @@ const ENTRY_OVERHEAD: u32 = 256;
 const LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 impl ManifestCache {
-    pub fn new(settings: &CacheSettings, metrics: Arc<Metrics>) -> ManifestCache {
+    pub fn new(
+        settings: &CacheSettings,
+        metrics: Arc<Metrics>,
+        store: Option<(Arc<Store>, usize)>,
+    ) -> ManifestCache {
         let content = moka::future::Cache::builder()
             .max_capacity(settings.manifest_bytes)
             .weigher(|_k: &ContentKey, m: &FetchedManifest| {
@@ -68,11 +89,34 @@ impl ManifestCache {
         ManifestCache {
             content: Cached::new("manifest", Counted::HitsAndMisses, content, metrics.clone()),
             tags: Cached::new("tag", Counted::HitsAndMisses, tags, metrics),
+            store,
         }
     }
 
     pub async fn get(&self, image: &ImageName, digest: &Digest) -> Option<FetchedManifest> {
-        self.content.get(&content_key(image, digest)).await
+        let key = content_key(image, digest);
+        if let Some(m) = self.content.get(&key).await {
+            return Some(m);
+        }
+        let m = self.kept_manifest(image, digest).await?;
+        self.content.insert(key, m.clone()).await;
+        Some(m)
+    }
+
+    async fn kept_manifest(&self, image: &ImageName, digest: &Digest) -> Option<FetchedManifest> {
+        let (store, limit) = self.store.as_ref()?;
+        let asked = answers::manifest_asked(&image.repo.to_string(), digest);
+        let answer = kept(store.answer(&image.registry, &asked, *limit).await)?;
+        if answer.outcome != Outcome::Found || !digest.matches(&answer.body) {
+            tracing::warn!(%image, %digest, "kept manifest does not match its digest: ignored");
+            return None;
+        }
+        let media_type = HeaderValue::from_str(answer.media_type.as_deref()?).ok()?;
+        Some(FetchedManifest {
+            digest: digest.clone(),
+            media_type,
+            bytes: answer.body,
+        })
     }
 
     /// The manifest fetched by `fetch`, run once for concurrent callers (a burst of cold pulls
@@ -88,6 +132,11 @@ impl ManifestCache {
         F: Future<Output = Result<FetchedManifest, E>>,
         E: Send + Sync + 'static,
     {
+        let fetch = async {
+            let m = fetch.await?;
+            self.keep_manifest(image, &m);
+            Ok(m)
+        };
         self.content.fill(content_key(image, digest), fetch).await
     }
 
@@ -95,19 +144,84 @@ impl ManifestCache {
         self.content
             .insert(content_key(image, &m.digest), m.clone())
             .await;
+        self.keep_manifest(image, m);
+    }
+
+    fn keep_manifest(&self, image: &ImageName, m: &FetchedManifest) {
+        self.keep(
+            image,
+            answers::manifest_asked(&image.repo.to_string(), &m.digest),
+            m.media_type.to_str().ok().map(str::to_owned),
+            m.bytes.clone(),
+        );
     }
 
     pub async fn tag(&self, image: &ImageName, tag: &Tag, accept: &str) -> Option<TagEntry> {
-        self.tags.get(&tag_key(image, tag, accept)).await
+        let key = tag_key(image, tag, accept);
+        if let Some(e) = self.tags.get(&key).await {
+            return Some(e);
+        }
+        let (store, _) = self.store.as_ref()?;
+        let asked = answers::tag_asked(&image.repo.to_string(), tag.as_str(), accept);
+        let answer = kept(store.answer(&image.registry, &asked, 256).await)?;
+        let digest: Digest = std::str::from_utf8(&answer.body).ok()?.parse().ok()?;
+        let entry = TagEntry {
+            digest,
+            resolved: SystemTime::UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(answer.at).unwrap_or(0)),
+        };
+        self.tags.insert(key, entry.clone()).await;
+        Some(entry)
     }
 
     pub async fn set_tag(&self, image: &ImageName, tag: &Tag, accept: &str, digest: &Digest) {
+        let key = tag_key(image, tag, accept);
+        let changed = self
+            .tags
+            .get(&key)
+            .await
+            .is_none_or(|before| before.digest != *digest);
         let entry = TagEntry {
             digest: digest.clone(),
-            resolved: Instant::now(),
+            resolved: SystemTime::now(),
         };
-        self.tags.insert(tag_key(image, tag, accept), entry).await;
+        self.tags.insert(key, entry).await;
+        if changed {
+            self.keep(
+                image,
+                answers::tag_asked(&image.repo.to_string(), tag.as_str(), accept),
+                None,
+                bytes::Bytes::from(digest.to_string()),
+            );
+        }
     }
+
+    fn keep(
+        &self,
+        image: &ImageName,
+        asked: String,
+        media_type: Option<String>,
+        body: bytes::Bytes,
+    ) {
+        if let Some((store, _)) = &self.store {
+            let answer = Answer {
+                outcome: Outcome::Found,
+                media_type,
+                link: None,
+                body,
+                at: answers::now(),
+            };
+            store.keep_answer_later(&image.registry, asked, answer);
+        }
+    }
+}
+
+/// A kept answer, a store fault logged as none.
+fn kept(read: Result<Option<Answer>, crate::store::StoreError>) -> Option<Answer> {
+    read.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "content store fault while reading a kept manifest or tag");
+        None
+    })
 }
 
 fn content_key(image: &ImageName, digest: &Digest) -> ContentKey {

@@ -113,7 +113,7 @@ async fn resolve_tag(
     };
     let known = cache.tag(&ctx.image, tag, accept).await;
     if let (Some(ttl), Some(k)) = (ctx.upstream.tag_ttl, &known) {
-        if k.resolved.elapsed() < ttl {
+        if k.within(ttl) {
             if let Some(manifest) = cache.get(&ctx.image, &k.digest).await {
                 return cached(manifest, Source::Cache);
             }

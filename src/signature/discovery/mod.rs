@@ -26,15 +26,20 @@ mod referrers;
 
 pub use referrers::{bundle_referrers_in, next_page};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use http::header::ACCEPT;
+use http::header::{ACCEPT, CONTENT_TYPE, LINK};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::{Announced, Candidate, CandidateKind, LookupError};
 use crate::config::Limits;
 use crate::oci::media::{ACCEPT_ANY_MANIFEST, ACCEPT_IMAGE_MANIFEST};
 use crate::oci::{Descriptor, Digest, Document, RepoName};
-use crate::upstream::{Kind, Upstream, UpstreamRequest};
+use crate::store::answers::{self, Answer, Outcome};
+use crate::store::Store;
+use crate::upstream::body::BodyError;
+use crate::upstream::{Kind, Upstream, UpstreamError, UpstreamRequest};
 use cosign::LegacyKind;
 
 /// What to look for besides signatures.
@@ -44,6 +49,22 @@ pub struct Wants<'a> {
     pub attestations: bool,
     /// An image index whose BuildKit attestation manifests to read.
     pub buildkit: Option<BuildkitIndex<'a>>,
+}
+
+/// Where discovery keeps what upstreams answered, and reads it back (the content store).
+#[derive(Clone)]
+pub struct Material {
+    pub store: Arc<Store>,
+    pub prefer: Prefer,
+}
+
+/// Which answer discovery asks for first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefer {
+    /// The upstream's; a kept answer only when the upstream cannot answer (serving pulls).
+    Upstream,
+    /// A kept answer; the upstream for what is not kept (`portcullis audit --what-if`).
+    Kept,
 }
 
 /// An image index and where it lives (its attestation manifests live there too).
@@ -60,12 +81,14 @@ pub async fn discover(
     repo: &RepoName,
     digest: &Digest,
     limits: &Limits,
+    material: Option<&Material>,
     wants: Wants<'_>,
 ) -> Result<Vec<Candidate>, LookupError> {
     let d = Discovery {
         upstream,
         repo,
         limits,
+        material,
     };
     // The three sources are independent: asked concurrently, a cold lookup costs the longest
     // chain of round trips, not their sum. The result keeps a fixed order (bundles, `.sig`,
@@ -97,6 +120,7 @@ pub async fn discover(
                 upstream: b.upstream,
                 repo: b.repo,
                 limits,
+                material,
             };
             at.buildkit_attestations(b.index, &mut out).await?;
         }
@@ -122,14 +146,16 @@ pub async fn manifest_by_digest(
     repo: &RepoName,
     digest: &Digest,
     limits: &Limits,
+    material: Option<&Material>,
 ) -> Result<Option<Bytes>, LookupError> {
     let d = Discovery {
         upstream,
         repo,
         limits,
+        material,
     };
     let what = format!("manifest {digest}");
-    let Some((_, bytes)) = d
+    let Some(bytes) = d
         .get(
             Kind::Manifest,
             format!("/v2/{repo}/manifests/{digest}"),
@@ -151,6 +177,7 @@ struct Discovery<'a> {
     upstream: &'a Upstream,
     repo: &'a RepoName,
     limits: &'a Limits,
+    material: Option<&'a Material>,
 }
 
 impl Discovery<'_> {
@@ -162,7 +189,83 @@ impl Discovery<'_> {
         accept: Option<&'static str>,
         limit: usize,
         what: &str,
-    ) -> Result<Option<(HeaderMap, Bytes)>, LookupError> {
+    ) -> Result<Option<Bytes>, LookupError> {
+        let answer = Box::pin(self.answer(kind, path, accept, limit, what)).await?;
+        match answer.outcome {
+            Outcome::Found => Ok(Some(answer.body)),
+            Outcome::NotFound => Ok(None),
+            Outcome::NotAllowed => Err(self.status(what, StatusCode::METHOD_NOT_ALLOWED)),
+        }
+    }
+
+    /// GET `path`, bounded by `limit`: what the upstream answered (200, 404 or 405), kept in
+    /// the content store; when the upstream cannot answer, what it answered last time (or, when
+    /// kept answers are preferred, that first).
+    async fn answer(
+        &self,
+        kind: Kind,
+        path: String,
+        accept: Option<&'static str>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Answer, LookupError> {
+        let asked = format!("GET {path} accept={}", accept.unwrap_or(""));
+        if let Some(m) = self.material.filter(|m| m.prefer == Prefer::Kept) {
+            if let Some(a) = Box::pin(self.kept(m, &asked, limit)).await {
+                return Ok(a);
+            }
+        }
+        // Boxed, as the chains that call this are deep: the futures stay off the stack.
+        match Box::pin(self.ask(kind, path, accept, limit, what)).await {
+            Ok(answer) => {
+                if let Some(m) = self.material {
+                    m.store
+                        .keep_answer_later(&self.upstream.key, asked, answer.clone());
+                }
+                Ok(answer)
+            }
+            Err(e) if is_outage(&e) => {
+                let kept = match self.material.filter(|m| m.prefer == Prefer::Upstream) {
+                    Some(m) => Box::pin(self.kept(m, &asked, limit)).await,
+                    None => None,
+                };
+                match kept {
+                    Some(a) => {
+                        tracing::warn!(
+                            upstream = %self.upstream.key,
+                            what,
+                            error = %e,
+                            answered_at = a.at,
+                            "upstream cannot answer: using its answer kept in the content store"
+                        );
+                        Ok(a)
+                    }
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn kept(&self, m: &Material, asked: &str, limit: usize) -> Option<Answer> {
+        match m.store.answer(&self.upstream.key, asked, limit).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "content store fault while reading a kept answer");
+                None
+            }
+        }
+    }
+
+    /// The upstream's own answer.
+    async fn ask(
+        &self,
+        kind: Kind,
+        path: String,
+        accept: Option<&'static str>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Answer, LookupError> {
         let mut headers = HeaderMap::new();
         if let Some(a) = accept {
             headers.insert(ACCEPT, HeaderValue::from_static(a));
@@ -183,19 +286,42 @@ impl Discovery<'_> {
         } else {
             resp
         };
+        let none = |outcome| Answer {
+            outcome,
+            media_type: None,
+            link: None,
+            body: Bytes::new(),
+            at: answers::now(),
+        };
         match resp.status() {
             StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            status => {
-                return Err(LookupError::Status {
-                    upstream: self.upstream.key.clone(),
-                    what: what.to_owned(),
-                    status,
-                })
-            }
+            StatusCode::NOT_FOUND => return Ok(none(Outcome::NotFound)),
+            StatusCode::METHOD_NOT_ALLOWED => return Ok(none(Outcome::NotAllowed)),
+            status => return Err(self.status(what, status)),
         }
-        let (parts, bytes) = self.upstream.read_body(resp, limit).await?;
-        Ok(Some((parts.headers, bytes)))
+        let (parts, body) = self.upstream.read_body(resp, limit).await?;
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Ok(Answer {
+            outcome: Outcome::Found,
+            media_type: header(CONTENT_TYPE),
+            link: header(LINK),
+            body,
+            at: answers::now(),
+        })
+    }
+
+    fn status(&self, what: &str, status: StatusCode) -> LookupError {
+        LookupError::Status {
+            upstream: self.upstream.key.clone(),
+            what: what.to_owned(),
+            status,
+        }
     }
 
     /// A signature document's manifest (a referrer, a `.sig`/`.att` manifest, a BuildKit
@@ -217,7 +343,7 @@ impl Discovery<'_> {
             )
             .await
         {
-            Ok(Some((_, bytes))) => Ok(Some(Ok(bytes))),
+            Ok(Some(bytes)) => Ok(Some(Ok(bytes))),
             Ok(None) => Ok(None),
             Err(e) if too_large(&e) => Ok(Some(Err(self.too_large_reason("manifest")))),
             Err(e) => Err(e),
@@ -266,7 +392,7 @@ impl Discovery<'_> {
             )
             .await;
         let bytes = match fetched {
-            Ok(Some((_, bytes))) => bytes,
+            Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(Err(format!("layer {digest} is missing (404)"))),
             // A layer larger than its descriptor said is a broken signature, not a fault.
             Err(e) if too_large(&e) => return Ok(Err(self.too_large_reason("layer"))),
@@ -276,6 +402,23 @@ impl Discovery<'_> {
             return Ok(Err(format!("layer {digest} does not match its digest")));
         }
         Ok(Ok(bytes))
+    }
+}
+
+/// Whether a fault means the upstream cannot answer now (unreachable, timing out, failing with
+/// 5xx or 429), so that its last answer may stand in. A refusal of the credentials, a body over
+/// its bound or a malformed document is an answer, not an outage.
+fn is_outage(e: &LookupError) -> bool {
+    match e {
+        LookupError::Upstream(UpstreamError::Body {
+            error: BodyError::TooLarge { .. },
+            ..
+        }) => false,
+        LookupError::Upstream(u) => u.is_unavailable(),
+        LookupError::Status { status, .. } => {
+            status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+        }
+        LookupError::Malformed { .. } | LookupError::Timeout(_) | LookupError::Internal(_) => false,
     }
 }
 

@@ -4,14 +4,14 @@
 //! Sigstore bundle are fetched: their manifest, then the bundle layer. A malformed referrers
 //! index is a lookup fault; a malformed bundle referrer is one unusable candidate.
 
-use http::header::{ACCEPT, LINK};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderValue, StatusCode};
 
 use super::{announced_attestation, unusable_as, Discovery};
 use crate::oci::media::{OCI_INDEX, SIGSTORE_BUNDLE};
 use crate::oci::{Descriptor, Digest, Document, DocumentError, Reading};
 use crate::signature::{Announced, Candidate, CandidateKind, LookupError};
-use crate::upstream::{Kind, UpstreamRequest};
+use crate::store::answers::Outcome;
+use crate::upstream::Kind;
 
 /// cosign's annotation of a bundle referrer naming its statement's predicate type.
 const BUNDLE_PREDICATE_TYPE: &str = "dev.sigstore.bundle.predicateType";
@@ -26,37 +26,32 @@ impl Discovery<'_> {
         let mut path = format!("/v2/{}/referrers/{}", self.repo, digest);
         for page in 0..self.limits.max_referrers_pages {
             let what = format!("referrers of {digest} (page {})", page + 1);
-            let resp = self
-                .upstream
-                .send(UpstreamRequest {
-                    kind: Kind::Referrers,
-                    method: Method::GET,
-                    repo: Some(self.repo),
-                    path_and_query: path.clone(),
-                    headers: accept(OCI_INDEX),
-                })
-                .await?;
-            match resp.status() {
-                StatusCode::OK => {}
+            let answer = Box::pin(self.answer(
+                Kind::Referrers,
+                path.clone(),
+                Some(OCI_INDEX),
+                self.limits.max_referrers_bytes,
+                &what,
+            ))
+            .await?;
+            match answer.outcome {
+                Outcome::Found => {}
                 // No referrers API: the tag schema takes over (only on the first page).
-                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED if page == 0 => {
-                    drop(resp);
+                Outcome::NotFound | Outcome::NotAllowed if page == 0 => {
                     return self.fallback_referrers(digest).await;
                 }
-                status => {
-                    return Err(LookupError::Status {
-                        upstream: self.upstream.key.clone(),
-                        what,
-                        status,
-                    })
+                Outcome::NotFound => return Err(self.status(&what, StatusCode::NOT_FOUND)),
+                Outcome::NotAllowed => {
+                    return Err(self.status(&what, StatusCode::METHOD_NOT_ALLOWED))
                 }
             }
-            let (parts, bytes) = self
-                .upstream
-                .read_body(resp, self.limits.max_referrers_bytes)
-                .await?;
-            out.extend(bundle_referrers_in(&bytes).map_err(|e| self.malformed(&what, e))?);
-            match parts.headers.get(LINK).and_then(next_page) {
+            out.extend(bundle_referrers_in(&answer.body).map_err(|e| self.malformed(&what, e))?);
+            match answer
+                .link
+                .as_deref()
+                .and_then(|l| HeaderValue::from_str(l).ok())
+                .and_then(|l| next_page(&l))
+            {
                 Some(next) => path = next,
                 None => return Ok(out),
             }
@@ -73,7 +68,7 @@ impl Discovery<'_> {
     async fn fallback_referrers(&self, digest: &Digest) -> Result<Vec<Descriptor>, LookupError> {
         let tag = digest.fallback_tag();
         let what = format!("referrers fallback tag {tag}");
-        let Some((_, bytes)) = self
+        let Some(bytes) = self
             .get(
                 Kind::Referrers,
                 format!("/v2/{}/manifests/{tag}", self.repo),
@@ -145,12 +140,6 @@ impl Discovery<'_> {
         }
         Ok(())
     }
-}
-
-fn accept(media_type: &'static str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(ACCEPT, HeaderValue::from_static(media_type));
-    h
 }
 
 /// The bundle referrers listed in a referrers index (an API page or the tag-schema index); an
