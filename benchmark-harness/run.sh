@@ -5,18 +5,21 @@
 # signed fixture images and a 1 GiB blob, and four proxies in front of it (nginx as a plain
 # reverse proxy, docker-registry in proxy mode, portcullis without policy, portcullis with enforce
 # rules), measures warm manifest throughput, blob throughput, peak memory, cold verified pulls and
-# 500 concurrent cold pulls, the pull ledger's recording cost and its audit report over 1 000 000
-# records on SQLite and on a PostgreSQL server started for the run (benchmark-harness/ledger.sh),
-# and writes docs/benchmarks.md (and the same summary to stdout).
+# 500 concurrent cold pulls, the content store (cold and warm blobs, nginx sending the stored
+# file, 50 concurrent cold pulls of one blob: benchmark-harness/store.sh), the pull ledger's
+# recording cost and its audit report over 1 000 000 records on SQLite and on a PostgreSQL server
+# started for the run (benchmark-harness/ledger.sh), and writes docs/benchmarks.md (and the same
+# summary to stdout).
 #
 # Everything lives in a temp dir and every process it starts is stopped by PID on exit. Installs
-# docker-registry, nginx, wrk and postgresql with apt-get when missing (needs root or sudo then). Needs about
-# 3 GiB free under $TMPDIR (the blob, and its copies in the upstream and in distribution-proxy).
+# docker-registry, nginx, wrk and postgresql with apt-get when missing (needs root or sudo then).
+# Needs about 4 GiB free under $TMPDIR (the blob, and its copies in the upstream,
+# distribution-proxy and the portcullis stores; the burst's two blobs).
 #
 # Knobs for quick trial runs (the committed report uses the defaults):
 #   BENCH_WRK_DURATION=10s  BENCH_BLOB_MIB=1024  BENCH_COLD_SAMPLES=11  BENCH_BURST=500
 #   BENCH_OUT=docs/benchmarks.md  BENCH_KEEP=1 (keep the temp dir)  BENCH_NO_BUILD=1  BENCH_BIN=path
-#   BENCH_LEDGER_ROUNDS=3  BENCH_LEDGER_ROWS=1000000
+#   BENCH_LEDGER_ROUNDS=3  BENCH_LEDGER_ROWS=1000000  BENCH_STORE_BURST_MIB=256  BENCH_STORE_BURST_CLIENTS=50
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -31,6 +34,8 @@ OUT=${BENCH_OUT:-docs/benchmarks.md}
 . "$ROOT/benchmark-harness/lib.sh"
 # shellcheck source=benchmark-harness/ledger.sh
 . "$ROOT/benchmark-harness/ledger.sh"
+# shellcheck source=benchmark-harness/store.sh
+. "$ROOT/benchmark-harness/store.sh"
 
 # === packages and build ===
 
@@ -170,7 +175,7 @@ for ((i = 0; i <= BLOB_RUNS; i++)); do
     read -r code speed size < <(curl -sS --max-time 600 -o /dev/null -w '%{http_code} %{speed_download} %{size_download}\n' \
       "${URL[$t]}/v2/keyed/app/blobs/$BLOB_DIGEST")
     [ "$code" = 200 ] && [ "$size" = "$BLOB_SIZE" ] || die "$t: blob GET answered $code with $size bytes"
-    [ "$i" -eq 0 ] || echo "$speed" >>"$RES/blob/$t.txt"
+    if [ "$i" -eq 0 ]; then echo "$speed" >"$RES/blob/${t}__cold.txt"; else echo "$speed" >>"$RES/blob/$t.txt"; fi
   done
 done
 for t in "${BLOB_TARGETS[@]}"; do log "blob $t: $(tr '\n' ' ' <"$RES/blob/$t.txt")bytes/s"; done
@@ -211,6 +216,11 @@ for mode in digest tag; do
 done
 
 for t in "${BLOB_TARGETS[@]}"; do rss_of "$t" >"$RES/rss/${t}__end.txt"; done
+
+# === the content store (benchmark-harness/store.sh) ===
+
+store_static "$WORK/portcullis/state/store"
+store_burst "$PC0_URL" "$PC0_ADMIN"
 mkdir -p "$RES/warm"
 curl -fsS --max-time 10 "$PC0_ADMIN/metrics" >"$RES/warm/portcullis.metrics" || true
 curl -fsS --max-time 10 "$PC1_ADMIN/metrics" >"$RES/warm/portcullis-enforce.metrics" || true

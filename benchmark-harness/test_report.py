@@ -34,7 +34,7 @@ Transfer/sec:      1.00MB
 RPS = {"upstream": 2000, "nginx": 1500, "distribution-proxy": 1000, "portcullis": 30000,
        "portcullis-enforce": 28000}
 MIB_S = {"upstream": 900, "nginx": 800, "nginx-defaults": 500, "distribution-proxy": 1200,
-         "portcullis": 850, "portcullis-enforce": 820}
+         "portcullis": 1300, "portcullis-enforce": 1250}
 
 
 def metrics(**counts):
@@ -94,6 +94,20 @@ def good_results(res, samples=3, burst=50):
     write(f"{res}/burst/result.json", json.dumps(
         {"requests": burst, "statuses": {"200": burst}, "send_spread_ms": 3.0, "wall_ms": 90.0}))
     write(f"{res}/burst/metrics.txt", metrics(requests=burst, manifest=1, referrers=2, signature=2, verdicts=1))
+    for t in report.store_report.COLD_TARGETS:
+        write(f"{res}/blob/{t}__cold.txt", f"{760 * 2**20}\n")
+    write(f"{res}/store/nginx-static.txt", "".join(f"{2000 * 2**20}\n" for _ in range(3)))
+    size = 256 * 2**20
+    write(f"{res}/store/burst/shape.txt", "256 50\n")
+    write(f"{res}/store/burst/size.txt", f"{size}\n")
+    write(f"{res}/store/burst/single.txt", f"200 {size} 0.400\n")
+    write(f"{res}/store/burst/wall_ms.txt", "900\n")
+    for i in range(50):
+        write(f"{res}/store/burst/client_{i}.txt", f"200 {size} 0.850\n")
+    store_metrics = 'portcullis_upstream_requests_total{{upstream="local",kind="blob",status="200"}} {n}\n' \
+        'portcullis_store_fills_total{{result="committed"}} {n}\nportcullis_store_fill_waiters_total {w}\n'
+    write(f"{res}/store/burst/before.metrics", store_metrics.format(n=3, w=0))
+    write(f"{res}/store/burst/after.metrics", store_metrics.format(n=4, w=49))
     write(f"{res}/verdict_memory.txt", "verdict_memory: rss_mib=150.0 verdicts=100000 baseline_mib=5.0\n")
     for side, rps in (("on", 19000), ("off", 19500)):
         for i in range(3):
@@ -140,7 +154,7 @@ class ReportVerdicts(unittest.TestCase):
 
     def test_good_data_passes_every_target(self):
         rows = targets(self.res)
-        self.assertEqual(len(rows), 11, rows)
+        self.assertEqual(len(rows), 14, rows)
         self.assertEqual(self.failing(), [], rows)
 
     def test_labels_name_the_parameters_used(self):
@@ -204,7 +218,8 @@ class ReportVerdicts(unittest.TestCase):
 
     def test_a_missing_blob_result_fails(self):
         os.remove(f"{self.res}/blob/nginx.txt")
-        self.assertEqual(self.failing(), ["Blob throughput ≥ 0.9× nginx"])
+        # The cold-blob target is a ratio to nginx's warm median too.
+        self.assertEqual(self.failing(), ["Blob throughput ≥ 0.9× nginx", self.COLD])
 
 
     LEDGER_WARM = "Warm manifest by digest with the ledger on ≥ 0.95× the ledger off"
@@ -243,6 +258,36 @@ class ReportVerdicts(unittest.TestCase):
         write(f"{self.res}/ledger/bench.txt", "ledger_audit sqlite: 1000 rows, 10000 images, seeded in 1.0 s; "
               "audit --since 7d: best 9 ms, median 9 ms (12 entries)\n")
         self.assertEqual(self.failing(), [self.AUDIT_PG, self.AUDIT_SQLITE])
+
+    WARM = "Warm blob from the filesystem store ≥ 1.0× distribution's proxy mode"
+    COLD = "Cold blob through the store ≥ 0.9× nginx's reverse proxy"
+    BURST = "50 concurrent cold pulls of one 256 MiB blob: 1 upstream request"
+
+    def test_good_store_data_passes_and_names_the_burst(self):
+        rows = targets(self.res)
+        self.assertEqual(rows[self.BURST][1], "**PASS**")
+        self.assertIn("1 upstream blob request(s)", rows[self.BURST][0])
+        self.assertIn("49 waiter(s)", rows[self.BURST][0])
+
+    def test_a_second_upstream_request_or_a_short_client_fails_the_burst(self):
+        write(f"{self.res}/store/burst/after.metrics",
+              'portcullis_upstream_requests_total{upstream="local",kind="blob",status="200"} 5\n')
+        self.assertEqual(self.failing(), [self.BURST])
+        good_results(self.res)
+        write(f"{self.res}/store/burst/client_7.txt", f"200 {1000} 0.2\n")
+        self.assertEqual(self.failing(), [self.BURST])
+        good_results(self.res)
+        os.remove(f"{self.res}/store/burst/after.metrics")
+        self.assertEqual(self.failing(), [self.BURST])
+
+    def test_slow_warm_or_cold_blobs_fail(self):
+        write(f"{self.res}/blob/portcullis.txt", "".join(f"{1000 * 2**20}\n" for _ in range(3)))
+        self.assertEqual(self.failing(), [self.WARM])
+        good_results(self.res)
+        write(f"{self.res}/blob/portcullis-enforce__cold.txt", f"{600 * 2**20}\n")
+        self.assertEqual(self.failing(), [self.COLD])
+        os.remove(f"{self.res}/blob/portcullis-enforce__cold.txt")
+        self.assertEqual(self.failing(), [self.COLD])
 
 
 if __name__ == "__main__":
