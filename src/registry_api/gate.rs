@@ -109,6 +109,51 @@ impl Gate {
     /// The outcome for `subject` under `rule`: a verdict (cached, or discovered and verified) and
     /// its decision. A verified manifest that is let through covers what it references.
     pub async fn evaluate(&self, rule: &AppliedRule, subject: &Subject<'_>) -> Outcome {
+        self.evaluate_with(rule, subject, None).await
+    }
+
+    /// The verdict for `digest` computed before its manifest is fetched, when it cannot depend
+    /// on the manifest's bytes (a rule in audit or enforce that requires no attestations, so no
+    /// BuildKit index is read): signature discovery then runs beside the manifest fetch instead
+    /// of after it. `None` where the verdict needs the manifest (or no verdict is needed). It is
+    /// handed to [`Gate::evaluate_with`], which decides; nothing is decided or served here.
+    pub async fn early_verdict(
+        &self,
+        rule: &AppliedRule,
+        image: &ImageName,
+        image_upstream: &Arc<Upstream>,
+        digest: &Digest,
+    ) -> Option<Result<Arc<Verdict>, Arc<LookupError>>> {
+        let r = match &rule.selection {
+            Selection::Rule { rule, .. }
+                if rule.mode != Mode::Off && rule.attestations.is_empty() =>
+            {
+                rule
+            }
+            _ => return None,
+        };
+        let (upstream, repo) = &rule.signatures;
+        let lookup = Lookup {
+            image,
+            image_upstream,
+            manifest: None,
+            media_type: None,
+            digest,
+            rule: r,
+            upstream,
+            repo,
+        };
+        Some(self.engine.verdict(&lookup).await)
+    }
+
+    /// [`Gate::evaluate`], with the verdict [`Gate::early_verdict`] computed for this subject's
+    /// digest under this rule, if any.
+    pub async fn evaluate_with(
+        &self,
+        rule: &AppliedRule,
+        subject: &Subject<'_>,
+        early: Option<Result<Arc<Verdict>, Arc<LookupError>>>,
+    ) -> Outcome {
         let r = match &rule.selection {
             Selection::Unmatched(Unmatched::Allow) => return Outcome::Unmatched,
             Selection::Unmatched(Unmatched::Deny) => return Outcome::UnmatchedDenied,
@@ -128,7 +173,11 @@ impl Gate {
             upstream,
             repo,
         };
-        let verdict = match self.engine.verdict(&lookup).await {
+        let verdict = match early {
+            Some(v) => v,
+            None => self.engine.verdict(&lookup).await,
+        };
+        let verdict = match verdict {
             Ok(v) => v,
             Err(error) => {
                 return Outcome::Fault {

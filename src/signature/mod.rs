@@ -166,8 +166,9 @@ pub struct Engine {
     cache: Arc<VerdictCache>,
     limits: Limits,
     lookup_timeout: Duration,
-    /// Where upstream answers are kept and read back (none without a content store).
-    material: Option<discovery::Material>,
+    /// Where upstream answers are kept and read back (none without a content store), and
+    /// which upstreams answer the referrers API.
+    memory: discovery::Memory,
     metrics: Arc<Metrics>,
 }
 
@@ -196,19 +197,19 @@ impl Engine {
             cache,
             limits: limits.clone(),
             lookup_timeout,
-            material: None,
+            memory: discovery::Memory::new(None),
             metrics,
         }
     }
 
     /// This engine, keeping what upstreams answer in `material`'s store and reading it back.
     pub fn with_material(mut self, material: Option<discovery::Material>) -> Engine {
-        self.material = material;
+        self.memory = discovery::Memory::new(material);
         self
     }
 
     pub fn material(&self) -> Option<&discovery::Material> {
-        self.material.as_ref()
+        self.memory.material.as_ref()
     }
 
     pub fn verdict_cache(&self) -> &Arc<VerdictCache> {
@@ -259,7 +260,7 @@ impl Engine {
                             &l.image.repo,
                             l.digest,
                             &self.limits,
-                            self.material.as_ref(),
+                            &self.memory,
                         )
                         .await?
                     }
@@ -281,7 +282,7 @@ impl Engine {
                 l.repo,
                 l.digest,
                 &self.limits,
-                self.material.as_ref(),
+                &self.memory,
                 wants,
             )
             .await?;

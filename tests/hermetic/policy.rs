@@ -66,11 +66,15 @@ enum Fault {
     ReferrersApi,
     /// Every request fails with 503: the upstream is down.
     Down,
+    /// Manifests by digest are answered after a pause; lookups that arrive before that answer
+    /// are counted in `Registry::early_lookups`.
+    SlowManifest,
 }
 
 struct Registry {
     up: FakeUpstream,
     fault: Arc<Mutex<Fault>>,
+    early_lookups: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A fake registry serving every fixture under any repository name; `/referrers/` answers 404 as
@@ -80,15 +84,28 @@ async fn registry() -> Registry {
 }
 
 async fn registry_of(fixtures: &Fixtures) -> Registry {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let store = Arc::new(store_of(fixtures));
     let fault = Arc::new(Mutex::new(Fault::None));
-    let f = fault.clone();
+    let early_lookups = Arc::new(AtomicUsize::new(0));
+    let manifest_answered = Arc::new(AtomicBool::new(false));
+    let (f, early, answered) = (fault.clone(), early_lookups.clone(), manifest_answered);
     let up = FakeUpstream::start(move |s| {
         let store = store.clone();
         let fault = *f.lock().unwrap();
+        let (early, answered) = (early.clone(), answered.clone());
         async move {
             let path = s.path.as_str();
             let lookup = path.contains("/referrers/") || path.contains("/manifests/sha256-");
+            if fault == Fault::SlowManifest {
+                if lookup && !answered.load(Ordering::SeqCst) {
+                    early.fetch_add(1, Ordering::SeqCst);
+                }
+                if path.contains("/manifests/sha256:") {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    answered.store(true, Ordering::SeqCst);
+                }
+            }
             if fault == Fault::Down {
                 return oci_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
             }
@@ -101,7 +118,11 @@ async fn registry_of(fixtures: &Fixtures) -> Registry {
             }
             if lookup {
                 match fault {
-                    Fault::None | Fault::BrokenSig | Fault::ReferrersApi | Fault::Down => {}
+                    Fault::None
+                    | Fault::BrokenSig
+                    | Fault::ReferrersApi
+                    | Fault::Down
+                    | Fault::SlowManifest => {}
                     Fault::Status(code) => {
                         return oci_error(StatusCode::from_u16(code).unwrap(), "UNAVAILABLE")
                     }
@@ -194,7 +215,11 @@ async fn registry_of(fixtures: &Fixtures) -> Registry {
         }
     })
     .await;
-    Registry { up, fault }
+    Registry {
+        up,
+        fault,
+        early_lookups,
+    }
 }
 
 /// Policies over the fake registry `fake.local`: `enforce/**` and `audit/**` with one keyless
@@ -949,4 +974,50 @@ async fn after_a_restart_with_the_upstream_down_kept_material_is_verified_again_
     }
     let unsigned_digest = format!("enforce/app/manifests/{}", digest_of("unsigned"));
     assert_ne!(get(&second, &unsigned_digest).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_pull_by_digest_looks_up_signatures_while_the_manifest_is_fetched() {
+    let reg = registry().await;
+    *reg.fault.lock().unwrap() = Fault::SlowManifest;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    let d = digest_of("key-legacy");
+    let resp = get(&proxy, &format!("enforce/app/manifests/{d}")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(crate::common::sha256(&resp.bytes().await.unwrap()), d);
+    let early = reg.early_lookups.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        early >= 2,
+        "the .sig and referrers lookups start before the manifest is answered: {early}"
+    );
+    // One verdict, counted once; and nothing is served that the gate did not pass.
+    let m = proxy.metrics().await;
+    assert!(
+        m.contains(r#"portcullis_cache_requests_total{cache="verdict",result="miss"} 1"#),
+        "{m}"
+    );
+    let unsigned = digest_of("unsigned");
+    let resp = get(&proxy, &format!("enforce/app/manifests/{unsigned}")).await;
+    assert_eq!(resp.status(), 403);
+}
+
+#[tokio::test]
+async fn an_upstream_without_the_referrers_api_is_not_asked_again_for_each_digest() {
+    let reg = registry().await;
+    let proxy = Proxy::in_front_of(&reg.up, &policy_yaml("allow", "")).await;
+    for image in ["key-legacy", "keyless-bundle", "key-bundle"] {
+        let resp = get(
+            &proxy,
+            &format!("enforce/app/manifests/{}", digest_of(image)),
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "{image}");
+    }
+    // The first lookup learnt the API answers 404; the bundles were found through the tag schema.
+    assert_eq!(reg.up.count("/referrers/"), 1);
+    assert_eq!(
+        reg.up.count("/manifests/sha256-"),
+        3 + 3,
+        "fallback tags and .sig tags"
+    );
 }

@@ -47,10 +47,24 @@ pub async fn handle(
     reference: Reference,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let accept = accept_key(&ctx.headers);
-    let resolved = resolve::resolve(proxy, ctx, &reference, &accept).await?;
+    let resolve = Box::pin(resolve::resolve(proxy, ctx, &reference, &accept));
+    let (resolved, early) = match &reference {
+        // The digest is known before any upstream answer: its signatures are looked up while
+        // the manifest is fetched, where the verdict does not need the manifest's bytes.
+        Reference::Digest(d) => {
+            let early = Box::pin(
+                proxy
+                    .gate
+                    .early_verdict(&ctx.rule, &ctx.image, &ctx.upstream, d),
+            );
+            let (resolved, early) = tokio::join!(resolve, early);
+            (resolved?, early)
+        }
+        Reference::Tag(_) => (resolve.await?, None),
+    };
     // The gate runs after the digest is proven and before any byte (or header) is served.
     let (digest, subject) = subject(ctx, &resolved);
-    let outcome = proxy.gate.evaluate(&ctx.rule, &subject).await;
+    let outcome = proxy.gate.evaluate_with(&ctx.rule, &subject, early).await;
     let tag = match &reference {
         Reference::Tag(t) => Some(t),
         Reference::Digest(_) => None,

@@ -58,6 +58,23 @@ pub struct Material {
     pub prefer: Prefer,
 }
 
+/// What discovery keeps between lookups: the content store's kept answers, and which upstreams
+/// answer the referrers API (so that a cold lookup on a registry without it goes straight to the
+/// tag schema instead of asking first).
+pub struct Memory {
+    pub material: Option<Material>,
+    referrers_api: referrers::ApiSupport,
+}
+
+impl Memory {
+    pub fn new(material: Option<Material>) -> Memory {
+        Memory {
+            material,
+            referrers_api: referrers::ApiSupport::default(),
+        }
+    }
+}
+
 /// Which answer discovery asks for first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prefer {
@@ -81,14 +98,14 @@ pub async fn discover(
     repo: &RepoName,
     digest: &Digest,
     limits: &Limits,
-    material: Option<&Material>,
+    memory: &Memory,
     wants: Wants<'_>,
 ) -> Result<Vec<Candidate>, LookupError> {
     let d = Discovery {
         upstream,
         repo,
         limits,
-        material,
+        memory,
     };
     // The three sources are independent: asked concurrently, a cold lookup costs the longest
     // chain of round trips, not their sum. The result keeps a fixed order (bundles, `.sig`,
@@ -120,7 +137,7 @@ pub async fn discover(
                 upstream: b.upstream,
                 repo: b.repo,
                 limits,
-                material,
+                memory,
             };
             at.buildkit_attestations(b.index, &mut out).await?;
         }
@@ -146,13 +163,13 @@ pub async fn manifest_by_digest(
     repo: &RepoName,
     digest: &Digest,
     limits: &Limits,
-    material: Option<&Material>,
+    memory: &Memory,
 ) -> Result<Option<Bytes>, LookupError> {
     let d = Discovery {
         upstream,
         repo,
         limits,
-        material,
+        memory,
     };
     let what = format!("manifest {digest}");
     let Some(bytes) = d
@@ -177,7 +194,7 @@ struct Discovery<'a> {
     upstream: &'a Upstream,
     repo: &'a RepoName,
     limits: &'a Limits,
-    material: Option<&'a Material>,
+    memory: &'a Memory,
 }
 
 impl Discovery<'_> {
@@ -210,7 +227,8 @@ impl Discovery<'_> {
         what: &str,
     ) -> Result<Answer, LookupError> {
         let asked = format!("GET {path} accept={}", accept.unwrap_or(""));
-        if let Some(m) = self.material.filter(|m| m.prefer == Prefer::Kept) {
+        let material = self.memory.material.as_ref();
+        if let Some(m) = material.filter(|m| m.prefer == Prefer::Kept) {
             if let Some(a) = Box::pin(self.kept(m, &asked, limit)).await {
                 return Ok(a);
             }
@@ -218,14 +236,14 @@ impl Discovery<'_> {
         // Boxed, as the chains that call this are deep: the futures stay off the stack.
         match Box::pin(self.ask(kind, path, accept, limit, what)).await {
             Ok(answer) => {
-                if let Some(m) = self.material {
+                if let Some(m) = material {
                     m.store
                         .keep_answer_later(&self.upstream.key, asked, answer.clone());
                 }
                 Ok(answer)
             }
             Err(e) if is_outage(&e) => {
-                let kept = match self.material.filter(|m| m.prefer == Prefer::Upstream) {
+                let kept = match material.filter(|m| m.prefer == Prefer::Upstream) {
                     Some(m) => Box::pin(self.kept(m, &asked, limit)).await,
                     None => None,
                 };

@@ -1,8 +1,13 @@
 //! Source 1: the OCI 1.1 referrers API `/v2/R/referrers/D` (following `Link` pagination,
 //! bounded), or, when it answers 404/405, the referrers tag schema (an index tagged
-//! `<alg>-<hex>`, asked for as an OCI index whatever else). Referrers whose `artifactType` is a
+//! `<alg>-<hex>`, asked for as an OCI index whatever else). An upstream that answered 404/405
+//! is not asked the API again for [`API_SUPPORT_TTL`]: its lookups go to the tag schema first. Referrers whose `artifactType` is a
 //! Sigstore bundle are fetched: their manifest, then the bundle layer. A malformed referrers
 //! index is a lookup fault; a malformed bundle referrer is one unusable candidate.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, StatusCode};
 
@@ -23,6 +28,10 @@ impl Discovery<'_> {
         digest: &Digest,
     ) -> Result<Vec<Descriptor>, LookupError> {
         let mut out = Vec::new();
+        let support = &self.memory.referrers_api;
+        if support.known(&self.upstream.key) == Some(false) {
+            return self.fallback_referrers(digest).await;
+        }
         let mut path = format!("/v2/{}/referrers/{}", self.repo, digest);
         for page in 0..self.limits.max_referrers_pages {
             let what = format!("referrers of {digest} (page {})", page + 1);
@@ -35,9 +44,14 @@ impl Discovery<'_> {
             ))
             .await?;
             match answer.outcome {
-                Outcome::Found => {}
+                Outcome::Found => {
+                    if page == 0 {
+                        support.learn(&self.upstream.key, true);
+                    }
+                }
                 // No referrers API: the tag schema takes over (only on the first page).
                 Outcome::NotFound | Outcome::NotAllowed if page == 0 => {
+                    support.learn(&self.upstream.key, false);
                     return self.fallback_referrers(digest).await;
                 }
                 Outcome::NotFound => return Err(self.status(&what, StatusCode::NOT_FOUND)),
@@ -139,6 +153,30 @@ impl Discovery<'_> {
             });
         }
         Ok(())
+    }
+}
+
+/// How long what an upstream said about the referrers API is believed: a registry upgraded to
+/// answer it is asked again within this time.
+const API_SUPPORT_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// Per upstream, whether it answered the referrers API (`200`) or not (`404`/`405`), and when.
+/// Keyed by the configured upstreams' keys: bounded by the configuration.
+#[derive(Default)]
+pub(super) struct ApiSupport(Mutex<HashMap<String, (bool, Instant)>>);
+
+impl ApiSupport {
+    /// What `upstream` last said, if within [`API_SUPPORT_TTL`].
+    pub(super) fn known(&self, upstream: &str) -> Option<bool> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(upstream)
+            .filter(|(_, at)| at.elapsed() < API_SUPPORT_TTL)
+            .map(|(answers, _)| *answers)
+    }
+
+    pub(super) fn learn(&self, upstream: &str, answers: bool) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(upstream.to_owned(), (answers, Instant::now()));
     }
 }
 
