@@ -762,3 +762,75 @@ async fn refused_manifest_bytes_do_not_leave_through_the_blob_route() {
         "the refused manifest {unsigned} reached containerd's content store"
     );
 }
+
+/// The content store under enforce, across a restart: containerd pulls signed images, portcullis
+/// is killed and started again on the same state directory, docker-registry is stopped, and a
+/// second containerd (empty content store) pulls them again. The new process has no verdict in
+/// memory: it verifies again from the manifests, tags and signature material it kept, and serves
+/// the same content; an image it refused, and one never pulled, are not served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_pulls_signed_images_again_after_a_restart_with_the_upstream_stopped() {
+    if !prerequisites(&["docker-registry", "containerd", "ctr"], true) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = registry_with_plan(tmp.path(), &["enforce/app"], &FIXTURES).await;
+    let url = format!("http://{}", registry.addr);
+    let config = policy_config(&tmp.path().join("proxy"), &url);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("{{ url: \"{url}\" }}"),
+        &format!("{{ url: \"{url}\", serve_stale_tags: true }}"),
+    );
+    assert!(text.contains("serve_stale_tags: true"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let images = ["key-legacy", "keyless-bundle"];
+
+    let proxy = ProxyProcess::start(&config);
+    let hosts = mirror_hosts_dir(&tmp.path().join("hosts-1"), UPSTREAM, proxy.api);
+    let first = Containerd::start(&tmp.path().join("containerd-1")).await;
+    for name in images {
+        let out = first.pull(&hosts, &format!("local/enforce/app:{name}"), &[]);
+        assert!(
+            out.status.success(),
+            "first pull of {name}:\n{}",
+            out.text()
+        );
+    }
+    let unsigned = first.pull(&hosts, "local/enforce/app:unsigned", &[]);
+    assert!(!unsigned.status.success(), "unsigned pulled under enforce");
+    let mut pulled = first.content_digests();
+    pulled.sort();
+    drop(first);
+    // What the proxy keeps is written in the background: let the last of it land, then kill -9.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    drop(proxy);
+    drop(registry);
+
+    let proxy = ProxyProcess::start(&config);
+    let hosts = mirror_hosts_dir(&tmp.path().join("hosts-2"), UPSTREAM, proxy.api);
+    let second = Containerd::start(&tmp.path().join("containerd-2")).await;
+    for name in images {
+        let out = second.pull(&hosts, &format!("local/enforce/app:{name}"), &[]);
+        assert!(
+            out.status.success(),
+            "second pull of {name}, restarted, upstream stopped:\n{}",
+            out.text()
+        );
+    }
+    let mut again = second.content_digests();
+    again.sort();
+    assert_eq!(again, pulled, "the same content");
+    for name in ["unsigned", "keyless-legacy"] {
+        let out = second.pull(&hosts, &format!("local/enforce/app:{name}"), &[]);
+        assert!(!out.status.success(), "{name} pulled with nothing verified");
+    }
+    let m = metrics(&http_client(), proxy.admin).await;
+    assert!(
+        metric_sum(
+            &m,
+            "portcullis_verdicts_total",
+            &[("rule", "enforced"), ("result", "verified")]
+        ) >= 2.0,
+        "verified again in the new process:\n{m}"
+    );
+}
