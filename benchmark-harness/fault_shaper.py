@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""A fault-injecting HTTP/1.1 reverse proxy for the soak benchmark (standard library only).
+"""A fault-injecting HTTP/1.1 reverse proxy for the soak benchmark, and a delaying one for the
+remote-registry benchmark (standard library only).
 
     fault_shaper.py --listen PORT --upstream HOST:PORT [--p-503 P] [--p-429 P] [--p-stall P]
                     [--p-drip P] [--p-reset P] [--stall-seconds S] [--drip-seconds S]
+                    [--delay-ms MS] [--referrers-api]
 
 Binds 127.0.0.1:PORT and forwards every request to the upstream (a real docker-registry) over a
 small keep-alive pool. Per request, with the given probabilities, it instead:
@@ -13,20 +15,34 @@ small keep-alive pool. Per request, with the given probabilities, it instead:
     drip   forwards, then sends the body in small chunks spread over --drip-seconds
     reset  forwards, sends the headers and half the body, then resets the connection (RST)
 
+--delay-ms makes every request cost one round trip of MS milliseconds: half before it is
+forwarded, half before the answer is sent back, as a registry that far away would. With
+--referrers-api the shaper plays an OCI 1.1 registry in front of one without the referrers API:
+`GET /v2/<repo>/referrers/<alg>:<hex>` is answered from the referrers tag schema's index
+`<alg>-<hex>` (an empty index when there is none), as one request.
+
 It starts in "pass" mode (no faults). Control requests, never forwarded:
 
     POST /_shaper/mode/pass     no faults
     POST /_shaper/mode/fault    faults with the configured probabilities
     GET  /_shaper/stats         JSON: requests forwarded and faults injected by kind
+    GET  /_shaper/log           JSON: every request since the last clear, with its method, target,
+                                status, and when it arrived and was answered (seconds, monotonic)
+    POST /_shaper/log/clear     empties the log
 """
 
 import argparse
 import asyncio
 import json
 import random
+import re
 import socket
 import struct
 import sys
+import time
+
+REFERRERS = re.compile(r"^/v2/(?P<repo>.+)/referrers/(?P<alg>[a-z0-9]+):(?P<hex>[a-f0-9]+)(\?.*)?$")
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
        "proxy-connection", "content-length"}
@@ -43,6 +59,12 @@ class Shaper:
                       "faults": {k: 0 for k in ("503", "429", "stall", "drip", "reset")}}
         self.probs = [("503", args.p_503), ("429", args.p_429), ("stall", args.p_stall),
                       ("drip", args.p_drip), ("reset", args.p_reset)]
+        self.log = []
+        self.half_rtt = args.delay_ms / 2000.0
+
+    async def half_trip(self):
+        if self.half_rtt > 0:
+            await asyncio.sleep(self.half_rtt)
 
     def pick_fault(self):
         if not self.faulting:
@@ -96,6 +118,10 @@ class Shaper:
                     await self.control(writer, method, target)
                     continue
                 self.stats["requests"] += 1
+                arrived = time.monotonic()
+                entry = {"method": method, "target": target, "start": arrived}
+                self.log.append(entry)
+                await self.half_trip()
                 fault = self.pick_fault()
                 if fault == "stall":
                     self.stats["faults"]["stall"] += 1
@@ -108,6 +134,11 @@ class Shaper:
                     await send_response(writer, int(fault), extra + [("Content-Type", "application/json")],
                                         msg, method)
                     continue
+                m = REFERRERS.match(target) if self.args.referrers_api and method == "GET" else None
+                if m:
+                    # An OCI 1.1 registry's referrers API, from the tag schema's index.
+                    target = f"/v2/{m['repo']}/manifests/{m['alg']}-{m['hex']}"
+                    headers = [(k, v) for k, v in headers if k.lower() != "accept"] + [("Accept", OCI_INDEX)]
                 out = [f"{method} {target} HTTP/1.1"]
                 for k, v in headers:
                     if k.lower() not in HOP:
@@ -122,6 +153,15 @@ class Shaper:
                     await send_response(writer, 502, [], b"upstream error\n", method)
                     continue
                 self.stats["forwarded"] += 1
+                if m:
+                    if status == 404:
+                        status, rbody = 200, json.dumps(
+                            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode()
+                    rheaders = [(k, v) for k, v in rheaders if k.lower() != "content-type"] + [
+                        ("Content-Type", OCI_INDEX)]
+                entry["status"] = status
+                await self.half_trip()
+                entry["end"] = time.monotonic()
                 has_body = method != "HEAD" and status not in (204, 304) and status >= 200
                 if fault == "reset" and has_body and len(rbody) > 1:
                     self.stats["faults"]["reset"] += 1
@@ -157,6 +197,12 @@ class Shaper:
             self.faulting = False
         elif target == "/_shaper/mode/fault":
             self.faulting = True
+        elif target == "/_shaper/log/clear":
+            self.log = []
+        if target == "/_shaper/log":
+            body = json.dumps(self.log).encode()
+            await send_response(writer, 200, [("Content-Type", "application/json")], body, method)
+            return
         body = json.dumps(dict(self.stats, faulting=self.faulting)).encode()
         await send_response(writer, 200, [("Content-Type", "application/json")], body, method)
 
@@ -266,6 +312,8 @@ async def main(argv):
     ap.add_argument("--stall-seconds", type=float, default=5.0)
     ap.add_argument("--drip-seconds", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--delay-ms", type=float, default=0.0, dest="delay_ms")
+    ap.add_argument("--referrers-api", action="store_true", dest="referrers_api")
     args = ap.parse_args(argv)
     if args.seed is not None:
         random.seed(args.seed)

@@ -127,6 +127,8 @@ digest_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sy
 start_portcullis() {
   local name=$1 kind=$2 api admin dir=$WORK/$1
   read -r api admin < <("${HELPER[@]}" ports 2)
+  # Every process starts cold: no store, manifests or ledger left by an earlier one of this name.
+  rm -rf "$dir/state"
   mkdir -p "$dir"
   {
     echo "listen: 127.0.0.1:$api"

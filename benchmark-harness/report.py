@@ -21,6 +21,7 @@ import time
 import urllib.parse
 
 import ledger_report
+import remote_report
 import store_report
 
 # === small helpers ===
@@ -548,6 +549,8 @@ def report(res, out_md):
          else "not measured (no `verdict_memory` bench output)",
          verdict(vm[0] > 0 and vm[0] < 256 and vm[1] >= 100000) if vm else verdict(None)],
     ]
+    remote = remote_report.load(res)
+    targets += remote_report.targets(remote)
     store = store_report.load(res)
     targets += store_report.targets(store, blob)
     ledger = ledger_report.load(res)
@@ -746,6 +749,7 @@ requests by kind (`portcullis_upstream_requests_total`) with those of a single c
 
 {burst_line}
 
+{remote_report.section(remote)}
 {store_report.section(store, blob)}
 {ledger_report.section(ledger)}
 ## What bounds each number

@@ -4,8 +4,9 @@
 # Builds target/release/portcullis, starts on 127.0.0.1 a docker-registry upstream holding the
 # signed fixture images and a 1 GiB blob, and four proxies in front of it (nginx as a plain
 # reverse proxy, docker-registry in proxy mode, portcullis without policy, portcullis with enforce
-# rules), measures warm manifest throughput, blob throughput, peak memory, cold verified pulls and
-# 500 concurrent cold pulls, the content store (cold and warm blobs, nginx sending the stored
+# rules), measures warm manifest throughput, blob throughput, peak memory, cold verified pulls (on
+# loopback, and from a registry 20 ms away: benchmark-harness/remote.sh) and 500 concurrent cold
+# pulls, the content store (cold and warm blobs, nginx sending the stored
 # file, 50 concurrent cold pulls of one blob: benchmark-harness/store.sh), the pull ledger's
 # recording cost and its audit report over 1 000 000 records on SQLite and on a PostgreSQL server
 # started for the run (benchmark-harness/ledger.sh), and writes docs/benchmarks.md (and the same
@@ -20,6 +21,7 @@
 #   BENCH_WRK_DURATION=10s  BENCH_BLOB_MIB=1024  BENCH_COLD_SAMPLES=11  BENCH_BURST=500
 #   BENCH_OUT=docs/benchmarks.md  BENCH_KEEP=1 (keep the temp dir)  BENCH_NO_BUILD=1  BENCH_BIN=path
 #   BENCH_LEDGER_ROUNDS=3  BENCH_LEDGER_ROWS=1000000  BENCH_STORE_BURST_MIB=256  BENCH_STORE_BURST_CLIENTS=50
+#   BENCH_REMOTE_RTT_MS=20  BENCH_REMOTE_SAMPLES=5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,6 +38,8 @@ OUT=${BENCH_OUT:-docs/benchmarks.md}
 . "$ROOT/benchmark-harness/ledger.sh"
 # shellcheck source=benchmark-harness/store.sh
 . "$ROOT/benchmark-harness/store.sh"
+# shellcheck source=benchmark-harness/remote.sh
+. "$ROOT/benchmark-harness/remote.sh"
 
 # === packages and build ===
 
@@ -271,6 +275,10 @@ for ((i = 0; i < COLD_SAMPLES; i++)); do
   done
 done
 log "cold pulls: $COLD_SAMPLES samples each"
+
+# === cold pulls from a remote registry (benchmark-harness/remote.sh) ===
+
+remote_cold
 
 # === concurrent cold pulls ===
 

@@ -46,7 +46,8 @@ store_static() { # STORE_DIR (portcullis's state_dir/store)
     echo "  server {"
     echo "    listen 127.0.0.1:$port;"
     echo "    location = /ping { return 200; }"
-    echo "    location ~ ^/v2/keyed/app/blobs/sha256:(?<hex>[0-9a-f]{64})\$ {"
+    # Quoted: a bare `{64}` would open a block.
+    echo "    location ~ \"^/v2/keyed/app/blobs/sha256:(?<hex>[0-9a-f]{64})\$\" {"
     echo "      default_type application/octet-stream;"
     echo "      alias $store/blobs/sha256/\$hex;"
     echo "    }"

@@ -108,6 +108,20 @@ def good_results(res, samples=3, burst=50):
         'portcullis_store_fills_total{{result="committed"}} {n}\nportcullis_store_fill_waiters_total {w}\n'
     write(f"{res}/store/burst/before.metrics", store_metrics.format(n=3, w=0))
     write(f"{res}/store/burst/after.metrics", store_metrics.format(n=4, w=49))
+    write(f"{res}/remote/rtt_ms.txt", "20\n")
+    for variant in report.remote_report.VARIANTS:
+        for img, (_, bound) in report.remote_report.IMAGES.items():
+            for proxy in report.remote_report.PROXIES:
+                enforce = proxy == "portcullis-enforce"
+                for i in range(3):
+                    stem = f"{res}/remote/{variant}__{proxy}__{img}__{i}"
+                    write(stem + ".curl", "200 %.4f\n" % ((21 + (20 * bound + 1 if enforce else 0)) / 1000))
+                    log = [{"method": "GET", "target": "/v2/x/manifests/d", "start": 0.0, "end": 0.02}]
+                    if enforce:
+                        # Chains beside the manifest fetch, `bound` + 1 deep.
+                        log += [{"method": "GET", "target": f"/s/{k}", "start": 0.02 * k, "end": 0.02 * (k + 1)}
+                                for k in range(bound + 1)]
+                    write(stem + ".log.json", json.dumps(log))
     write(f"{res}/verdict_memory.txt", "verdict_memory: rss_mib=150.0 verdicts=100000 baseline_mib=5.0\n")
     for side, rps in (("on", 19000), ("off", 19500)):
         for i in range(3):
@@ -154,7 +168,7 @@ class ReportVerdicts(unittest.TestCase):
 
     def test_good_data_passes_every_target(self):
         rows = targets(self.res)
-        self.assertEqual(len(rows), 14, rows)
+        self.assertEqual(len(rows), 16, rows)
         self.assertEqual(self.failing(), [], rows)
 
     def test_labels_name_the_parameters_used(self):
@@ -288,6 +302,32 @@ class ReportVerdicts(unittest.TestCase):
         self.assertEqual(self.failing(), [self.COLD])
         os.remove(f"{self.res}/blob/portcullis-enforce__cold.txt")
         self.assertEqual(self.failing(), [self.COLD])
+
+
+    REMOTE_LEGACY = "Registry 20 ms away: verification adds ≤ 1 RTT to a cold pull (legacy `.sig`)"
+    REMOTE_BUNDLE = "Registry 20 ms away: verification adds ≤ 2 RTT to a cold pull (bundle referrer)"
+
+    def test_remote_depth_is_the_longest_chain_of_answered_requests(self):
+        d = report.remote_report.depth
+        self.assertEqual(d([]), 0)
+        self.assertEqual(d([{"start": 0, "end": 1}, {"start": 0.5, "end": 1.5}]), 1)
+        self.assertEqual(d([{"start": 0, "end": 1}, {"start": 1, "end": 2}, {"start": 0.2, "end": 3},
+                            {"start": 2.1, "end": 3}]), 3)
+
+    def test_remote_targets_fail_on_a_deeper_chain_a_slower_pull_or_a_missing_sample(self):
+        self.assertIn("depth 1 → 2", targets(self.res)[self.REMOTE_LEGACY][0])
+        stem = f"{self.res}/remote/api__portcullis-enforce__key-legacy"
+        deep = [{"start": 0.02 * k, "end": 0.02 * (k + 1)} for k in range(3)]
+        for i in range(3):
+            write(f"{stem}__{i}.log.json", json.dumps(deep))
+        self.assertEqual(self.failing(), [self.REMOTE_LEGACY])
+        good_results(self.res)
+        for i in range(3):
+            write(f"{self.res}/remote/tags__portcullis-enforce__keyless-bundle__{i}.curl", "200 0.0900\n")
+        self.assertEqual(self.failing(), [self.REMOTE_BUNDLE])
+        good_results(self.res)
+        write(f"{self.res}/remote/tags__portcullis__key-legacy__1.curl", "502 0.02\n")
+        self.assertEqual(self.failing(), [self.REMOTE_LEGACY])
 
 
 if __name__ == "__main__":
