@@ -240,19 +240,19 @@ impl Postgres {
             while let Some(row) = futures_util::StreamExt::next(&mut rows).await {
                 let row = row?;
                 sums.add(summary::Row {
-                    image: row.try_get(0)?,
-                    digest: row.try_get(1)?,
-                    upstream: row.try_get(2)?,
-                    rule: row.try_get(3)?,
-                    mode: row.try_get(4)?,
-                    verdict: row.try_get(5)?,
-                    admission: row.try_get(6)?,
-                    finding: row.try_get(7)?,
-                    tag: row.try_get(8)?,
-                    reasons: row.try_get(9)?,
-                    identities: row.try_get(10)?,
-                    client_addr: row.try_get(11)?,
-                    user_name: row.try_get(12)?,
+                    image: row.try_get::<_, &str>(0)?.as_bytes(),
+                    digest: row.try_get::<_, &str>(1)?.as_bytes(),
+                    upstream: row.try_get::<_, &str>(2)?.as_bytes(),
+                    rule: row.try_get::<_, &str>(3)?.as_bytes(),
+                    mode: row.try_get::<_, &str>(4)?.as_bytes(),
+                    verdict: row.try_get::<_, &str>(5)?.as_bytes(),
+                    admission: row.try_get::<_, &str>(6)?.as_bytes(),
+                    finding: row.try_get::<_, &str>(7)?.as_bytes(),
+                    tag: row.try_get::<_, &str>(8)?.as_bytes(),
+                    reasons: row.try_get::<_, &str>(9)?.as_bytes(),
+                    identities: row.try_get::<_, &str>(10)?.as_bytes(),
+                    client_addr: row.try_get::<_, &str>(11)?.as_bytes(),
+                    user_name: row.try_get::<_, &str>(12)?.as_bytes(),
                     pulls: row.try_get(13)?,
                     first_seen: row.try_get(14)?,
                     last_seen: row.try_get(15)?,
@@ -368,12 +368,12 @@ async fn migrate_locked(client: &Client) -> Result<(), DbError> {
             known: schema::VERSION,
         });
     }
-    for (i, statements) in schema::MIGRATIONS.iter().enumerate() {
+    for (i, migration) in schema::MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;
         if version <= current {
             continue;
         }
-        for s in *statements {
+        for s in migration.both {
             client.batch_execute(s).await?;
         }
         client

@@ -160,14 +160,15 @@ impl Sqlite {
             let mut rows = stmt.query(params_from_iter(params.iter()))?;
             let mut sums = summary::Summaries::default();
             while let Some(row) = rows.next()? {
-                let text = |i: usize| -> Result<&str, rusqlite::Error> {
-                    row.get_ref(i)?.as_str().map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(
+                let text = |i: usize| -> Result<&[u8], rusqlite::Error> {
+                    match row.get_ref(i)? {
+                        rusqlite::types::ValueRef::Text(t) => Ok(t),
+                        other => Err(rusqlite::Error::InvalidColumnType(
                             i,
-                            rusqlite::types::Type::Text,
-                            Box::new(e),
-                        )
-                    })
+                            summary::COLUMNS.to_owned(),
+                            other.data_type(),
+                        )),
+                    }
                 };
                 sums.add(summary::Row {
                     image: text(0)?,
@@ -332,12 +333,12 @@ fn migrate(conn: &Connection) -> Result<(), Fault> {
         if current > schema::VERSION {
             return Err(Fault::SchemaTooNew { found: current });
         }
-        for (i, statements) in schema::MIGRATIONS.iter().enumerate() {
+        for (i, migration) in schema::MIGRATIONS.iter().enumerate() {
             let version = i as i64 + 1;
             if version <= current {
                 continue;
             }
-            for s in *statements {
+            for s in migration.both.iter().chain(migration.sqlite) {
                 conn.execute_batch(s)?;
             }
             conn.execute(

@@ -3,10 +3,11 @@
 //! ([`ImageClients`]). Both backends stream the rows of [`COLUMNS`] into a [`Summaries`]; this
 //! is what the audit report reads. Grouping in SQL needed two passes, each sorting the window's
 //! rows for its `GROUP BY` and building a b-tree per group for `count(DISTINCT ...)`; here a row
-//! costs two hash look-ups, and allocates only when it opens a group or brings a new client or
-//! tag. Memory is bounded by the groups and their distinct clients, not by the rows.
+//! costs a look-up of its image and of its client (numbered once), a short scan of the image's
+//! groups, and allocates only when it opens a group or brings a new client or tag. Memory holds
+//! the groups, the distinct clients, and one client number per row.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::{DigestSummary, ImageClients};
 
@@ -14,75 +15,97 @@ use super::{DigestSummary, ImageClients};
 pub const COLUMNS: &str = "image, digest, upstream, rule, mode, verdict, admission, finding, tag, \
      reasons, identities, client_addr, user_name, pulls, first_seen, last_seen";
 
-/// One row of [`COLUMNS`], borrowed from the driver's row.
+/// One row of [`COLUMNS`], borrowed from the driver's row: text as its UTF-8 bytes, compared as
+/// bytes (the order of UTF-8 bytes is that of the text) and turned into a `String` only when it
+/// is kept, so that the rows of a group already open cost no decoding.
 pub struct Row<'a> {
-    pub image: &'a str,
-    pub digest: &'a str,
-    pub upstream: &'a str,
-    pub rule: &'a str,
-    pub mode: &'a str,
-    pub verdict: &'a str,
-    pub admission: &'a str,
-    pub finding: &'a str,
-    pub tag: &'a str,
-    pub reasons: &'a str,
-    pub identities: &'a str,
-    pub client_addr: &'a str,
-    pub user_name: &'a str,
+    pub image: &'a [u8],
+    pub digest: &'a [u8],
+    pub upstream: &'a [u8],
+    pub rule: &'a [u8],
+    pub mode: &'a [u8],
+    pub verdict: &'a [u8],
+    pub admission: &'a [u8],
+    pub finding: &'a [u8],
+    pub tag: &'a [u8],
+    pub reasons: &'a [u8],
+    pub identities: &'a [u8],
+    pub client_addr: &'a [u8],
+    pub user_name: &'a [u8],
     pub pulls: i64,
     pub first_seen: i64,
     pub last_seen: i64,
 }
 
+/// One (digest, rule, mode, verdict, admission) of an image.
 struct Group {
     summary: DigestSummary,
-    tags: BTreeSet<String>,
-    clients: HashSet<String>,
+    /// Few per group: kept in a vector, sorted at the end.
+    tags: Vec<String>,
+    /// Client ids ([`Summaries::client_ids`]), with repeats: sorted and deduplicated at the end.
+    clients: Vec<u32>,
 }
 
-struct ImageGroup {
-    image: String,
-    rule: String,
-    verdict: String,
-    admission: String,
-    clients: HashSet<String>,
+impl Group {
+    fn is(&self, r: &Row<'_>) -> bool {
+        let s = &self.summary;
+        s.digest.as_bytes() == r.digest
+            && s.rule.as_bytes() == r.rule
+            && s.mode.as_bytes() == r.mode
+            && s.verdict.as_bytes() == r.verdict
+            && s.admission.as_bytes() == r.admission
+    }
 }
 
 /// The sums so far; [`Summaries::finish`] gives them in key order.
 #[derive(Default)]
 pub struct Summaries {
-    groups: HashMap<String, Group>,
-    images: HashMap<String, ImageGroup>,
-    key: String,
-    client: String,
+    /// Per image, its groups: an image has a handful, found by a short scan.
+    images: HashMap<Vec<u8>, Vec<Group>>,
+    /// Each distinct (address, user) pair, numbered.
+    client_ids: HashMap<Vec<u8>, u32>,
+    client: Vec<u8>,
 }
 
-/// Sets `buf` to the parts joined by NUL (which no column holds).
-fn join(buf: &mut String, parts: &[&str]) {
-    buf.clear();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            buf.push('\0');
-        }
-        buf.push_str(p);
-    }
+/// Text the database holds, which it was given as a `String`: valid UTF-8 (anything else is
+/// replaced, never a panic).
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The larger of the kept value and `candidate` (SQL's `max` over text).
-fn keep_max(kept: &mut String, candidate: &str) {
-    if candidate > kept.as_str() {
-        candidate.clone_into(kept);
+fn keep_max(kept: &mut String, candidate: &[u8]) {
+    if candidate > kept.as_bytes() {
+        *kept = text(candidate);
     }
+}
+
+fn distinct(ids: &mut Vec<u32>) -> i64 {
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len() as i64
 }
 
 impl Summaries {
     pub fn add(&mut self, r: Row<'_>) {
-        join(&mut self.client, &[r.client_addr, r.user_name]);
-        join(
-            &mut self.key,
-            &[r.image, r.digest, r.rule, r.mode, r.verdict, r.admission],
-        );
-        match self.groups.get_mut(self.key.as_str()) {
+        // The client key as SQL's `client_addr || ' ' || user_name` would tell pairs apart.
+        self.client.clear();
+        self.client.extend_from_slice(r.client_addr);
+        self.client.push(0);
+        self.client.extend_from_slice(r.user_name);
+        let next = self.client_ids.len() as u32;
+        let client = match self.client_ids.get(self.client.as_slice()) {
+            Some(id) => *id,
+            None => {
+                self.client_ids.insert(self.client.clone(), next);
+                next
+            }
+        };
+        let groups = match self.images.get_mut(r.image) {
+            Some(g) => g,
+            None => self.images.entry(r.image.to_vec()).or_default(),
+        };
+        match groups.iter_mut().find(|g| g.is(&r)) {
             Some(g) => {
                 let s = &mut g.summary;
                 keep_max(&mut s.upstream, r.upstream);
@@ -92,95 +115,94 @@ impl Summaries {
                 s.pulls += r.pulls;
                 s.first_seen = s.first_seen.min(r.first_seen);
                 s.last_seen = s.last_seen.max(r.last_seen);
-                if !r.tag.is_empty() && !g.tags.contains(r.tag) {
-                    g.tags.insert(r.tag.to_owned());
+                if !r.tag.is_empty() && !g.tags.iter().any(|t| t.as_bytes() == r.tag) {
+                    g.tags.push(text(r.tag));
                 }
-                if !g.clients.contains(self.client.as_str()) {
-                    g.clients.insert(self.client.clone());
-                }
+                g.clients.push(client);
             }
-            None => {
-                let group = Group {
-                    summary: DigestSummary {
-                        image: r.image.to_owned(),
-                        digest: r.digest.to_owned(),
-                        upstream: r.upstream.to_owned(),
-                        rule: r.rule.to_owned(),
-                        mode: r.mode.to_owned(),
-                        verdict: r.verdict.to_owned(),
-                        admission: r.admission.to_owned(),
-                        finding: r.finding.to_owned(),
-                        tags: Vec::new(),
-                        reasons: r.reasons.to_owned(),
-                        identities: r.identities.to_owned(),
-                        pulls: r.pulls,
-                        clients: 0,
-                        first_seen: r.first_seen,
-                        last_seen: r.last_seen,
-                    },
-                    tags: if r.tag.is_empty() {
-                        BTreeSet::new()
-                    } else {
-                        BTreeSet::from([r.tag.to_owned()])
-                    },
-                    clients: HashSet::from([self.client.clone()]),
-                };
-                self.groups.insert(self.key.clone(), group);
-            }
-        }
-        join(&mut self.key, &[r.image, r.rule, r.verdict, r.admission]);
-        match self.images.get_mut(self.key.as_str()) {
-            Some(g) => {
-                if !g.clients.contains(self.client.as_str()) {
-                    g.clients.insert(self.client.clone());
-                }
-            }
-            None => {
-                let group = ImageGroup {
-                    image: r.image.to_owned(),
-                    rule: r.rule.to_owned(),
-                    verdict: r.verdict.to_owned(),
-                    admission: r.admission.to_owned(),
-                    clients: HashSet::from([self.client.clone()]),
-                };
-                self.images.insert(self.key.clone(), group);
-            }
+            None => groups.push(Group {
+                summary: DigestSummary {
+                    image: text(r.image),
+                    digest: text(r.digest),
+                    upstream: text(r.upstream),
+                    rule: text(r.rule),
+                    mode: text(r.mode),
+                    verdict: text(r.verdict),
+                    admission: text(r.admission),
+                    finding: text(r.finding),
+                    tags: Vec::new(),
+                    reasons: text(r.reasons),
+                    identities: text(r.identities),
+                    pulls: r.pulls,
+                    clients: 0,
+                    first_seen: r.first_seen,
+                    last_seen: r.last_seen,
+                },
+                tags: if r.tag.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![text(r.tag)]
+                },
+                clients: vec![client],
+            }),
         }
     }
 
     /// The digest summaries and the images' distinct clients, each sorted by its key.
     pub fn finish(self) -> (Vec<DigestSummary>, Vec<ImageClients>) {
-        let mut digests: Vec<(String, DigestSummary)> = self
-            .groups
-            .into_iter()
-            .map(|(k, g)| {
-                let mut s = g.summary;
-                s.tags = g.tags.into_iter().collect();
-                s.clients = g.clients.len() as i64;
-                (k, s)
-            })
-            .collect();
-        digests.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut images: Vec<(String, ImageClients)> = self
-            .images
-            .into_iter()
-            .map(|(k, g)| {
-                (
-                    k,
-                    ImageClients {
-                        image: g.image,
-                        rule: g.rule,
-                        verdict: g.verdict,
-                        admission: g.admission,
-                        clients: g.clients.len() as i64,
-                    },
-                )
-            })
-            .collect();
-        images.sort_by(|a, b| a.0.cmp(&b.0));
-        (
-            digests.into_iter().map(|(_, s)| s).collect(),
-            images.into_iter().map(|(_, c)| c).collect(),
-        )
+        let mut digests = Vec::new();
+        let mut images = Vec::new();
+        for (image, groups) in self.images {
+            let image = text(&image);
+            // Per (rule, verdict, admission) of the image: the clients of all its digests.
+            let mut by_rule: BTreeMap<(String, String, String), Vec<u32>> = BTreeMap::new();
+            for mut g in groups {
+                let s = &mut g.summary;
+                by_rule
+                    .entry((s.rule.clone(), s.verdict.clone(), s.admission.clone()))
+                    .or_default()
+                    .extend_from_slice(&g.clients);
+                s.clients = distinct(&mut g.clients);
+                g.tags.sort();
+                s.tags = g.tags;
+                digests.push(g.summary);
+            }
+            for ((rule, verdict, admission), mut ids) in by_rule {
+                images.push(ImageClients {
+                    image: image.clone(),
+                    rule,
+                    verdict,
+                    admission,
+                    clients: distinct(&mut ids),
+                });
+            }
+        }
+        digests.sort_by(|a, b| {
+            (
+                &a.image,
+                &a.digest,
+                &a.rule,
+                &a.mode,
+                &a.verdict,
+                &a.admission,
+            )
+                .cmp(&(
+                    &b.image,
+                    &b.digest,
+                    &b.rule,
+                    &b.mode,
+                    &b.verdict,
+                    &b.admission,
+                ))
+        });
+        images.sort_by(|a, b| {
+            (&a.image, &a.rule, &a.verdict, &a.admission).cmp(&(
+                &b.image,
+                &b.rule,
+                &b.verdict,
+                &b.admission,
+            ))
+        });
+        (digests, images)
     }
 }
