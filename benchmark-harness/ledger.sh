@@ -11,7 +11,7 @@
 # report in process, then the real `portcullis audit --since 7d --json` command is run
 # LEDGER_CLI_RUNS times on each database and timed from outside (process start to exit).
 
-LEDGER_ROUNDS=${BENCH_LEDGER_ROUNDS:-3}
+LEDGER_ROUNDS=${BENCH_LEDGER_ROUNDS:-5}
 LEDGER_ROWS=${BENCH_LEDGER_ROWS:-1000000}
 LEDGER_CLI_RUNS=5
 

@@ -11,7 +11,7 @@
 # log of the pull's upstream requests (arrival and answer times, for the round-trip depth).
 
 REMOTE_RTT_MS=${BENCH_REMOTE_RTT_MS:-20}
-REMOTE_SAMPLES=${BENCH_REMOTE_SAMPLES:-5}
+REMOTE_SAMPLES=${BENCH_REMOTE_SAMPLES:-9}
 
 remote_cold() {
   local variant port pid flag i img path prime kind name base code

@@ -315,7 +315,7 @@ class ReportVerdicts(unittest.TestCase):
                             {"start": 2.1, "end": 3}]), 3)
 
     def test_remote_targets_fail_on_a_deeper_chain_a_slower_pull_or_a_missing_sample(self):
-        self.assertIn("depth 1 → 2", targets(self.res)[self.REMOTE_LEGACY][0])
+        self.assertIn("of a 20.0 ms round trip, depth 1 → 2", targets(self.res)[self.REMOTE_LEGACY][0])
         stem = f"{self.res}/remote/api__portcullis-enforce__key-legacy"
         deep = [{"start": 0.02 * k, "end": 0.02 * (k + 1)} for k in range(3)]
         for i in range(3):
