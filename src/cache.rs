@@ -67,6 +67,11 @@ where
         v
     }
 
+    /// The cached value, not counted in the metric (for bookkeeping, not a request's lookup).
+    pub async fn peek(&self, key: &K) -> Option<V> {
+        self.inner.get(key).await
+    }
+
     /// The cached value, or the result of `fill`, run once for concurrent callers. An error is
     /// handed to every waiting caller and not cached.
     pub async fn get_or_fetch<E, F>(&self, key: K, fill: F) -> Result<V, Arc<E>>

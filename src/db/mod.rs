@@ -111,6 +111,20 @@ pub struct DigestSummary {
     pub last_seen: i64,
 }
 
+impl DigestSummary {
+    /// What it sums over: (image, digest, rule, mode, verdict, admission).
+    pub fn group(&self) -> (&str, &str, &str, &str, &str, &str) {
+        (
+            &self.image,
+            &self.digest,
+            &self.rule,
+            &self.mode,
+            &self.verdict,
+            &self.admission,
+        )
+    }
+}
+
 /// Distinct clients of one image under one (rule, verdict, admission), over the window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageClients {
@@ -119,6 +133,13 @@ pub struct ImageClients {
     pub verdict: String,
     pub admission: String,
     pub clients: i64,
+}
+
+impl ImageClients {
+    /// What it counts over: (image, rule, verdict, admission).
+    pub fn group(&self) -> (&str, &str, &str, &str) {
+        (&self.image, &self.rule, &self.verdict, &self.admission)
+    }
 }
 
 /// One client of an image, over the window.

@@ -177,32 +177,8 @@ impl Summaries {
                 });
             }
         }
-        digests.sort_by(|a, b| {
-            (
-                &a.image,
-                &a.digest,
-                &a.rule,
-                &a.mode,
-                &a.verdict,
-                &a.admission,
-            )
-                .cmp(&(
-                    &b.image,
-                    &b.digest,
-                    &b.rule,
-                    &b.mode,
-                    &b.verdict,
-                    &b.admission,
-                ))
-        });
-        images.sort_by(|a, b| {
-            (&a.image, &a.rule, &a.verdict, &a.admission).cmp(&(
-                &b.image,
-                &b.rule,
-                &b.verdict,
-                &b.admission,
-            ))
-        });
+        digests.sort_by(|a, b| a.group().cmp(&b.group()));
+        images.sort_by(|a, b| a.group().cmp(&b.group()));
         (digests, images)
     }
 }

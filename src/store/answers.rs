@@ -120,6 +120,17 @@ impl Store {
         });
     }
 
+    /// [`Store::answer`] for a caller that falls back to the upstream's own answer: a store
+    /// fault is logged and taken as nothing kept.
+    pub async fn kept_answer(&self, upstream: &str, asked: &str, limit: usize) -> Option<Answer> {
+        self.answer(upstream, asked, limit)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "content store fault while reading a kept answer");
+                None
+            })
+    }
+
     /// What `upstream` last answered to `asked`, if kept; `None` too for a kept object that is
     /// not an answer to it or whose body exceeds `limit` bytes (it is logged).
     pub async fn answer(

@@ -106,7 +106,7 @@ impl ManifestCache {
     async fn kept_manifest(&self, image: &ImageName, digest: &Digest) -> Option<FetchedManifest> {
         let (store, limit) = self.store.as_ref()?;
         let asked = answers::manifest_asked(&image.repo.to_string(), digest);
-        let answer = kept(store.answer(&image.registry, &asked, *limit).await)?;
+        let answer = store.kept_answer(&image.registry, &asked, *limit).await?;
         if answer.outcome != Outcome::Found || !digest.matches(&answer.body) {
             tracing::warn!(%image, %digest, "kept manifest does not match its digest: ignored");
             return None;
@@ -163,7 +163,7 @@ impl ManifestCache {
         }
         let (store, _) = self.store.as_ref()?;
         let asked = answers::tag_asked(&image.repo.to_string(), tag.as_str(), accept);
-        let answer = kept(store.answer(&image.registry, &asked, 256).await)?;
+        let answer = store.kept_answer(&image.registry, &asked, 256).await?;
         let digest: Digest = std::str::from_utf8(&answer.body).ok()?.parse().ok()?;
         let entry = TagEntry {
             digest,
@@ -176,11 +176,13 @@ impl ManifestCache {
 
     pub async fn set_tag(&self, image: &ImageName, tag: &Tag, accept: &str, digest: &Digest) {
         let key = tag_key(image, tag, accept);
-        let changed = self
-            .tags
-            .get(&key)
-            .await
-            .is_none_or(|before| before.digest != *digest);
+        // Not a lookup a request made: not counted in the cache's metric.
+        let changed = self.store.is_some()
+            && self
+                .tags
+                .peek(&key)
+                .await
+                .is_none_or(|before| before.digest != *digest);
         let entry = TagEntry {
             digest: digest.clone(),
             resolved: SystemTime::now(),
@@ -214,14 +216,6 @@ impl ManifestCache {
             store.keep_answer_later(&image.registry, asked, answer);
         }
     }
-}
-
-/// A kept answer, a store fault logged as none.
-fn kept(read: Result<Option<Answer>, crate::store::StoreError>) -> Option<Answer> {
-    read.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "content store fault while reading a kept manifest or tag");
-        None
-    })
 }
 
 fn content_key(image: &ImageName, digest: &Digest) -> ContentKey {

@@ -229,7 +229,8 @@ impl Discovery<'_> {
         let asked = format!("GET {path} accept={}", accept.unwrap_or(""));
         let material = self.memory.material.as_ref();
         if let Some(m) = material.filter(|m| m.prefer == Prefer::Kept) {
-            if let Some(a) = Box::pin(self.kept(m, &asked, limit)).await {
+            if let Some(a) = Box::pin(m.store.kept_answer(&self.upstream.key, &asked, limit)).await
+            {
                 return Ok(a);
             }
         }
@@ -244,7 +245,9 @@ impl Discovery<'_> {
             }
             Err(e) if is_outage(&e) => {
                 let kept = match material.filter(|m| m.prefer == Prefer::Upstream) {
-                    Some(m) => Box::pin(self.kept(m, &asked, limit)).await,
+                    Some(m) => {
+                        Box::pin(m.store.kept_answer(&self.upstream.key, &asked, limit)).await
+                    }
                     None => None,
                 };
                 match kept {
@@ -262,16 +265,6 @@ impl Discovery<'_> {
                 }
             }
             Err(e) => Err(e),
-        }
-    }
-
-    async fn kept(&self, m: &Material, asked: &str, limit: usize) -> Option<Answer> {
-        match m.store.answer(&self.upstream.key, asked, limit).await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "content store fault while reading a kept answer");
-                None
-            }
         }
     }
 
