@@ -2,7 +2,8 @@
 #
 # Expects ROOT (the repository) to be set. Provides: log/die, ensure_packages, new_workdir (WORK,
 # PIDS and the exit trap that stops every process started here by PID), start, stop_pid,
-# wait_http, vmhwm, registry_config, start_upstream, push_fixtures, digest_of, start_portcullis.
+# wait_http, vmhwm, registry_config, start_upstream, push_fixtures, push_blob, cold_pair, digest_of,
+# start_portcullis.
 #
 # Knobs read here: BENCH_KEEP=1 keeps the temp dir; LOG_TAG names the log prefix.
 
@@ -119,6 +120,31 @@ push_fixtures() {
 }
 
 # digest_of IMAGE: the fixture image's manifest digest.
+# push_blob FILE: uploads FILE to keyed/app on the upstream; prints its digest.
+push_blob() {
+  local file=$1 digest location sep code
+  digest=sha256:$(sha256sum "$file" | cut -d' ' -f1)
+  location=$(curl -fsS --max-time 30 -X POST -D - -o /dev/null "http://$UP/v2/keyed/app/blobs/uploads/" |
+    awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+  [ -n "$location" ] || die "no upload Location"
+  case $location in /*) location=http://$UP$location ;; esac
+  case $location in *\?*) sep='&' ;; *) sep='?' ;; esac
+  code=$(curl -sS --max-time 600 -o /dev/null -w '%{http_code}' -T "$file" \
+    -H 'Content-Type: application/octet-stream' "$location${sep}digest=$digest")
+  [ "$code" = 201 ] || die "blob upload answered $code"
+  echo "$digest"
+}
+
+# cold_pair IMAGE: the measured manifest (`path`) of a cold-pull sample of IMAGE (key-legacy or
+# keyless-bundle) by digest, and the other signed image of its repository pulled first (`prime`).
+cold_pair() {
+  if [ "$1" = key-legacy ]; then
+    path=keyed/app/manifests/$(digest_of key-legacy) prime=keyed/app/manifests/$(digest_of key-bundle)
+  else
+    path=keyless/app/manifests/$(digest_of keyless-bundle) prime=keyless/app/manifests/$(digest_of keyless-legacy)
+  fi
+}
+
 digest_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["digest"])' "$FIX/registry/images.json" "$1"; }
 
 # start_portcullis NAME none|enforce: a fresh process of BIN on fresh ports; sets PC_PID PC_URL

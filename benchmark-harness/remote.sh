@@ -27,11 +27,7 @@ remote_cold() {
     wait_http "http://127.0.0.1:$port/_shaper/stats" "$pid" "shaper-$variant"
     for ((i = 0; i < REMOTE_SAMPLES; i++)); do
       for img in key-legacy keyless-bundle; do
-        if [ "$img" = key-legacy ]; then
-          path=keyed/app/manifests/$KEYED_DIGEST prime=keyed/app/manifests/$KEYBUNDLE_DIGEST
-        else
-          path=keyless/app/manifests/$KEYLESS_DIGEST prime=keyless/app/manifests/$KEYLESSLEGACY_DIGEST
-        fi
+        cold_pair "$img"
         for kind in none enforce; do
           name=portcullis
           [ "$kind" = enforce ] && name=portcullis-enforce

@@ -70,20 +70,11 @@ start_upstream "$UP_PORT"
 push_fixtures
 
 KEYED_DIGEST=$(digest_of key-legacy)
-KEYLESS_DIGEST=$(digest_of keyless-bundle)
 
 log "generating and pushing a ${BLOB_MIB} MiB random blob"
 head -c "${BLOB_MIB}M" /dev/urandom >"$WORK/blob.bin"
 BLOB_SIZE=$(stat -c %s "$WORK/blob.bin")
-BLOB_DIGEST=sha256:$(sha256sum "$WORK/blob.bin" | cut -d' ' -f1)
-location=$(curl -fsS --max-time 30 -X POST -D - -o /dev/null "http://$UP/v2/keyed/app/blobs/uploads/" |
-  awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
-[ -n "$location" ] || die "no upload Location"
-case $location in /*) location=http://$UP$location ;; esac
-case $location in *\?*) sep='&' ;; *) sep='?' ;; esac
-code=$(curl -sS --max-time 600 -o /dev/null -w '%{http_code}' -T "$WORK/blob.bin" \
-  -H 'Content-Type: application/octet-stream' "$location${sep}digest=$BLOB_DIGEST")
-[ "$code" = 201 ] || die "blob upload answered $code"
+BLOB_DIGEST=$(push_blob "$WORK/blob.bin")
 rm -f "$WORK/blob.bin"
 
 # === the four proxies ===
@@ -245,15 +236,9 @@ ledger_warm
 # The no-policy process gets the same two requests. Metrics are scraped before and after the
 # measured GET; the report uses the difference.
 scrape() { curl -fsS --max-time 10 "$PC_ADMIN/metrics"; }
-KEYBUNDLE_DIGEST=$(digest_of key-bundle)
-KEYLESSLEGACY_DIGEST=$(digest_of keyless-legacy)
 for ((i = 0; i < COLD_SAMPLES; i++)); do
   for img in key-legacy keyless-bundle; do
-    if [ "$img" = key-legacy ]; then
-      path=keyed/app/manifests/$KEYED_DIGEST prime=keyed/app/manifests/$KEYBUNDLE_DIGEST
-    else
-      path=keyless/app/manifests/$KEYLESS_DIGEST prime=keyless/app/manifests/$KEYLESSLEGACY_DIGEST
-    fi
+    cold_pair "$img"
     for variant in first primed; do
       mkdir -p "$RES/cold/$variant"
       for kind in none enforce; do

@@ -13,21 +13,6 @@
 STORE_BURST_MIB=${BENCH_STORE_BURST_MIB:-256}
 STORE_BURST_CLIENTS=${BENCH_STORE_BURST_CLIENTS:-50}
 
-# push_blob FILE: uploads FILE to keyed/app on the upstream; prints its digest.
-push_blob() {
-  local file=$1 digest location sep code
-  digest=sha256:$(sha256sum "$file" | cut -d' ' -f1)
-  location=$(curl -fsS --max-time 30 -X POST -D - -o /dev/null "http://$UP/v2/keyed/app/blobs/uploads/" |
-    awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
-  [ -n "$location" ] || die "no upload Location"
-  case $location in /*) location=http://$UP$location ;; esac
-  case $location in *\?*) sep='&' ;; *) sep='?' ;; esac
-  code=$(curl -sS --max-time 600 -o /dev/null -w '%{http_code}' -T "$file" \
-    -H 'Content-Type: application/octet-stream' "$location${sep}digest=$digest")
-  [ "$code" = 201 ] || die "blob upload answered $code"
-  echo "$digest"
-}
-
 store_static() { # STORE_DIR (portcullis's state_dir/store)
   local store=$1 port prefix=$WORK/nginx-static i code speed size
   mkdir -p "$RES/store" "$prefix"/{logs,tmp}
