@@ -30,6 +30,23 @@ pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// The layer type of a BuildKit attestation manifest's (unsigned) in-toto statement.
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
 
+/// The artifact types of SBOMs attached as (unsigned) referrers: SPDX and CycloneDX JSON, and
+/// Harbor's SBOM accessory.
+pub const SBOM_ARTIFACT_TYPES: [&str; 3] = [
+    "application/spdx+json",
+    "application/vnd.cyclonedx+json",
+    "application/vnd.goharbor.harbor.sbom.v1",
+];
+
+/// Whether an artifact type names an SBOM (parameters ignored: `application/vnd.cyclonedx+json;
+/// version=1.6` is one).
+pub fn is_sbom_artifact(artifact_type: &str) -> bool {
+    let essence = artifact_type.split(';').next().unwrap_or("").trim();
+    SBOM_ARTIFACT_TYPES
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t))
+}
+
 /// An image index or Docker manifest list, by media type (parameters ignored).
 pub fn is_index(media_type: &str) -> bool {
     let essence = media_type.split(';').next().unwrap_or("").trim();
@@ -38,6 +55,19 @@ pub fn is_index(media_type: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sbom_artifact_types_ignore_parameters() {
+        assert!(super::is_sbom_artifact("application/spdx+json"));
+        assert!(super::is_sbom_artifact(
+            "application/vnd.cyclonedx+json; version=1.6"
+        ));
+        assert!(super::is_sbom_artifact(
+            "application/vnd.goharbor.harbor.sbom.v1"
+        ));
+        assert!(!super::is_sbom_artifact(super::SIGSTORE_BUNDLE));
+        assert!(!super::is_sbom_artifact("application/spdx+jsonx"));
+    }
+
     use super::*;
 
     #[test]

@@ -208,6 +208,10 @@ impl Engine {
         self
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     pub fn material(&self) -> Option<&discovery::Material> {
         self.memory.material.as_ref()
     }

@@ -10,31 +10,19 @@
 //! checks it). A DSSE statement with cosign's signature predicate is a signature; any other
 //! predicate makes it an attestation, verified the same way and handed to the rule's attestation
 //! requirements with its statement. BuildKit's unsigned statements are passed on as unsigned.
+//! How each kind of candidate is made ready for the verifier is [`prepare`]'s.
 
-use base64::Engine as _;
-use sigstore_types::{Bundle, Sha256Hash};
+mod prepare;
+
+use sigstore_types::Bundle;
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
-use super::legacy::{self, check_payload, LegacySignature};
-use super::{Candidate, CandidateKind, TrustRoot, COSIGN_SIGN_PREDICATE};
-use crate::oci::{Algorithm, Digest};
+use super::{Candidate, CandidateKind, TrustRoot};
+use crate::oci::Digest;
 use crate::policy::{
     Attestor, AttestorCheck, Evidence, FoundAttestation, Rule, SignatureReport, Signing,
 };
-
-/// What a candidate is evidence of.
-enum Role {
-    Signature,
-    /// A signed in-toto statement other than cosign's signature.
-    Attestation(Statement),
-}
-
-/// The parts of an in-toto statement the requirements look at.
-struct Statement {
-    predicate_type: String,
-    predicate: serde_json::Value,
-    subject: serde_json::Value,
-}
+use prepare::{parse_statement, prepare, Artifact, Prepared, Role, Statement};
 
 /// Everything the checks found, for `Rule::evaluate` and `Rule::evaluate_attestations`.
 pub struct Checked {
@@ -46,25 +34,6 @@ pub struct Checked {
     pub attestations: Vec<FoundAttestation>,
     /// Every signature candidate and what became of it.
     pub signature_reports: Vec<SignatureReport>,
-}
-
-/// A candidate made ready for the verifier.
-enum Prepared {
-    /// The bundle and the artifact it must verify over.
-    Ready {
-        bundle: Box<Bundle>,
-        artifact: Artifact,
-        keyless: bool,
-        /// A key signature with no log entry: checkable only directly, under `ignore_tlog`.
-        direct: Option<(Vec<u8>, sigstore_types::SignatureBytes)>,
-    },
-    /// Unusable for every attestor, with the reason.
-    Rejected(String),
-}
-
-enum Artifact {
-    Digest(Sha256Hash),
-    Payload(Vec<u8>),
 }
 
 /// Checks every candidate against every attestor of `rule`: the signature checks per attestor
@@ -115,26 +84,11 @@ pub fn check_all(
         } else {
             signatures += 1;
         }
-        let keyless_result = match &prepared {
-            Prepared::Ready {
-                bundle,
-                artifact,
-                keyless: true,
-                ..
-            } => Some(
-                verify(root, artifact, bundle, &VerificationPolicy::any_identity()).map(|r| {
-                    (
-                        r.identity().map(|i| i.to_string()).unwrap_or_default(),
-                        r.issuer().unwrap_or_default().to_owned(),
-                    )
-                }),
-            ),
-            _ => None,
-        };
+        let keyless_result = open_identity(root, &prepared);
         if let Role::Attestation(st) = role {
             attestations.push(check_attestation(
                 root,
-                rule,
+                &rule.attestors,
                 digest,
                 c,
                 &prepared,
@@ -180,10 +134,81 @@ pub fn check_all(
     }
 }
 
-/// A signed attestation: verified by the first attestor of the rule that accepts it.
+/// The signed attestations among `candidates` (signatures, BuildKit's unsigned statements and
+/// unreadable candidates left out), each with the first of `attestors` that verified it, or why
+/// none did: for the inventory, which reads SBOM attestations whatever the rule requires.
+pub fn check_attestations(
+    root: &TrustRoot,
+    attestors: &[Attestor],
+    digest: &Digest,
+    candidates: &[Candidate],
+) -> Vec<FoundAttestation> {
+    let mut out = Vec::new();
+    for c in candidates {
+        if matches!(
+            c.kind,
+            CandidateKind::Unsigned { .. } | CandidateKind::Unusable { .. }
+        ) {
+            continue;
+        }
+        let (prepared, role) = prepare(c, digest);
+        if let Role::Attestation(st) = role {
+            let keyless_result = open_identity(root, &prepared);
+            out.push(check_attestation(
+                root,
+                attestors,
+                digest,
+                c,
+                &prepared,
+                keyless_result.as_ref(),
+                st,
+            ));
+        }
+    }
+    out
+}
+
+/// BuildKit's unsigned statements among `candidates`, each about the child it names.
+pub fn unsigned_attestations(candidates: &[Candidate]) -> Vec<FoundAttestation> {
+    candidates
+        .iter()
+        .filter_map(|c| match &c.kind {
+            CandidateKind::Unsigned { statement, about } => {
+                Some(unsigned_attestation(c, statement, about))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A certificate-signed candidate verified once with an open identity: its verified identity
+/// and issuer, or why it did not verify; `None` for a key-signed or rejected candidate.
+fn open_identity(
+    root: &TrustRoot,
+    prepared: &Prepared,
+) -> Option<Result<(String, String), String>> {
+    match prepared {
+        Prepared::Ready {
+            bundle,
+            artifact,
+            keyless: true,
+            ..
+        } => Some(
+            verify(root, artifact, bundle, &VerificationPolicy::any_identity()).map(|r| {
+                (
+                    r.identity().map(|i| i.to_string()).unwrap_or_default(),
+                    r.issuer().unwrap_or_default().to_owned(),
+                )
+            }),
+        ),
+        _ => None,
+    }
+}
+
+/// A signed attestation: verified by the first of the rule's attestors that accepts it.
 fn check_attestation(
     root: &TrustRoot,
-    rule: &Rule,
+    attestors: &[Attestor],
     digest: &Digest,
     c: &Candidate,
     prepared: &Prepared,
@@ -197,16 +222,15 @@ fn check_attestation(
         Some(ready) => {
             let mut errors = Vec::new();
             let mut scratch = Vec::new();
-            let verified =
-                rule.attestors.iter().enumerate().find_map(|(i, attestor)| {
-                    match ready.check(root, attestor, i + 1, &mut scratch) {
-                        Ok(e) => Some(e.signer),
-                        Err(e) => {
-                            errors.push(e);
-                            None
-                        }
+            let verified = attestors.iter().enumerate().find_map(|(i, attestor)| {
+                match ready.check(root, attestor, i + 1, &mut scratch) {
+                    Ok(e) => Some(e.signer),
+                    Err(e) => {
+                        errors.push(e);
+                        None
                     }
-                });
+                }
+            });
             match verified {
                 Some(signer) => Signing::Verified { signer },
                 None => {
@@ -258,7 +282,7 @@ fn unsigned_attestation(c: &Candidate, statement: &[u8], about: &Digest) -> Foun
 }
 
 /// True when an in-toto subject list has an entry whose digest is `d`.
-fn names_digest(subject: &serde_json::Value, d: &Digest) -> bool {
+pub fn names_digest(subject: &serde_json::Value, d: &Digest) -> bool {
     subject.as_array().is_some_and(|list| {
         list.iter().any(|s| {
             s["digest"][d.algorithm().as_str()]
@@ -266,61 +290,6 @@ fn names_digest(subject: &serde_json::Value, d: &Digest) -> bool {
                 .is_some_and(|h| h.eq_ignore_ascii_case(d.hex()))
         })
     })
-}
-
-fn parse_statement(bytes: &[u8]) -> Result<Statement, String> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Raw {
-        predicate_type: String,
-        #[serde(default)]
-        predicate: serde_json::Value,
-        #[serde(default)]
-        subject: serde_json::Value,
-    }
-    let r: Raw =
-        serde_json::from_slice(bytes).map_err(|e| format!("not an in-toto statement: {e}"))?;
-    Ok(Statement {
-        predicate_type: r.predicate_type,
-        predicate: r.predicate,
-        subject: r.subject,
-    })
-}
-
-// === impl Prepared ===
-
-impl Prepared {
-    /// The candidate ready for the attestors' checks, with what its open-identity check found;
-    /// `None` when it was rejected (see [`Prepared::rejection`]).
-    fn candidate<'a>(
-        &'a self,
-        source: &'a Candidate,
-        keyless_result: Option<&'a Result<(String, String), String>>,
-    ) -> Option<ReadyCandidate<'a>> {
-        match self {
-            Prepared::Rejected(_) => None,
-            Prepared::Ready {
-                bundle,
-                artifact,
-                keyless,
-                direct,
-            } => Some(ReadyCandidate {
-                source,
-                bundle,
-                artifact,
-                keyless: *keyless,
-                direct: direct.as_ref(),
-                keyless_result,
-            }),
-        }
-    }
-
-    fn rejection(&self) -> &str {
-        match self {
-            Prepared::Rejected(reason) => reason,
-            Prepared::Ready { .. } => "",
-        }
-    }
 }
 
 /// A prepared candidate, checked against one attestor at a time.
@@ -426,142 +395,6 @@ fn verify(
         Artifact::Payload(p) => root.verifier().verify(p.as_slice(), bundle, policy),
     };
     r.map_err(|e| e.to_string())
-}
-
-fn prepare(c: &Candidate, digest: &Digest) -> (Prepared, Role) {
-    let rejected = |r: String| (Prepared::Rejected(r), Role::Signature);
-    let sha256 = || {
-        if digest.algorithm() != Algorithm::Sha256 {
-            return Err(format!(
-                "Sigstore bundles sign sha256 digests; this manifest is {}",
-                digest.algorithm().as_str()
-            ));
-        }
-        Sha256Hash::from_hex(digest.hex())
-            .map(Artifact::Digest)
-            .map_err(|e| format!("digest: {e}"))
-    };
-    match &c.kind {
-        CandidateKind::Unusable { reason, .. } => rejected(reason.clone()),
-        // Handled before preparation; never reaches the verifier.
-        CandidateKind::Unsigned { .. } => rejected("unsigned statement".to_owned()),
-        CandidateKind::Bundle(json) => {
-            let artifact = match sha256() {
-                Ok(a) => a,
-                Err(e) => return rejected(e),
-            };
-            let Ok(text) = std::str::from_utf8(json) else {
-                return rejected("malformed bundle: not UTF-8".to_owned());
-            };
-            let role = match bundle_statement(json) {
-                Err(reason) => return rejected(reason),
-                Ok(Some(st)) if st.predicate_type != COSIGN_SIGN_PREDICATE => Role::Attestation(st),
-                Ok(_) => Role::Signature,
-            };
-            let bundle = match Bundle::from_json(text) {
-                Ok(b) => b,
-                // An attestation stays one even when its bundle is broken.
-                Err(e) => return (Prepared::Rejected(format!("malformed bundle: {e}")), role),
-            };
-            (
-                Prepared::Ready {
-                    keyless: bundle.signing_certificate().is_some(),
-                    bundle: Box::new(bundle),
-                    artifact,
-                    direct: None,
-                },
-                role,
-            )
-        }
-        CandidateKind::Legacy {
-            payload,
-            annotations,
-        } => {
-            let sig = match LegacySignature::parse(annotations) {
-                Ok(s) => s,
-                Err(e) => return rejected(format!("malformed cosign signature: {e}")),
-            };
-            // The payload is what was signed; it must be about this digest.
-            if let Err(e) = check_payload(payload, digest) {
-                return rejected(e.to_string());
-            }
-            let keyless = !sig.certificates.is_empty();
-            let direct =
-                (!keyless && sig.tlog.is_none()).then(|| (payload.to_vec(), sig.signature.clone()));
-            (
-                Prepared::Ready {
-                    bundle: Box::new(sig.to_bundle(payload)),
-                    artifact: Artifact::Payload(payload.to_vec()),
-                    keyless,
-                    direct,
-                },
-                Role::Signature,
-            )
-        }
-        CandidateKind::LegacyAttestation {
-            envelope,
-            annotations,
-        } => {
-            let statement = |r: String| {
-                (
-                    Prepared::Rejected(r),
-                    Role::Attestation(Statement {
-                        predicate_type: annotations
-                            .get("predicateType")
-                            .cloned()
-                            .unwrap_or_default(),
-                        predicate: serde_json::Value::Null,
-                        subject: serde_json::Value::Null,
-                    }),
-                )
-            };
-            let artifact = match sha256() {
-                Ok(a) => a,
-                Err(e) => return statement(e),
-            };
-            let (bundle, payload) = match legacy::attestation_bundle(envelope, annotations) {
-                Ok(b) => b,
-                Err(e) => return statement(format!("malformed cosign attestation: {e}")),
-            };
-            let st = match parse_statement(&payload) {
-                Ok(st) => st,
-                Err(e) => return statement(e),
-            };
-            (
-                Prepared::Ready {
-                    keyless: bundle.signing_certificate().is_some(),
-                    bundle: Box::new(bundle),
-                    artifact,
-                    direct: None,
-                },
-                Role::Attestation(st),
-            )
-        }
-    }
-}
-
-/// The in-toto statement of a DSSE bundle (`None` for a message signature).
-fn bundle_statement(json: &[u8]) -> Result<Option<Statement>, String> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Outer {
-        dsse_envelope: Option<Envelope>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        payload: String,
-    }
-    let outer: Outer =
-        serde_json::from_slice(json).map_err(|e| format!("malformed bundle: {e}"))?;
-    let Some(env) = outer.dsse_envelope else {
-        return Ok(None);
-    };
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(env.payload.trim())
-        .map_err(|e| format!("malformed DSSE payload: {e}"))?;
-    parse_statement(&payload)
-        .map(Some)
-        .map_err(|e| format!("DSSE payload is {e}"))
 }
 
 fn push_unique(v: &mut Vec<String>, s: String) {

@@ -8,6 +8,9 @@
 //!    signature in their annotations, and `<alg>-<hex>.att` for attestations ([`cosign`]);
 //! 3. BuildKit's attestation manifests inside an image index ([`buildkit`]).
 //!
+//! For the inventory, [`attached_sboms`] reads the SBOMs attached as unsigned referrers
+//! ([`attached`]) from the same listings as source 1.
+//!
 //! Source (1) is [`referrers`]. This module asks the sources concurrently and holds what they
 //! share: bounded reads, signature manifests and blobs checked against their digests, unusable
 //! candidates.
@@ -20,10 +23,12 @@
 //! verification with its reason, and the others are still checked. Nothing here verifies a
 //! signature.
 
+mod attached;
 mod buildkit;
 mod cosign;
 mod referrers;
 
+pub use attached::{attached_sboms, Attached};
 pub use referrers::{bundle_referrers_in, next_page};
 
 use std::sync::Arc;

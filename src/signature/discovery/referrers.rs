@@ -27,10 +27,20 @@ impl Discovery<'_> {
         &self,
         digest: &Digest,
     ) -> Result<Vec<Descriptor>, LookupError> {
+        self.referrers(digest, is_bundle).await
+    }
+
+    /// The descriptors of the referrers of `digest` that `keep` keeps, from the API or the
+    /// fallback tag (both asked the same way whatever is kept, so their kept answers are shared).
+    pub(super) async fn referrers(
+        &self,
+        digest: &Digest,
+        keep: fn(&Descriptor) -> bool,
+    ) -> Result<Vec<Descriptor>, LookupError> {
         let mut out = Vec::new();
         let support = &self.memory.referrers_api;
         if support.known(&self.upstream.key) == Some(false) {
-            return self.fallback_referrers(digest).await;
+            return self.fallback_referrers(digest, keep).await;
         }
         let mut path = format!("/v2/{}/referrers/{}", self.repo, digest);
         for page in 0..self.limits.max_referrers_pages {
@@ -52,14 +62,14 @@ impl Discovery<'_> {
                 // No referrers API: the tag schema takes over (only on the first page).
                 Outcome::NotFound | Outcome::NotAllowed if page == 0 => {
                     support.learn(&self.upstream.key, false);
-                    return self.fallback_referrers(digest).await;
+                    return self.fallback_referrers(digest, keep).await;
                 }
                 Outcome::NotFound => return Err(self.status(&what, StatusCode::NOT_FOUND)),
                 Outcome::NotAllowed => {
                     return Err(self.status(&what, StatusCode::METHOD_NOT_ALLOWED))
                 }
             }
-            out.extend(bundle_referrers_in(&answer.body).map_err(|e| self.malformed(&what, e))?);
+            out.extend(referrers_in(&answer.body, keep).map_err(|e| self.malformed(&what, e))?);
             match answer
                 .link
                 .as_deref()
@@ -79,7 +89,11 @@ impl Discovery<'_> {
         Ok(out)
     }
 
-    async fn fallback_referrers(&self, digest: &Digest) -> Result<Vec<Descriptor>, LookupError> {
+    async fn fallback_referrers(
+        &self,
+        digest: &Digest,
+        keep: fn(&Descriptor) -> bool,
+    ) -> Result<Vec<Descriptor>, LookupError> {
         let tag = digest.fallback_tag();
         let what = format!("referrers fallback tag {tag}");
         let Some(bytes) = self
@@ -94,7 +108,7 @@ impl Discovery<'_> {
         else {
             return Ok(Vec::new());
         };
-        bundle_referrers_in(&bytes).map_err(|e| self.malformed(&what, e))
+        referrers_in(&bytes, keep).map_err(|e| self.malformed(&what, e))
     }
 
     /// Fetches a bundle referrer's manifest and its bundle layers.
@@ -184,16 +198,23 @@ impl ApiSupport {
 /// index that does not parse is an error (a lookup fault, never "unsigned"). Pure, for the fuzz
 /// targets (`fuzz/`).
 pub fn bundle_referrers_in(index: &[u8]) -> Result<Vec<Descriptor>, DocumentError> {
-    Ok(bundles_only(
-        Document::parse(index, Reading::Index)?.manifests,
-    ))
+    referrers_in(index, is_bundle)
 }
 
-fn bundles_only(descriptors: Vec<Descriptor>) -> Vec<Descriptor> {
-    descriptors
+/// The referrers listed in a referrers index that `keep` keeps.
+fn referrers_in(
+    index: &[u8],
+    keep: fn(&Descriptor) -> bool,
+) -> Result<Vec<Descriptor>, DocumentError> {
+    Ok(Document::parse(index, Reading::Index)?
+        .manifests
         .into_iter()
-        .filter(|d| d.artifact_type.as_deref() == Some(SIGSTORE_BUNDLE))
-        .collect()
+        .filter(keep)
+        .collect())
+}
+
+fn is_bundle(d: &Descriptor) -> bool {
+    d.artifact_type.as_deref() == Some(SIGSTORE_BUNDLE)
 }
 
 /// The path and query of a `Link: <…>; rel="next"` header. Only the path is taken from an
@@ -250,7 +271,7 @@ mod tests {
             b = "b".repeat(64)
         );
         let index = Document::parse(json.as_bytes(), Reading::Index).unwrap();
-        let kept = bundles_only(index.manifests);
+        let kept: Vec<Descriptor> = index.manifests.into_iter().filter(is_bundle).collect();
         assert_eq!(bundle_referrers_in(json.as_bytes()).unwrap(), kept);
         assert!(bundle_referrers_in(b"{\"manifests\": 1}").is_err());
         assert_eq!(kept.len(), 1);
