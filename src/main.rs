@@ -54,6 +54,15 @@ enum InventoryCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One pulled digest's SBOM: where it came from, its packages, its pulls.
+    Image {
+        /// IMAGE@DIGEST (the digest decides; the name is shown when nothing is recorded).
+        image: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The pulled images an advisory affects: imported (by CVE or advisory id) or from a file.
     Affected {
         /// A CVE id (an alias of the imported advisories).
@@ -427,6 +436,29 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<bool> {
         .build()
         .context("starting the async runtime")?;
     let (answer, json) = match command {
+        InventoryCommand::Image {
+            image,
+            config,
+            json,
+        } => {
+            let (name, digest) = image
+                .split_once('@')
+                .context("give the image as IMAGE@DIGEST (sha256:...)")?;
+            let digest: portcullis::oci::Digest = digest
+                .parse()
+                .with_context(|| format!("{digest:?} is not a digest"))?;
+            let config = Config::load(config.as_deref())?;
+            let answer = runtime.block_on(async {
+                let db = portcullis::cli::audit::open(&config).await?;
+                anyhow::Ok(query::image::image(&db, name, &digest.to_string()).await?)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                print!("{answer}");
+            }
+            return Ok(true);
+        }
         InventoryCommand::Query {
             purl,
             name,

@@ -65,6 +65,11 @@ pub struct Metrics {
     pub store_bytes: IntGauge,
     pub store_corrupt: IntCounter,
     pub store_waiters: IntCounter,
+    /// Digests the inventory's ingest looked at, by result (`found`, `none`, `unparseable`,
+    /// `index`, `known`, `error`).
+    pub inventory_ingests: IntCounterVec,
+    /// Ingest jobs dropped because the ingest queue was full.
+    pub inventory_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -237,6 +242,19 @@ impl Metrics {
             "portcullis_store_fill_waiters_total",
             "Requests that waited for a fill of the same blob in progress instead of asking the upstream.",
         );
+        let inventory_ingests = counter(
+            "portcullis_inventory_ingests_total",
+            "Pulled digests whose SBOM the inventory looked for, by result (found; none: no SBOM \
+             attached; unparseable: an SBOM that could not be read; index: an index, whose \
+             children are recorded each; known: recorded before, not looked for again; error: the upstream or the database failed, tried again \
+             on a later pull).",
+            &["result"],
+        );
+        let inventory_dropped = plain(
+            "portcullis_inventory_dropped_total",
+            "Pulled digests not queued for SBOM ingest because the queue was full (ingested on a \
+             later pull or at the next start-up's backfill).",
+        );
         let store_bytes = IntGauge::new(
             "portcullis_store_bytes",
             "Bytes of blobs in the filesystem store.",
@@ -255,6 +273,8 @@ impl Metrics {
             store_bytes,
             store_corrupt,
             store_waiters,
+            inventory_ingests,
+            inventory_dropped,
             registry,
             http_requests,
             http_duration,

@@ -33,8 +33,10 @@ use crate::admin;
 use crate::auth;
 use crate::config::Config;
 use crate::db::{Database, DbError};
+use crate::inventory::ingest::Ingest;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::registry_api::feed;
 use crate::registry_api::Proxy;
 use crate::signature::discovery::{Material, Prefer};
 use crate::signature::{TrustRoot, TufError};
@@ -117,6 +119,17 @@ impl Server {
         };
         let mut proxy = Proxy::from_config(&config, root.clone(), metrics.clone(), Some(material))?;
         proxy.ledger = config.ledger.enabled.then(|| ledger.clone());
+        // Started after the store and the database, stopped with the process: a job left in its
+        // queue at shutdown is taken up by the next start-up's backfill.
+        let ingest = config.inventory.ingest.then(|| {
+            Arc::new(Ingest::start(
+                db.clone(),
+                proxy.store.clone(),
+                &config.inventory,
+                metrics.clone(),
+            ))
+        });
+        proxy.ingest = ingest.clone();
         warn_insecure(&config);
         tracing::info!(
             trusted_root = %config.trusted_root.origin,
@@ -205,11 +218,19 @@ impl Server {
             default_upstream = %config.default_upstream,
             "portcullis listening"
         );
+        let first_proxy = live.proxy.load_full();
         let reloader = Arc::new(reload::Reloader::new(live, config, root, metrics.clone()));
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(reloader.clone().watch(WATCH_EVERY)),
             tokio::spawn(reloader.clone().refresh_trust_root()),
         ];
+        if let Some(ingest) = ingest {
+            background.push(tokio::spawn(feed::backfill(
+                first_proxy,
+                ingest,
+                db.clone(),
+            )));
+        }
         Ok(Server {
             api_addr,
             admin_addr,

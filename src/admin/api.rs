@@ -2,7 +2,11 @@
 //! `GET /api/v1/audit?since=7d[&rule=NAME][&image=GLOB]` is the audit report
 //! ([`crate::ledger::report::audit`], the same data `portcullis audit --json` prints), and
 //! `GET /api/v1/images/{name}[?since=30d]` the pulls of one image by its canonical name
-//! (`docker.io/library/alpine`): its digests with their verdicts, and its clients.
+//! (`docker.io/library/alpine`): its digests with their verdicts, and its clients. The
+//! inventory's answers, as `portcullis inventory ... --json` prints them:
+//! `GET /api/v1/inventory/query?purl=PURL|name=NAME[&range=R][&since=30d]`,
+//! `GET /api/v1/inventory/affected?cve=ID|advisory=ID[&since=30d]` and
+//! `GET /api/v1/inventory/images/{digest}`.
 
 use std::time::Duration;
 
@@ -39,12 +43,15 @@ pub async fn handle<B>(req: &Request<B>, db: Option<&Database>) -> Response<Resp
         })
         .unwrap_or_default();
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let since = match param("since").map(humantime::parse_duration) {
-        None => DEFAULT_SINCE,
-        Some(Ok(d)) => d,
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("since: {e}")),
+    let given_since = match param("since").map(humantime::parse_duration).transpose() {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("since: {e}")),
     };
+    let since = given_since.unwrap_or(DEFAULT_SINCE);
     let path = req.uri().path();
+    if let Some(what) = path.strip_prefix("/api/v1/inventory/") {
+        return inventory(db, what, &params, given_since).await;
+    }
     let answer = if path == "/api/v1/audit" {
         let image = match param("image").map(Pattern::new).transpose() {
             Ok(p) => p,
@@ -68,11 +75,86 @@ pub async fn handle<B>(req: &Request<B>, db: Option<&Database>) -> Response<Resp
     } else {
         return error(StatusCode::NOT_FOUND, "not found");
     };
+    answered(answer, "the ledger")
+}
+
+/// The inventory's answers: `query?purl=|name=[&range=]`, `affected?cve=|advisory=`,
+/// `images/{digest}`; `since` (only images pulled in the window) when given.
+async fn inventory(
+    db: &Database,
+    what: &str,
+    params: &[(String, String)],
+    since: Option<Duration>,
+) -> Response<ResponseBody> {
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    use crate::inventory::osv::Advisory;
+    use crate::inventory::query;
+    use crate::inventory::versions::Range;
+    let since_ms = since.map_or(0, |d| crate::db::now_ms() - d.as_millis() as i64);
+    let answer = if what == "query" {
+        let Some(package) = param("purl").or(param("name")) else {
+            return error(StatusCode::BAD_REQUEST, "give purl or name");
+        };
+        let range = match param("range").map(Range::parse).transpose() {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("range: {e}")),
+        };
+        query::query(db, package, range.as_ref(), since_ms)
+            .await
+            .map(|a| serde_json::to_vec_pretty(&a))
+    } else if what == "affected" {
+        let Some(id) = param("cve").or(param("advisory")) else {
+            return error(StatusCode::BAD_REQUEST, "give cve or advisory");
+        };
+        let named = match db.advisories_named(id).await {
+            Ok(found) if found.is_empty() => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no imported advisory is named {id}"),
+                )
+            }
+            Ok(found) => found,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        };
+        let mut advisories = Vec::new();
+        for (id, doc) in named {
+            match Advisory::parse(doc.as_bytes()) {
+                Ok(a) => advisories.push(a),
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("stored advisory {id}: {e}"),
+                    )
+                }
+            }
+        }
+        query::affected(db, &advisories, since_ms)
+            .await
+            .map(|a| serde_json::to_vec_pretty(&a))
+    } else if let Some(digest) = what.strip_prefix("images/") {
+        let digest = match digest.parse::<crate::oci::Digest>() {
+            Ok(d) => d.to_string(),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("digest: {e}")),
+        };
+        query::image::image(db, "", &digest)
+            .await
+            .map(|a| serde_json::to_vec_pretty(&a))
+    } else {
+        return error(StatusCode::NOT_FOUND, "not found");
+    };
+    answered(answer, "the inventory")
+}
+
+/// An answer as JSON; a database that cannot answer is a 503, logged as reading `what`.
+fn answered<E: std::fmt::Display>(
+    answer: Result<Result<Vec<u8>, serde_json::Error>, E>,
+    what: &str,
+) -> Response<ResponseBody> {
     match answer {
         Ok(Ok(json)) => json_response(StatusCode::OK, json),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         Err(e) => {
-            tracing::warn!(error = %e, "admin API: reading the ledger failed");
+            tracing::warn!(error = %e, "admin API: reading {what} failed");
             error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
     }

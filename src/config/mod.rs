@@ -20,9 +20,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use settings::{
-    AdminEndpoint, AdminSettings, CacheSettings, Credentials, DatabaseSettings, LedgerSettings,
-    Limits, Secret, Timeouts, TlsConfig, TrustedRoot, TrustedRootSource, TufSettings,
-    UpstreamConfig, PUBLIC_GOOD_TUF_MIRROR,
+    AdminEndpoint, AdminSettings, CacheSettings, Credentials, DatabaseSettings, InventorySettings,
+    LedgerSettings, Limits, Secret, Timeouts, TlsConfig, TrustedRoot, TrustedRootSource,
+    TufSettings, UpstreamConfig, PUBLIC_GOOD_TUF_MIRROR,
 };
 
 use crate::policy::PolicySet;
@@ -106,6 +106,8 @@ pub struct Config {
     /// The ledger's database (`database`): SQLite under `state_dir` unless PostgreSQL is named.
     pub database: DatabaseSettings,
     pub ledger: LedgerSettings,
+    /// The SBOM inventory's ingest (`inventory`).
+    pub inventory: InventorySettings,
     /// The content store (`storage`).
     pub storage: storage::StorageSettings,
 }

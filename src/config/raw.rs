@@ -44,6 +44,8 @@ pub struct RawConfig {
     pub database: Option<serde_json::Value>,
     #[serde(default)]
     pub ledger: RawLedger,
+    #[serde(default)]
+    pub inventory: RawInventory,
     pub storage: Option<super::storage::RawStorage>,
 }
 
@@ -53,6 +55,14 @@ pub struct RawLedger {
     #[serde(default, with = "humantime_serde")]
     pub retention: Option<Duration>,
     pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    pub ingest: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub recheck: Option<Duration>,
 }
 
 /// `trusted_root`: a file path, or `{ tuf: { ... } }`.

@@ -285,6 +285,24 @@ impl DatabaseSettings {
     }
 }
 
+/// The inventory (`inventory`): whether the SBOMs of pulled digests are ingested, and how long a
+/// digest found with no SBOM waits before it is looked at again (an SBOM may be attached after
+/// the image was pushed).
+#[derive(Debug, Clone)]
+pub struct InventorySettings {
+    pub ingest: bool,
+    pub recheck: Duration,
+}
+
+impl Default for InventorySettings {
+    fn default() -> Self {
+        InventorySettings {
+            ingest: true,
+            recheck: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
 /// The ledger (`ledger`): whether pulls are recorded, and how long pull records are kept.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {

@@ -185,6 +185,7 @@ impl Validator {
             admin,
             database: self.database(raw.database.as_ref(), &state_dir)?,
             ledger: self.ledger(&raw.ledger)?,
+            inventory: self.inventory(&raw.inventory)?,
             state_dir,
             watch_config: raw.watch_config,
             files: self.files.take(),

@@ -121,6 +121,18 @@ pub enum PackageLookup {
     Name(String),
     /// By (purl type, OSV name), also matching the `upstream` qualifier.
     Osv { ecosystem: String, name: String },
+    /// Every package of one digest's SBOM.
+    Digest(String),
+}
+
+/// A digest pulled (and served) that the inventory has not recorded, as the ledger knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrecorded {
+    pub image: String,
+    pub digest: String,
+    pub upstream: String,
+    /// Whether any of its pulls was verified.
+    pub verified: bool,
 }
 
 impl Database {
@@ -137,6 +149,31 @@ impl Database {
         match self {
             Database::Sqlite(db) => db.find_packages(sql, params).await,
             Database::Postgres(db) => db.find_packages(&sql, &params).await,
+        }
+    }
+
+    /// What is recorded for a digest: its status and when it was ingested (ms).
+    pub async fn sbom_state(&self, digest: &str) -> Result<Option<(String, i64)>, DbError> {
+        match self {
+            Database::Sqlite(db) => db.sbom_state(digest.to_owned()).await,
+            Database::Postgres(db) => db.sbom_state(digest).await,
+        }
+    }
+
+    /// The SBOM row recorded for a digest.
+    pub async fn sbom_of(&self, digest: &str) -> Result<Option<SbomRow>, DbError> {
+        match self {
+            Database::Sqlite(db) => db.sbom_of(digest.to_owned()).await,
+            Database::Postgres(db) => db.sbom_of(digest).await,
+        }
+    }
+
+    /// Up to `limit` digests served according to the ledger with no SBOM row, the most
+    /// recently pulled first: what a backfill ingests.
+    pub async fn unrecorded(&self, limit: i64) -> Result<Vec<Unrecorded>, DbError> {
+        match self {
+            Database::Sqlite(db) => db.unrecorded(limit).await,
+            Database::Postgres(db) => db.unrecorded(limit).await,
         }
     }
 
@@ -161,6 +198,7 @@ fn lookup_sql(lookup: &PackageLookup) -> (String, Vec<String>) {
             "p.ecosystem = $1 AND (p.osv_name = $2 OR p.upstream = $2)",
             vec![ecosystem.clone(), name.clone()],
         ),
+        PackageLookup::Digest(d) => ("s.digest = $1", vec![d.clone()]),
     };
     (
         format!(
@@ -181,23 +219,41 @@ pub(super) const DELETE_SBOM_PACKAGES: &str = "DELETE FROM sbom_packages WHERE d
 pub(super) const INSERT_SBOM_PACKAGE: &str = "INSERT INTO sbom_packages
         (digest, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+pub(super) const SBOM_STATE: &str = "SELECT status, ingested_at FROM sboms WHERE digest = $1";
+pub(super) const SBOM_OF: &str =
+    "SELECT digest, image, status, provenance, signer, format, error FROM sboms WHERE digest = $1";
+pub(super) const UNRECORDED: &str = "SELECT p.image, p.digest, p.upstream,
+        max(CASE WHEN p.verdict = 'verified' THEN 1 ELSE 0 END) AS verified,
+        max(p.last_seen) AS last
+     FROM pulls p
+     WHERE p.admission = 'served'
+       AND NOT EXISTS (SELECT 1 FROM sboms s WHERE s.digest = p.digest)
+     GROUP BY p.image, p.digest, p.upstream
+     ORDER BY last DESC
+     LIMIT $1";
 pub(super) const SBOM_COUNTS: &str =
     "SELECT status, count(*) FROM sboms GROUP BY status ORDER BY status";
+
+/// An SBOM row from [`SBOM_OF`]'s columns.
+pub(super) fn sbom_row(c: [String; 7]) -> SbomRow {
+    let [digest, image, status, provenance, signer, format, error] = c;
+    SbomRow {
+        digest,
+        image,
+        status,
+        provenance,
+        signer,
+        format,
+        error,
+    }
+}
 
 /// A hit from a row's columns in [`HIT_COLUMNS`] order.
 pub(super) fn hit(c: [String; 16]) -> PackageHit {
     let [digest, image, status, provenance, signer, format, error, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro] =
         c;
     PackageHit {
-        sbom: SbomRow {
-            digest,
-            image,
-            status,
-            provenance,
-            signer,
-            format,
-            error,
-        },
+        sbom: sbom_row([digest, image, status, provenance, signer, format, error]),
         package: PackageRow {
             key,
             version,

@@ -8,11 +8,14 @@
 //! - [`osv`]: OSV advisories read and matched against a package version.
 //! - [`advisories`]: `portcullis advisories import`: OSV files, directories and zip archives
 //!   stored through [`crate::db`].
+//! - [`ingest`]: the SBOMs of every digest served, found (through `signature::discovery`) and
+//!   recorded off the request path; [`query`]: the answers.
 //!
-//! This module owns the meaning of SBOMs, versions and advisories; it speaks to no network, and
-//! to the database only through [`crate::db`]'s plain rows.
+//! This module owns the meaning of SBOMs, versions and advisories; it reaches upstreams only
+//! through `signature::discovery`, and the database only through [`crate::db`]'s plain rows.
 
 pub mod advisories;
+pub mod ingest;
 pub mod osv;
 pub mod query;
 pub mod sbom;

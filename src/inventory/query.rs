@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+pub mod image;
+
 use super::osv::{self, Advisory, Verdict};
 use super::sbom::{self, Keyed, Package};
 use super::versions::{Range, Scheme};
@@ -41,8 +43,10 @@ pub struct Entry {
     pub last_pulled: Option<i64>,
     pub pulls: i64,
     pub clients: i64,
-    /// `signed`, `buildkit` or `unsigned`.
+    /// `signed`, `buildkit`, `unsigned` or `unverified` (signed, but no attestor accepted it).
     pub sbom_provenance: String,
+    /// The signer of a signed SBOM; where an unsigned one was found; why a signature was not
+    /// accepted.
     pub sbom_signer: String,
 }
 
@@ -212,13 +216,36 @@ pub fn rows_of(packages: &[Package]) -> Vec<PackageRow> {
 
 type Found = (PackageHit, Option<String>, Option<String>, Scheme);
 
-#[derive(Default)]
-struct Pulls {
-    tags: Vec<String>,
-    first: Option<i64>,
-    last: Option<i64>,
-    pulls: i64,
-    clients: i64,
+/// What the ledger says of one digest's pulls.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Pulls {
+    pub tags: Vec<String>,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    pub pulls: i64,
+    pub clients: i64,
+}
+
+/// The ledger's pulls per digest since `since` (ms; 0: all), tags sorted and deduplicated.
+pub async fn pulls_by_digest(
+    db: &Database,
+    filter: Filter,
+) -> Result<HashMap<String, Pulls>, DbError> {
+    let mut ledger: HashMap<String, Pulls> = HashMap::new();
+    for d in db.digests(&filter).await? {
+        let p = ledger.entry(d.digest.clone()).or_default();
+        p.tags.extend(d.tags);
+        p.first = Some(p.first.map_or(d.first_seen, |f| f.min(d.first_seen)));
+        p.last = Some(p.last.map_or(d.last_seen, |l| l.max(d.last_seen)));
+        p.pulls += d.pulls;
+        // Distinct clients per verdict group; the largest group is a lower bound.
+        p.clients = p.clients.max(d.clients);
+    }
+    for p in ledger.values_mut() {
+        p.tags.sort();
+        p.tags.dedup();
+    }
+    Ok(ledger)
 }
 
 /// Joins the matches with the ledger (and drops digests not pulled since `since`, when given).
@@ -228,33 +255,21 @@ async fn finish(
     found: Vec<Found>,
     since: i64,
 ) -> Result<Answer, QueryError> {
-    let mut ledger: HashMap<String, Pulls> = HashMap::new();
-    for d in db
-        .digests(&Filter {
+    let ledger = pulls_by_digest(
+        db,
+        Filter {
             since,
             ..Filter::default()
-        })
-        .await?
-    {
-        let p = ledger.entry(d.digest.clone()).or_default();
-        p.tags.extend(d.tags);
-        p.first = Some(p.first.map_or(d.first_seen, |f| f.min(d.first_seen)));
-        p.last = Some(p.last.map_or(d.last_seen, |l| l.max(d.last_seen)));
-        p.pulls += d.pulls;
-        // Distinct clients per verdict group; the largest group is a lower bound.
-        p.clients = p.clients.max(d.clients);
-    }
+        },
+    )
+    .await?;
     for (hit, range, advisory, scheme) in found {
-        let pulls = ledger.get_mut(&hit.sbom.digest);
+        let pulls = ledger.get(&hit.sbom.digest);
         if since > 0 && pulls.is_none() {
             continue;
         }
         let (tags, first, last, count, clients) = match pulls {
-            Some(p) => {
-                p.tags.sort();
-                p.tags.dedup();
-                (p.tags.clone(), p.first, p.last, p.pulls, p.clients)
-            }
+            Some(p) => (p.tags.clone(), p.first, p.last, p.pulls, p.clients),
             None => (Vec::new(), None, None, 0, 0),
         };
         let keyed = package_of(&hit.package).keyed;
@@ -336,23 +351,14 @@ impl std::fmt::Display for Answer {
                 )?;
             }
             writeln!(f)?;
-            let when = |t: Option<i64>| {
-                t.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                    .map_or("-".to_owned(), |t| t.to_string())
-            };
             writeln!(
                 f,
-                "  pulled {} times by {} clients, first {}, last {}; SBOM {}{}",
+                "  pulled {} times by {} clients, first {}, last {}; SBOM {}",
                 e.pulls,
                 e.clients,
                 when(e.first_pulled),
                 when(e.last_pulled),
-                e.sbom_provenance,
-                if e.sbom_signer.is_empty() {
-                    String::new()
-                } else {
-                    format!(" by {}", e.sbom_signer)
-                }
+                provenance(&e.sbom_provenance, &e.sbom_signer),
             )?;
         }
         for id in &self.withdrawn {
@@ -369,6 +375,21 @@ impl std::fmt::Display for Answer {
             writeln!(f, "  {}@{} {}: {}", u.image, u.digest, u.version, u.reason)?;
         }
         Ok(())
+    }
+}
+
+/// A time in ms as RFC 3339, `-` when unknown.
+pub(crate) fn when(t: Option<i64>) -> String {
+    t.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or("-".to_owned(), |t| t.to_string())
+}
+
+/// Where an SBOM came from, as a person reads it: `signed by ID`, `unsigned (referrer ...)`.
+pub(crate) fn provenance(provenance: &str, detail: &str) -> String {
+    match (provenance, detail) {
+        (p, "") => p.to_owned(),
+        ("signed", d) => format!("signed by {d}"),
+        (p, d) => format!("{p} ({d})"),
     }
 }
 

@@ -184,7 +184,14 @@ pub(super) async fn gate(
         manifest: bytes,
     };
     let outcome = proxy.gate.evaluate(&ctx.rule, &subject).await;
-    record::record(proxy, ctx, record::Route::Blob, None, digest, &outcome);
+    record::record(
+        proxy,
+        ctx,
+        record::Route::Blob,
+        None,
+        (digest, None),
+        &outcome,
+    );
     outcome.admit(&ctx.image, digest)
 }
 

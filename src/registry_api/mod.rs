@@ -10,6 +10,7 @@
 
 pub mod blob;
 pub mod error;
+pub mod feed;
 pub mod gate;
 pub mod listing;
 pub mod manifest;
@@ -54,6 +55,9 @@ pub struct Proxy {
     pub auth: Option<Authenticator>,
     /// Where pulls are recorded; `None` where nothing is (`portcullis verify`).
     pub ledger: Option<Arc<Ledger>>,
+    /// Where served manifests are offered for SBOM ingest; `None` where nothing is
+    /// (`portcullis verify`, `inventory.ingest: false`).
+    pub ingest: Option<Arc<crate::inventory::ingest::Ingest>>,
     /// The content store; `None` only where nothing is served (`portcullis verify`).
     pub store: Option<Arc<crate::store::Store>>,
 }
@@ -246,6 +250,7 @@ impl Proxy {
         )?;
         // Opened once at start-up, by the process: `database` and `storage` need a restart.
         proxy.ledger = self.ledger.clone();
+        proxy.ingest = self.ingest.clone();
         proxy.store = self.store.clone();
         Ok(proxy)
     }
@@ -278,6 +283,7 @@ impl Proxy {
                 .clone()
                 .map(|settings| Authenticator::new(settings, metrics.clone())),
             ledger: None,
+            ingest: None,
             store: None,
             metrics,
         })

@@ -1,7 +1,8 @@
-//! The record stage, once per gated request: the verdict metric ([`Outcome::record`]) and the
-//! ledger entry ([`crate::ledger::Record`]), both made from the gate's outcome after it has
-//! decided, so recording can change no decision. The ledger call does not wait (see
-//! [`crate::ledger`]).
+//! The record stage, once per gated request: the verdict metric ([`Outcome::record`]), the
+//! ledger entry ([`crate::ledger::Record`]) and, for a manifest served, the inventory's ingest
+//! offer ([`super::feed`]), all made from the gate's outcome after it has decided, so recording
+//! can change no decision. Neither the ledger nor the ingest call waits (see [`crate::ledger`],
+//! [`crate::inventory::ingest`]).
 //!
 //! What the manifest route records: every request, served or refused, by tag or by digest, in
 //! every addressing form (the canonical image is the same for all three). The blob route gates
@@ -30,13 +31,13 @@ pub fn record(
     ctx: &RequestCtx,
     route: Route,
     tag: Option<&Tag>,
-    digest: &Digest,
+    (digest, media_type): (&Digest, Option<&str>),
     outcome: &Outcome,
 ) {
     outcome.record(&proxy.metrics);
-    let Some(ledger) = &proxy.ledger else {
+    if proxy.ledger.is_none() && proxy.ingest.is_none() {
         return;
-    };
+    }
     let Facts {
         rule,
         verdict,
@@ -47,6 +48,21 @@ pub fn record(
     if route == Route::Blob && admission == Admission::Served {
         return;
     }
+    if let (Some(ingest), Route::Manifest, Admission::Served) = (&proxy.ingest, route, admission) {
+        let verified = verdict == LedgerVerdict::Verified;
+        super::feed::offer(
+            proxy,
+            ingest,
+            ctx,
+            digest,
+            media_type,
+            rule.as_ref(),
+            verified,
+        );
+    }
+    let Some(ledger) = &proxy.ledger else {
+        return;
+    };
     let head = ctx.method == http::Method::HEAD;
     ledger.record(Record {
         at: crate::ledger::now_ms(),

@@ -124,6 +124,42 @@ pub fn oci_error(status: StatusCode, code: &str) -> Response<ResponseBody> {
     )
 }
 
+/// A manifest (or any document) answered as registries do: its media type, its digest and its
+/// length; no body for `HEAD`.
+pub fn document(method: &http::Method, media_type: &str, bytes: &Bytes) -> Response<ResponseBody> {
+    let digest = crate::common::sha256(bytes);
+    let body = if method == http::Method::HEAD {
+        Bytes::new()
+    } else {
+        bytes.clone()
+    };
+    let mut r = respond(
+        StatusCode::OK,
+        &[
+            ("content-type", media_type),
+            ("docker-content-digest", &digest),
+        ],
+        body,
+    );
+    r.headers_mut()
+        .insert("content-length", bytes.len().to_string().parse().unwrap());
+    r
+}
+
+/// The value of one series (`name` or `name{labels}`, exactly as exposed) in a Prometheus text
+/// exposition; 0 when it is absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
 /// A running in-process proxy.
 pub struct Proxy {
     pub server: Option<portcullis::server::Server>,
@@ -136,10 +172,18 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts a proxy whose `upstreams:` map is `upstreams_yaml` (indented two spaces) with
-    /// `default` as default upstream and `extra` appended to the config.
+    /// `default` as default upstream and `extra` appended to the config. SBOM ingest is off
+    /// unless `extra` has an `inventory:` key: its own look-ups, made after a pull is answered,
+    /// would change the upstream requests that the request-path tests count (`inventory.rs`
+    /// turns it on and counts what it adds).
     pub async fn start(default: &str, upstreams_yaml: &str, extra: &str) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
-        let path = crate::common::write_config(dir.path(), default, upstreams_yaml, extra);
+        let extra = if extra.contains("inventory:") {
+            extra.to_owned()
+        } else {
+            format!("inventory: {{ ingest: false }}\n{extra}")
+        };
+        let path = crate::common::write_config(dir.path(), default, upstreams_yaml, &extra);
         Self::start_file(&path, dir).await
     }
 

@@ -16,7 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::common::fixtures::Fixtures;
 use crate::common::sha256;
-use crate::fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
+use crate::fake::{client, error_code, metric, oci_error, respond, FakeUpstream, Proxy};
 
 const MANIFEST_LIMIT: usize = 4096;
 
@@ -280,7 +280,7 @@ async fn idle_sockets_from_one_address_cannot_lock_out_other_clients() {
     let refused = metric(
         &metrics,
         r#"portcullis_connections_closed_total{listener="api",reason="per_address_limit"}"#,
-    );
+    ) as u64;
     assert!(refused >= 5000 - 1024, "{refused} refused");
 
     // And the ones held are closed at the header deadline, counted from accept.
@@ -298,20 +298,13 @@ async fn idle_sockets_from_one_address_cannot_lock_out_other_clients() {
         let idle_closed = metric(
             &metrics,
             r#"portcullis_connections_closed_total{listener="api",reason="idle"}"#,
-        );
+        ) as u64;
         if idle_closed + refused == 5000 || Instant::now() > deadline {
             assert_eq!(idle_closed + refused, 5000, "{metrics}");
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::fake::{client, oci_error, respond, FakeUpstream, Proxy};
+use crate::fake::{client, metric, oci_error, respond, FakeUpstream, Proxy};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -96,14 +96,6 @@ fn entry<'a>(list: &'a serde_json::Value, image: &str) -> &'a serde_json::Value 
         .iter()
         .find(|e| e["image"] == image)
         .unwrap_or_else(|| panic!("{image} not in {list:#}"))
-}
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn status(req: reqwest::RequestBuilder) -> u16 {

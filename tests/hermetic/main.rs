@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod hardening;
 mod import;
+mod inventory;
 mod ledger;
 mod policy;
 mod proxy;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::fixtures::{Fixtures, ISSUER};
-use crate::fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
+use crate::fake::{client, document, error_code, oci_error, respond, FakeUpstream, Proxy};
 use bytes::Bytes;
 use http::StatusCode;
 
@@ -71,8 +71,8 @@ enum Fault {
     SlowManifest,
 }
 
-struct Registry {
-    up: FakeUpstream,
+pub(crate) struct Registry {
+    pub(crate) up: FakeUpstream,
     fault: Arc<Mutex<Fault>>,
     early_lookups: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -83,7 +83,7 @@ async fn registry() -> Registry {
     registry_of(&FIXTURES).await
 }
 
-async fn registry_of(fixtures: &Fixtures) -> Registry {
+pub(crate) async fn registry_of(fixtures: &Fixtures) -> Registry {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let store = Arc::new(store_of(fixtures));
     let fault = Arc::new(Mutex::new(Fault::None));
@@ -175,23 +175,7 @@ async fn registry_of(fixtures: &Fixtures) -> Registry {
                 let Some((media_type, bytes)) = store.manifests.get(reference) else {
                     return oci_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
                 };
-                let digest = crate::common::sha256(bytes);
-                let body = if s.method == http::Method::HEAD {
-                    Bytes::new()
-                } else {
-                    bytes.clone()
-                };
-                let mut r = respond(
-                    StatusCode::OK,
-                    &[
-                        ("content-type", media_type),
-                        ("docker-content-digest", &digest),
-                    ],
-                    body,
-                );
-                r.headers_mut()
-                    .insert("content-length", bytes.len().to_string().parse().unwrap());
-                return r;
+                return document(&s.method, media_type, bytes);
             }
             if let Some((_, digest)) = path.split_once("/blobs/") {
                 // A hostile (or merely permissive) upstream also hands out manifests as blobs.
@@ -250,7 +234,7 @@ policies:
     )
 }
 
-async fn get(proxy: &Proxy, path: &str) -> reqwest::Response {
+pub(crate) async fn get(proxy: &Proxy, path: &str) -> reqwest::Response {
     client()
         .get(format!("{}/v2/{path}", proxy.url))
         .header(

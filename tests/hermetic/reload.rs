@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use crate::common::fixtures::Fixtures;
 use crate::common::sha256;
-use crate::fake::{client, error_code, oci_error, respond, FakeUpstream, Proxy};
+use crate::fake::{client, error_code, metric, oci_error, respond, FakeUpstream, Proxy};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -78,13 +78,6 @@ async fn pull(c: &reqwest::Client, proxy_url: &str) -> (StatusCode, Vec<u8>) {
         .unwrap();
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
     (status, resp.bytes().await.unwrap().to_vec())
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Configuration A: upstream A, the rule in audit (its unsigned image is served). B: upstream B,

@@ -1,6 +1,6 @@
 //! Validation of what is kept across restarts besides `state_dir` itself: the ledger's database
 //! (`database`: `sqlite`, or `{ url, password_env }` for PostgreSQL) and the ledger
-//! (`ledger.retention`).
+//! (`ledger.retention`) and the inventory's ingest (`inventory`).
 
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use url::Url;
 
 use super::Validator;
 use crate::config::raw;
-use crate::config::settings::{DatabaseSettings, LedgerSettings, Secret};
+use crate::config::settings::{DatabaseSettings, InventorySettings, LedgerSettings, Secret};
 use crate::config::ConfigError;
 
 /// The SQLite file's name under `state_dir`.
@@ -121,6 +121,23 @@ impl Validator {
         }
         if let Some(enabled) = raw.enabled {
             settings.enabled = enabled;
+        }
+        Ok(settings)
+    }
+
+    pub(super) fn inventory(
+        &self,
+        raw: &raw::RawInventory,
+    ) -> Result<InventorySettings, ConfigError> {
+        let mut settings = InventorySettings::default();
+        if let Some(r) = raw.recheck {
+            if r < std::time::Duration::from_secs(60) {
+                return Err(self.invalid("inventory.recheck", "must be at least 1m"));
+            }
+            settings.recheck = r;
+        }
+        if let Some(ingest) = raw.ingest {
+            settings.ingest = ingest;
         }
         Ok(settings)
     }

@@ -75,7 +75,7 @@ impl Postgres {
     }
 }
 
-use crate::db::inventory::{PackageHit, PackageRow, SbomRow};
+use crate::db::inventory::{PackageHit, PackageRow, SbomRow, Unrecorded};
 
 impl Postgres {
     pub async fn put_sbom(&self, s: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
@@ -168,6 +168,47 @@ impl Postgres {
         result?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    pub async fn sbom_state(&self, digest: &str) -> Result<Option<(String, i64)>, DbError> {
+        let client = self.client().await?;
+        let result = bounded(client.query_opt(q::SBOM_STATE, &[&digest])).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()
+    }
+
+    pub async fn sbom_of(&self, digest: &str) -> Result<Option<SbomRow>, DbError> {
+        let client = self.client().await?;
+        let result = bounded(client.query_opt(q::SBOM_OF, &[&digest])).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .map(|r| {
+                let mut c: [String; 7] = Default::default();
+                for (i, v) in c.iter_mut().enumerate() {
+                    *v = r.try_get(i)?;
+                }
+                Ok(q::sbom_row(c))
+            })
+            .transpose()
+    }
+
+    pub async fn unrecorded(&self, limit: i64) -> Result<Vec<Unrecorded>, DbError> {
+        let client = self.client().await?;
+        let result = bounded(client.query(q::UNRECORDED, &[&limit])).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .iter()
+            .map(|r| {
+                Ok(Unrecorded {
+                    image: r.try_get(0)?,
+                    digest: r.try_get(1)?,
+                    upstream: r.try_get(2)?,
+                    verified: r.try_get::<_, i32>(3)? > 0,
+                })
+            })
             .collect()
     }
 }

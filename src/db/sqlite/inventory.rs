@@ -67,7 +67,8 @@ impl Sqlite {
     }
 }
 
-use crate::db::inventory::{PackageHit, PackageRow, SbomRow};
+use crate::db::inventory::{PackageHit, PackageRow, SbomRow, Unrecorded};
+use rusqlite::OptionalExtension;
 
 impl Sqlite {
     pub async fn put_sbom(&self, s: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
@@ -138,6 +139,54 @@ impl Sqlite {
             let conn = lock(&conn);
             let mut stmt = conn.prepare_cached(q::SBOM_COUNTS)?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn sbom_state(&self, digest: String) -> Result<Option<(String, i64)>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(q::SBOM_STATE)?;
+            Ok(stmt
+                .query_row(params![digest], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn sbom_of(&self, digest: String) -> Result<Option<SbomRow>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(q::SBOM_OF)?;
+            Ok(stmt
+                .query_row(params![digest], |r| {
+                    let mut c: [String; 7] = Default::default();
+                    for (i, v) in c.iter_mut().enumerate() {
+                        *v = r.get(i)?;
+                    }
+                    Ok(q::sbom_row(c))
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn unrecorded(&self, limit: i64) -> Result<Vec<Unrecorded>, DbError> {
+        let conn = self.reader.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(q::UNRECORDED)?;
+            let rows = stmt.query_map(params![limit], |r| {
+                Ok(Unrecorded {
+                    image: r.get(0)?,
+                    digest: r.get(1)?,
+                    upstream: r.get(2)?,
+                    verified: r.get::<_, i64>(3)? > 0,
+                })
+            })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

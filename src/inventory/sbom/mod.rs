@@ -33,6 +33,8 @@ pub const MAX_PACKAGES: usize = 500_000;
 pub enum SbomError {
     #[error("the SBOM is {size} bytes, more than the {max} bytes accepted")]
     TooLarge { size: usize, max: usize },
+    #[error("the SBOM could not be read from the registry: {0}")]
+    Unreadable(String),
     #[error("the SBOM is not a JSON document of the expected shape: {0}")]
     Json(String),
     #[error("the SBOM nests components {depth} levels deep, more than the {max} accepted")]
@@ -138,6 +140,21 @@ pub fn parse(bytes: &[u8]) -> Result<Sbom, SbomError> {
         });
     }
     let top: Top = serde_json::from_slice(bytes).map_err(|e| SbomError::Json(e.to_string()))?;
+    read(top)
+}
+
+/// Reads an SBOM already parsed as JSON (an attestation's predicate, whose envelope was read
+/// bounded): the same checks as [`parse`] but the size.
+pub fn parse_value(value: serde_json::Value) -> Result<Sbom, SbomError> {
+    // Some attesters wrap the document as a JSON string.
+    let top: Top = match value {
+        serde_json::Value::String(s) => return parse(s.as_bytes()),
+        v => serde_json::from_value(v).map_err(|e| SbomError::Json(e.to_string()))?,
+    };
+    read(top)
+}
+
+fn read(top: Top) -> Result<Sbom, SbomError> {
     let mut out = Collector::default();
     let (format, spec_version) = if let Some(v) = top.spdx_version {
         if !matches!(v.as_str(), "SPDX-2.2" | "SPDX-2.3") {

@@ -69,7 +69,15 @@ pub async fn handle(
         Reference::Tag(t) => Some(t),
         Reference::Digest(_) => None,
     };
-    record::record(proxy, ctx, record::Route::Manifest, tag, digest, &outcome);
+    let media_type = subject.media_type;
+    record::record(
+        proxy,
+        ctx,
+        record::Route::Manifest,
+        tag,
+        (digest, media_type),
+        &outcome,
+    );
     outcome.admit(&ctx.image, digest)?;
     keep(proxy, ctx, &reference, &accept, &resolved).await;
     Ok(respond(&resolved.answer, ctx.method != Method::HEAD))
