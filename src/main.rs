@@ -45,9 +45,8 @@ enum InventoryCommand {
         /// A range: <2.17.1, >=2.0.0,<2.17.1, or a vers: URI.
         #[arg(long)]
         range: Option<String>,
-        /// Only images pulled this long ago or later (30d, 24h).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        since: Option<std::time::Duration>,
+        #[command(flatten)]
+        scope: ScopeArgs,
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Print JSON: every entry names `image` and `digest`.
@@ -74,13 +73,48 @@ enum InventoryCommand {
         /// An OSV advisory file, not imported.
         #[arg(long, group = "which")]
         osv: Option<PathBuf>,
-        #[arg(long, value_parser = humantime::parse_duration)]
-        since: Option<std::time::Duration>,
+        #[command(flatten)]
+        scope: ScopeArgs,
         #[arg(long, short)]
         config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which pulled images an inventory answer lists.
+#[derive(clap::Args)]
+struct ScopeArgs {
+    /// Only images pulled this long ago or later (30d, 24h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    since: Option<std::time::Duration>,
+    /// Only images pulled under this rule.
+    #[arg(long)]
+    rule: Option<String>,
+    /// Only images pulled from this upstream (its key in `upstreams`).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Only images whose canonical name matches this glob (a namespace: docker.io/company/**).
+    #[arg(long)]
+    image: Option<String>,
+}
+
+impl ScopeArgs {
+    fn scope(self) -> anyhow::Result<portcullis::inventory::query::Scope> {
+        Ok(portcullis::inventory::query::Scope {
+            since: self
+                .since
+                .map_or(0, |d| portcullis::db::now_ms() - d.as_millis() as i64),
+            rule: self.rule,
+            upstream: self.upstream,
+            image: self
+                .image
+                .as_deref()
+                .map(portcullis::policy::Pattern::new)
+                .transpose()
+                .context("--image")?,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -428,9 +462,6 @@ fn verify_bundle(
 
 fn inventory(command: InventoryCommand) -> anyhow::Result<bool> {
     use portcullis::inventory::{osv::Advisory, query, versions::Range};
-    let since_ms = |since: Option<std::time::Duration>| {
-        since.map_or(0, |d| portcullis::db::now_ms() - d.as_millis() as i64)
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -463,10 +494,11 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<bool> {
             purl,
             name,
             range,
-            since,
+            scope,
             config,
             json,
         } => {
+            let scope = scope.scope()?;
             let config = Config::load(config.as_deref())?;
             let range = range
                 .as_deref()
@@ -476,7 +508,7 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<bool> {
             let package = purl.or(name).context("give --purl or --name")?;
             let answer = runtime.block_on(async {
                 let db = portcullis::cli::audit::open(&config).await?;
-                anyhow::Ok(query::query(&db, &package, range.as_ref(), since_ms(since)).await?)
+                anyhow::Ok(query::query(&db, &package, range.as_ref(), &scope).await?)
             })?;
             (answer, json)
         }
@@ -484,10 +516,11 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<bool> {
             cve,
             advisory,
             osv,
-            since,
+            scope,
             config,
             json,
         } => {
+            let scope = scope.scope()?;
             let config = Config::load(config.as_deref())?;
             let answer = runtime.block_on(async {
                 let db = portcullis::cli::audit::open(&config).await?;
@@ -512,7 +545,7 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<bool> {
                     }
                     (None, None) => anyhow::bail!("give --cve, --advisory or --osv"),
                 };
-                anyhow::Ok(query::affected(&db, &advisories, since_ms(since)).await?)
+                anyhow::Ok(query::affected(&db, &advisories, &scope).await?)
             })?;
             (answer, json)
         }

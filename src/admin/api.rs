@@ -4,8 +4,9 @@
 //! `GET /api/v1/images/{name}[?since=30d]` the pulls of one image by its canonical name
 //! (`docker.io/library/alpine`): its digests with their verdicts, and its clients. The
 //! inventory's answers, as `portcullis inventory ... --json` prints them:
-//! `GET /api/v1/inventory/query?purl=PURL|name=NAME[&range=R][&since=30d]`,
-//! `GET /api/v1/inventory/affected?cve=ID|advisory=ID[&since=30d]` and
+//! `GET /api/v1/inventory/query?purl=PURL|name=NAME[&range=R]` and
+//! `GET /api/v1/inventory/affected?cve=ID|advisory=ID`, both with
+//! `[&since=30d][&rule=NAME][&upstream=KEY][&image=GLOB]`, and
 //! `GET /api/v1/inventory/images/{digest}`.
 
 use std::time::Duration;
@@ -79,7 +80,8 @@ pub async fn handle<B>(req: &Request<B>, db: Option<&Database>) -> Response<Resp
 }
 
 /// The inventory's answers: `query?purl=|name=[&range=]`, `affected?cve=|advisory=`,
-/// `images/{digest}`; `since` (only images pulled in the window) when given.
+/// `images/{digest}`; `since`, `rule`, `upstream` (only images pulled so) and `image` (a glob
+/// over image names) when given.
 async fn inventory(
     db: &Database,
     what: &str,
@@ -90,7 +92,16 @@ async fn inventory(
     use crate::inventory::osv::Advisory;
     use crate::inventory::query;
     use crate::inventory::versions::Range;
-    let since_ms = since.map_or(0, |d| crate::db::now_ms() - d.as_millis() as i64);
+    let image = match param("image").map(Pattern::new).transpose() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("image: {e}")),
+    };
+    let scope = query::Scope {
+        since: since.map_or(0, |d| crate::db::now_ms() - d.as_millis() as i64),
+        rule: param("rule").map(str::to_owned),
+        upstream: param("upstream").map(str::to_owned),
+        image,
+    };
     let answer = if what == "query" {
         let Some(package) = param("purl").or(param("name")) else {
             return error(StatusCode::BAD_REQUEST, "give purl or name");
@@ -99,7 +110,7 @@ async fn inventory(
             Ok(r) => r,
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("range: {e}")),
         };
-        query::query(db, package, range.as_ref(), since_ms)
+        query::query(db, package, range.as_ref(), &scope)
             .await
             .map(|a| serde_json::to_vec_pretty(&a))
     } else if what == "affected" {
@@ -128,7 +139,7 @@ async fn inventory(
                 }
             }
         }
-        query::affected(db, &advisories, since_ms)
+        query::affected(db, &advisories, &scope)
             .await
             .map(|a| serde_json::to_vec_pretty(&a))
     } else if let Some(digest) = what.strip_prefix("images/") {

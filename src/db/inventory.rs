@@ -186,6 +186,90 @@ impl Database {
     }
 }
 
+impl Database {
+    /// The ledger's pulls of each of `digests` [`PullsWithin`]: its tags, first and last seen,
+    /// pull count and distinct client addresses. Digests with no such pull are absent.
+    pub async fn pulls_of(
+        &self,
+        digests: Vec<String>,
+        within: PullsWithin,
+    ) -> Result<Vec<DigestPulls>, DbError> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Database::Sqlite(db) => db.pulls_of(digests, within).await,
+            Database::Postgres(db) => db.pulls_of(&digests, &within).await,
+        }
+    }
+}
+
+/// Which pulls [`Database::pulls_of`] counts: last seen at or after `since` (ms; 0: all), under
+/// `rule` and from `upstream` (empty: any).
+#[derive(Debug, Clone, Default)]
+pub struct PullsWithin {
+    pub since: i64,
+    pub rule: String,
+    pub upstream: String,
+}
+
+/// One digest's pulls, from [`Database::pulls_of`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestPulls {
+    pub digest: String,
+    /// Sorted, without the empty tag of pulls by digest.
+    pub tags: Vec<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub pulls: i64,
+    pub clients: i64,
+}
+
+impl DigestPulls {
+    /// From the columns of [`PULLS_OF_SQLITE`] / [`PULLS_OF_POSTGRES`]; `tags` comma-separated
+    /// (a tag has no comma).
+    pub(super) fn from_columns(
+        digest: String,
+        tags: String,
+        first_seen: i64,
+        last_seen: i64,
+        pulls: i64,
+        clients: i64,
+    ) -> DigestPulls {
+        let mut tags: Vec<String> = tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        tags.sort();
+        tags.dedup();
+        DigestPulls {
+            digest,
+            tags,
+            first_seen,
+            last_seen,
+            pulls,
+            clients,
+        }
+    }
+}
+
+/// [`Database::pulls_of`] on SQLite: `?1` a JSON array of digests, then [`PullsWithin`]'s
+/// fields (index `pulls_digest`).
+pub(super) const PULLS_OF_SQLITE: &str = "SELECT digest,
+        COALESCE(group_concat(DISTINCT NULLIF(tag, '')), ''), min(first_seen), max(last_seen),
+        sum(pulls), count(DISTINCT client_addr)
+     FROM pulls WHERE digest IN (SELECT value FROM json_each(?1)) AND last_seen >= ?2
+        AND (?3 = '' OR rule = ?3) AND (?4 = '' OR upstream = ?4)
+     GROUP BY digest";
+/// [`Database::pulls_of`] on PostgreSQL: `$1` an array of digests, then [`PullsWithin`]'s.
+pub(super) const PULLS_OF_POSTGRES: &str = "SELECT digest,
+        COALESCE(string_agg(DISTINCT NULLIF(tag, ''), ','), ''), min(first_seen), max(last_seen),
+        sum(pulls)::BIGINT, count(DISTINCT client_addr)
+     FROM pulls WHERE digest = ANY($1) AND last_seen >= $2
+        AND ($3 = '' OR rule = $3) AND ($4 = '' OR upstream = $4)
+     GROUP BY digest";
+
 pub(super) const HIT_COLUMNS: &str = "s.digest, s.image, s.status, s.provenance, s.signer,
     s.format, s.error, p.key, p.version, p.purl, p.keyed, p.ecosystem, p.name, p.osv_name,
     p.upstream, p.distro";
@@ -219,6 +303,12 @@ pub(super) const DELETE_SBOM_PACKAGES: &str = "DELETE FROM sbom_packages WHERE d
 pub(super) const INSERT_SBOM_PACKAGE: &str = "INSERT INTO sbom_packages
         (digest, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+/// [`INSERT_SBOM_PACKAGE`] for many packages of one digest in one statement (PostgreSQL): `$1`
+/// the digest, `$2`..`$10` one array per column.
+pub(super) const INSERT_SBOM_PACKAGES: &str = "INSERT INTO sbom_packages
+        (digest, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
+     SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::text[]) ON CONFLICT DO NOTHING";
 pub(super) const SBOM_STATE: &str = "SELECT status, ingested_at FROM sboms WHERE digest = $1";
 pub(super) const SBOM_OF: &str =
     "SELECT digest, image, status, provenance, signer, format, error FROM sboms WHERE digest = $1";

@@ -7,7 +7,8 @@
 //! partial index `pulls_findings` holds only what an audit report lists, so a report over a
 //! window of mostly verified pulls reads only the rows it prints.
 //!
-//! Migration 3 widens the findings index on SQLite to cover the report's columns.
+//! Migration 3 widens the findings index on SQLite to cover the report's columns. Migration 4
+//! indexes `pulls` by digest, for the inventory's answers (the pulls of the digests matched).
 //!
 //! Migration 2 is the inventory's: `advisories` (one OSV document per id, kept whole and read
 //! back by `inventory::osv`), `advisory_ids` (the id and every alias, for look-ups by CVE or
@@ -16,7 +17,7 @@
 //! unreadable) and `sbom_packages` (its packages, indexed by purl key, name and OSV name).
 
 /// The newest schema version this program knows.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// The rows an audit report lists: unverified, lookup faults and refusals. Queries repeat it
 /// exactly so that the partial index applies.
@@ -53,6 +54,10 @@ pub const MIGRATIONS: &[Migration] = &[
             "DROP INDEX pulls_findings",
             "CREATE INDEX pulls_findings ON pulls (last_seen, image, digest, upstream, rule, mode, verdict, admission, finding, tag, reasons, identities, client_addr, user_name, pulls, first_seen) WHERE (verdict IN ('unverified', 'error') OR admission = 'refused')",
         ],
+    },
+    Migration {
+        both: &["CREATE INDEX pulls_digest ON pulls (digest, last_seen)"],
+        sqlite: &[],
     },
 ];
 

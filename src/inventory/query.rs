@@ -11,8 +11,9 @@ pub mod image;
 use super::osv::{self, Advisory, Verdict};
 use super::sbom::{self, Keyed, Package};
 use super::versions::{Range, Scheme};
-use crate::db::inventory::{PackageHit, PackageLookup, PackageRow, SbomRow};
-use crate::db::{Database, DbError, Filter};
+use crate::db::inventory::{PackageHit, PackageLookup, PackageRow, PullsWithin, SbomRow};
+use crate::db::{Database, DbError};
+use crate::policy::Pattern;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -77,12 +78,29 @@ pub struct Answer {
     pub withdrawn: Vec<String>,
 }
 
-/// `inventory query`: by purl (`pkg:...`) or name, optionally within a range, pulled since.
+/// Which pulls an answer counts: since (ms; 0: all), under a rule, from an upstream; and which
+/// images it lists (a glob over the canonical name, e.g. `docker.io/company/**`). With a time,
+/// rule or upstream given, a digest with no such pull is left out.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub since: i64,
+    pub rule: Option<String>,
+    pub upstream: Option<String>,
+    pub image: Option<Pattern>,
+}
+
+impl Scope {
+    fn narrows_pulls(&self) -> bool {
+        self.since > 0 || self.rule.is_some() || self.upstream.is_some()
+    }
+}
+
+/// `inventory query`: by purl (`pkg:...`) or name, optionally within a range, in `scope`.
 pub async fn query(
     db: &Database,
     package: &str,
     range: Option<&Range>,
-    since: i64,
+    scope: &Scope,
 ) -> Result<Answer, QueryError> {
     let lookup = if package.starts_with("pkg:") {
         PackageLookup::Key(sbom::key_of(package).ok_or_else(|| QueryError::Purl(package.into()))?)
@@ -112,14 +130,14 @@ pub async fn query(
             found.push((hit, range, None, scheme));
         }
     }
-    finish(db, answer, found, since).await
+    finish(db, answer, found, scope).await
 }
 
-/// `inventory affected`: the stored packages the advisories affect.
+/// `inventory affected`: the stored packages the advisories affect, in `scope`.
 pub async fn affected(
     db: &Database,
     advisories: &[Advisory],
-    since: i64,
+    scope: &Scope,
 ) -> Result<Answer, QueryError> {
     let mut answer = Answer::default();
     let mut found = Vec::new();
@@ -149,7 +167,7 @@ pub async fn affected(
             }
         }
     }
-    finish(db, answer, found, since).await
+    finish(db, answer, found, scope).await
 }
 
 fn scheme_of(p: &PackageRow) -> Scheme {
@@ -226,46 +244,51 @@ pub struct Pulls {
     pub clients: i64,
 }
 
-/// The ledger's pulls per digest since `since` (ms; 0: all), tags sorted and deduplicated.
-pub async fn pulls_by_digest(
+/// The ledger's pulls of `digests` in `scope` (its time, rule and upstream), by digest.
+pub async fn pulls_of(
     db: &Database,
-    filter: Filter,
+    digests: impl IntoIterator<Item = String>,
+    scope: &Scope,
 ) -> Result<HashMap<String, Pulls>, DbError> {
-    let mut ledger: HashMap<String, Pulls> = HashMap::new();
-    for d in db.digests(&filter).await? {
-        let p = ledger.entry(d.digest.clone()).or_default();
-        p.tags.extend(d.tags);
-        p.first = Some(p.first.map_or(d.first_seen, |f| f.min(d.first_seen)));
-        p.last = Some(p.last.map_or(d.last_seen, |l| l.max(d.last_seen)));
-        p.pulls += d.pulls;
-        // Distinct clients per verdict group; the largest group is a lower bound.
-        p.clients = p.clients.max(d.clients);
-    }
-    for p in ledger.values_mut() {
-        p.tags.sort();
-        p.tags.dedup();
-    }
-    Ok(ledger)
+    let mut wanted: Vec<String> = digests.into_iter().collect();
+    wanted.sort();
+    wanted.dedup();
+    let within = PullsWithin {
+        since: scope.since,
+        rule: scope.rule.clone().unwrap_or_default(),
+        upstream: scope.upstream.clone().unwrap_or_default(),
+    };
+    Ok(db
+        .pulls_of(wanted, within)
+        .await?
+        .into_iter()
+        .map(|d| {
+            let pulls = Pulls {
+                tags: d.tags,
+                first: Some(d.first_seen),
+                last: Some(d.last_seen),
+                pulls: d.pulls,
+                clients: d.clients,
+            };
+            (d.digest, pulls)
+        })
+        .collect())
 }
 
-/// Joins the matches with the ledger (and drops digests not pulled since `since`, when given).
+/// Joins the matches with the ledger, and keeps those in `scope`.
 async fn finish(
     db: &Database,
     mut answer: Answer,
-    found: Vec<Found>,
-    since: i64,
+    mut found: Vec<Found>,
+    scope: &Scope,
 ) -> Result<Answer, QueryError> {
-    let ledger = pulls_by_digest(
-        db,
-        Filter {
-            since,
-            ..Filter::default()
-        },
-    )
-    .await?;
+    if let Some(image) = &scope.image {
+        found.retain(|f| image.is_match(&f.0.sbom.image));
+    }
+    let ledger = pulls_of(db, found.iter().map(|f| f.0.sbom.digest.clone()), scope).await?;
     for (hit, range, advisory, scheme) in found {
         let pulls = ledger.get(&hit.sbom.digest);
-        if since > 0 && pulls.is_none() {
+        if scope.narrows_pulls() && pulls.is_none() {
             continue;
         }
         let (tags, first, last, count, clients) = match pulls {

@@ -174,6 +174,24 @@ async fn signed_and_buildkit_sboms_of_pulled_digests_are_ingested_with_their_pro
     .collect();
     assert_eq!(hits, expected, "{answer:#}");
     assert_eq!(answer["unseen"]["no_sbom"], 1, "{answer:#}");
+    // Scoped by rule, upstream and image glob (once the ledger has written the pulls): the same
+    // three, or nothing.
+    let server = proxy.server.as_ref().unwrap();
+    assert!(server.ledger.flush(Duration::from_secs(20)).await);
+    for (scope, expected) in [
+        ("rule=audited", 3),
+        ("rule=enforced", 0),
+        ("upstream=fake.local", 3),
+        ("upstream=docker.io", 0),
+        ("image=fake.local/audit/**", 3),
+        ("image=fake.local/other/**", 0),
+        ("since=1h&rule=audited", 3),
+    ] {
+        let path = format!("/api/v1/inventory/query?purl=pkg:apk/alpine/musl&{scope}");
+        let answer = admin_json(&proxy, &path).await;
+        let n = answer["entries"].as_array().unwrap().len();
+        assert_eq!(n, expected, "{scope}: {answer:#}");
+    }
     // Outside the range: nothing.
     let none = admin_json(
         &proxy,

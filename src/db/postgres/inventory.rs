@@ -75,7 +75,10 @@ impl Postgres {
     }
 }
 
-use crate::db::inventory::{PackageHit, PackageRow, SbomRow, Unrecorded};
+use crate::db::inventory::{DigestPulls, PackageHit, PackageRow, PullsWithin, SbomRow, Unrecorded};
+
+/// How many packages one insert statement carries.
+const INSERT_CHUNK: usize = 10_000;
 
 impl Postgres {
     pub async fn put_sbom(&self, s: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
@@ -104,24 +107,31 @@ impl Postgres {
                 client
                     .execute(q::DELETE_SBOM_PACKAGES, &[&s.digest])
                     .await?;
-                for p in &packages {
-                    client
-                        .execute(
-                            q::INSERT_SBOM_PACKAGE,
-                            &[
-                                &s.digest,
-                                &p.key,
-                                &p.version,
-                                &p.purl,
-                                &p.keyed,
-                                &p.ecosystem,
-                                &p.name,
-                                &p.osv_name,
-                                &p.upstream,
-                                &p.distro,
-                            ],
-                        )
-                        .await?;
+                // One statement per chunk of packages: an SBOM of 50 000 packages is a few round
+                // trips, not 50 000.
+                for chunk in packages.chunks(INSERT_CHUNK) {
+                    let column = |f: fn(&PackageRow) -> &String| -> Vec<&str> {
+                        chunk.iter().map(|p| f(p).as_str()).collect()
+                    };
+                    let columns = [
+                        column(|p| &p.key),
+                        column(|p| &p.version),
+                        column(|p| &p.purl),
+                        column(|p| &p.keyed),
+                        column(|p| &p.ecosystem),
+                        column(|p| &p.name),
+                        column(|p| &p.osv_name),
+                        column(|p| &p.upstream),
+                        column(|p| &p.distro),
+                    ];
+                    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                        vec![&s.digest];
+                    params.extend(
+                        columns
+                            .iter()
+                            .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync)),
+                    );
+                    client.execute(q::INSERT_SBOM_PACKAGES, &params).await?;
                 }
                 Ok::<(), tokio_postgres::Error>(())
             }
@@ -157,6 +167,31 @@ impl Postgres {
                     *v = r.try_get(i)?;
                 }
                 Ok(q::hit(c))
+            })
+            .collect()
+    }
+
+    pub async fn pulls_of(
+        &self,
+        digests: &[String],
+        within: &PullsWithin,
+    ) -> Result<Vec<DigestPulls>, DbError> {
+        let client = self.client().await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&digests, &within.since, &within.rule, &within.upstream];
+        let result = bounded(client.query(q::PULLS_OF_POSTGRES, &params)).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .iter()
+            .map(|r| {
+                Ok(DigestPulls::from_columns(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                ))
             })
             .collect()
     }

@@ -67,7 +67,7 @@ impl Sqlite {
     }
 }
 
-use crate::db::inventory::{PackageHit, PackageRow, SbomRow, Unrecorded};
+use crate::db::inventory::{DigestPulls, PackageHit, PackageRow, PullsWithin, SbomRow, Unrecorded};
 use rusqlite::OptionalExtension;
 
 impl Sqlite {
@@ -128,6 +128,34 @@ impl Sqlite {
                 }
                 Ok(q::hit(c))
             })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn pulls_of(
+        &self,
+        digests: Vec<String>,
+        within: PullsWithin,
+    ) -> Result<Vec<DigestPulls>, DbError> {
+        let conn = self.reader.clone();
+        let list = serde_json::Value::from(digests).to_string();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut stmt = conn.prepare_cached(q::PULLS_OF_SQLITE)?;
+            let rows = stmt.query_map(
+                params![list, within.since, within.rule, within.upstream],
+                |r| {
+                    Ok(DigestPulls::from_columns(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

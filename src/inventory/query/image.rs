@@ -2,9 +2,9 @@
 //! an SBOM was found and where it came from (or why it could not be read), its packages, and
 //! what the ledger says of the digest's pulls.
 
-use super::{package_of, provenance, pulls_by_digest, when, Pulls, QueryError};
+use super::{package_of, provenance, pulls_of, when, Pulls, QueryError, Scope};
 use crate::db::inventory::PackageLookup;
-use crate::db::{Database, Filter};
+use crate::db::Database;
 use crate::inventory::sbom::Keyed;
 
 /// One digest's inventory.
@@ -47,7 +47,7 @@ pub async fn image(db: &Database, image: &str, digest: &str) -> Result<ImageAnsw
             ecosystem: hit.package.ecosystem,
         })
         .collect();
-    let pulls = pulls_by_digest(db, Filter::default())
+    let pulls = pulls_of(db, [digest.to_owned()], &Scope::default())
         .await?
         .remove(digest)
         .unwrap_or_default();

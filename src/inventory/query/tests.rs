@@ -108,7 +108,7 @@ async fn answers_name_exactly_the_affected_images_with_pulls_and_provenance() {
         &db,
         "pkg:maven/org.apache.logging.log4j/log4j-core",
         Some(&r),
-        0,
+        &Scope::default(),
     )
     .await
     .unwrap();
@@ -130,7 +130,9 @@ async fn answers_name_exactly_the_affected_images_with_pulls_and_provenance() {
     assert_eq!((a.unseen.no_sbom, a.unseen.unparseable_sbom), (1, 1));
 
     // By name, any version: both; since a later time: only the recently pulled one.
-    let a = query(&db, "log4j-core", None, 0).await.unwrap();
+    let a = query(&db, "log4j-core", None, &Scope::default())
+        .await
+        .unwrap();
     assert_eq!(
         a.entries
             .iter()
@@ -138,7 +140,11 @@ async fn answers_name_exactly_the_affected_images_with_pulls_and_provenance() {
             .collect::<Vec<_>>(),
         [new, old]
     );
-    let a = query(&db, "log4j-core", None, 1_000_000).await.unwrap();
+    let since = Scope {
+        since: 1_000_000,
+        ..Scope::default()
+    };
+    let a = query(&db, "log4j-core", None, &since).await.unwrap();
     assert_eq!(
         a.entries
             .iter()
@@ -147,9 +153,34 @@ async fn answers_name_exactly_the_affected_images_with_pulls_and_provenance() {
         [new]
     );
 
+    // Scoped to a rule or an upstream the pulls were not made under: nothing.
+    for scope in [
+        Scope {
+            rule: Some("company".into()),
+            ..Scope::default()
+        },
+        Scope {
+            upstream: Some("docker.io".into()),
+            ..Scope::default()
+        },
+        Scope {
+            image: Some(crate::policy::Pattern::new("registry.local/company/new").unwrap()),
+            ..Scope::default()
+        },
+    ] {
+        let a = query(&db, "log4j-core", None, &scope).await.unwrap();
+        let images: Vec<&str> = a.entries.iter().map(|e| e.image.as_str()).collect();
+        let expected: &[&str] = match (&scope.rule, &scope.upstream) {
+            (Some(_), _) => &[new, old],
+            (_, Some(_)) => &[],
+            _ => &[new],
+        };
+        assert_eq!(images, expected, "{scope:?}");
+    }
+
     // By advisory.
     let adv = Advisory::parse(LOG4SHELL.as_bytes()).unwrap();
-    let a = affected(&db, &[adv], 0).await.unwrap();
+    let a = affected(&db, &[adv], &Scope::default()).await.unwrap();
     assert_eq!(a.entries.len(), 1, "{a}");
     assert_eq!(a.entries[0].digest, digest('a'));
     assert_eq!(a.entries[0].range.as_deref(), Some(">=2.13.0,<2.15.0"));
@@ -169,7 +200,7 @@ async fn answers_name_exactly_the_affected_images_with_pulls_and_provenance() {
 
     // A package with no comparator is flagged, not passed off as exact.
     let r = Range::parse(">=0.5").unwrap();
-    let a = query(&db, "pkg:conan/conan-thing", Some(&r), 0)
+    let a = query(&db, "pkg:conan/conan-thing", Some(&r), &Scope::default())
         .await
         .unwrap();
     assert_eq!(a.entries.len(), 2);
@@ -183,12 +214,12 @@ async fn answers_name_exactly_the_affected_images_with_pulls_and_provenance() {
         &db,
         "pkg:maven/org.apache.logging.log4j/log4j-core",
         Some(&r),
-        0,
+        &Scope::default(),
     )
     .await;
     assert_eq!(a.unwrap().entries.len(), 2);
     assert!(matches!(
-        query(&db, "pkg:", None, 0).await,
+        query(&db, "pkg:", None, &Scope::default()).await,
         Err(QueryError::Purl(_))
     ));
 }
