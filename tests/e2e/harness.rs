@@ -1,8 +1,8 @@
 //! Harness for end-to-end tests with real third-party parts: tool checks, background daemons
 //! killed by PID on drop, commands with deadlines, CNCF distribution (`docker-registry`) as an
 //! upstream, containerd with its own root and socket, `skopeo` without host settings, the test
-//! image (an OCI layout built by hand, pushed with skopeo), plain HTTP pushes, and Prometheus text
-//! parsing.
+//! image (an OCI layout built by hand, pushed with skopeo), plain HTTP pushes of images and
+//! referrers, and Prometheus text parsing.
 //!
 //! Everything binds 127.0.0.1 and lives in a caller-owned temporary directory; every wait has a
 //! deadline.
@@ -847,25 +847,132 @@ impl Layout {
 
     /// One platform's image: a tar layer holding `files`, its config and its manifest.
     fn image(&self, arch: &str, files: &[(&str, &[u8], u32)]) -> Value {
+        let image = ImageParts::new(arch, files);
+        self.put(OCI_LAYER_TAR, &image.layer);
+        self.put(OCI_CONFIG, &image.config);
+        self.put(OCI_MANIFEST, &image.manifest)
+    }
+}
+
+/// The blobs of one platform's image whose one tar layer holds `files`.
+pub struct ImageParts {
+    pub layer: Vec<u8>,
+    pub config: Vec<u8>,
+    pub manifest: Vec<u8>,
+}
+
+impl ImageParts {
+    pub fn new(arch: &str, files: &[(&str, &[u8], u32)]) -> ImageParts {
         let layer = tar_layer(files);
-        let layer_desc = self.put(OCI_LAYER_TAR, &layer);
-        let config = json!({
+        let config = serde_json::to_vec_pretty(&json!({
             "created": "2024-01-01T00:00:00Z",
             "architecture": arch,
             "os": "linux",
             "config": { "Cmd": ["/bin/busybox", "cat", "/etc/portcullis-e2e.txt"] },
             "rootfs": { "type": "layers", "diff_ids": [sha256(&layer)] },
             "history": [{ "created": "2024-01-01T00:00:00Z", "created_by": "tests/e2e/real.rs" }]
-        });
-        let config_desc = self.put_json(OCI_CONFIG, &config);
-        let manifest = json!({
+        }))
+        .unwrap();
+        let manifest = serde_json::to_vec_pretty(&json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": config_desc,
-            "layers": [layer_desc]
-        });
-        self.put_json(OCI_MANIFEST, &manifest)
+            "config": descriptor(OCI_CONFIG, &config),
+            "layers": [descriptor(OCI_LAYER_TAR, &layer)]
+        }))
+        .unwrap();
+        ImageParts {
+            layer,
+            config,
+            manifest,
+        }
     }
+}
+
+/// `{mediaType, digest, size}` of `bytes`.
+pub fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
+    json!({ "mediaType": media_type, "digest": sha256(bytes), "size": bytes.len() })
+}
+
+/// Pushes an image for this machine's platform whose one layer holds `files` to `repo`, under
+/// `reference` (a tag, or its digest when `None`); returns its manifest's descriptor.
+pub async fn push_image(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    reference: Option<&str>,
+    files: &[(&str, &[u8], u32)],
+) -> Value {
+    let image = ImageParts::new(host_arch(), files);
+    push_blob(client, registry, repo, &image.layer).await;
+    push_blob(client, registry, repo, &image.config).await;
+    let desc = descriptor(OCI_MANIFEST, &image.manifest);
+    let digest = desc["digest"].as_str().unwrap().to_owned();
+    let reference = reference.unwrap_or(&digest);
+    push_manifest(
+        client,
+        registry,
+        repo,
+        reference,
+        OCI_MANIFEST,
+        &image.manifest,
+    )
+    .await;
+    desc
+}
+
+/// Attaches `layer` (of `layer_type`) to `subject` as an OCI 1.1 artifact of `artifact_type`:
+/// a manifest with the empty config, that one layer, `subject` and `annotations`, pushed by
+/// digest. Returns its descriptor as a referrers listing shows it (with `artifactType` and
+/// `annotations`), for [`push_referrers_index`].
+#[allow(clippy::too_many_arguments)]
+pub async fn push_referrer(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    subject: &Value,
+    artifact_type: &str,
+    layer_type: &str,
+    layer: &[u8],
+    annotations: Value,
+) -> Value {
+    const EMPTY: &[u8] = b"{}";
+    push_blob(client, registry, repo, EMPTY).await;
+    push_blob(client, registry, repo, layer).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": descriptor("application/vnd.oci.empty.v1+json", EMPTY),
+        "layers": [descriptor(layer_type, layer)],
+        "subject": subject,
+        "annotations": annotations,
+    }))
+    .unwrap();
+    let mut desc = descriptor(OCI_MANIFEST, &manifest);
+    let digest = desc["digest"].as_str().unwrap().to_owned();
+    push_manifest(client, registry, repo, &digest, OCI_MANIFEST, &manifest).await;
+    desc["artifactType"] = json!(artifact_type);
+    desc["annotations"] = annotations;
+    desc
+}
+
+/// Lists `referrers` of `subject` in the referrers tag schema's index `sha256-<hex>`, as
+/// clients do for a registry without the referrers API (distribution 2.8).
+pub async fn push_referrers_index(
+    client: &reqwest::Client,
+    registry: &str,
+    repo: &str,
+    subject: &Value,
+    referrers: &[Value],
+) {
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": referrers,
+    }))
+    .unwrap();
+    let tag = subject["digest"].as_str().unwrap().replace(':', "-");
+    push_manifest(client, registry, repo, &tag, OCI_INDEX, &index).await;
 }
 
 /// An uncompressed tar with fixed owners and times; parent directories get their own entries.

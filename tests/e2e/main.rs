@@ -16,6 +16,7 @@ mod harness;
 mod attestations;
 mod auth;
 mod deploy;
+mod ingest;
 mod inventory;
 mod ledger;
 mod policy;
