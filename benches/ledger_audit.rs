@@ -12,56 +12,15 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis::db::{Database, PullRow};
+use portcullis::db::Database;
 use portcullis::ledger::report::{self, Query};
 
-const IMAGES: usize = 10_000;
-const CLIENTS: usize = 100;
-const BATCH: usize = 10_000;
+#[path = "common/databases.rs"]
+mod databases;
+#[path = "common/ledger_rows.rs"]
+mod ledger_rows;
 
-fn rows(total: usize, now: i64) -> impl Iterator<Item = Vec<PullRow>> {
-    (0..total).step_by(BATCH).map(move |start| {
-        (start..(start + BATCH).min(total))
-            .map(|n| {
-                let image = n % IMAGES;
-                let client = n / IMAGES % CLIENTS;
-                let seen = now - ((n as i64 * 7919) % (7 * 86_400_000));
-                let (rule, mode, verdict, admission, finding) = match n % 100 {
-                    0..=89 => ("company", "enforce", "verified", "served", "none"),
-                    90..=95 => ("team", "audit", "unverified", "served", "unsigned"),
-                    96..=98 => (
-                        "company",
-                        "enforce",
-                        "unverified",
-                        "refused",
-                        "unexpected_signer",
-                    ),
-                    _ => ("team", "audit", "error", "served", "fault"),
-                };
-                PullRow {
-                    day: seen.div_euclid(86_400_000) * 86_400,
-                    image: format!("docker.io/company/service-{image}"),
-                    digest: format!("sha256:{:064x}", image * 31 + n % 3),
-                    tag: format!("v{}", n % 3),
-                    upstream: "docker.io".into(),
-                    rule: rule.into(),
-                    mode: mode.into(),
-                    verdict: verdict.into(),
-                    admission: admission.into(),
-                    finding: finding.into(),
-                    client_addr: format!("10.0.{}.{}", client / 250, client % 250),
-                    user_agent: "containerd/1.7.20".into(),
-                    user_name: String::new(),
-                    reasons: r#"["no signatures found"]"#.into(),
-                    identities: "[]".into(),
-                    pulls: 1 + (n % 5) as i64,
-                    first_seen: seen,
-                    last_seen: seen,
-                }
-            })
-            .collect()
-    })
-}
+use ledger_rows::{rows, IMAGES};
 
 async fn measure(name: &str, db: &Database, total: usize) {
     let now = portcullis::ledger::now_ms();
@@ -107,18 +66,7 @@ async fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| dir.path().join("portcullis.db"));
     assert!(!path.exists(), "{} exists already", path.display());
-    let sqlite = Database::open(&portcullis::config::DatabaseSettings::Sqlite { path })
-        .await
-        .expect("sqlite");
-    measure("sqlite", &sqlite, total).await;
-    if let Ok(url) = std::env::var("PORTCULLIS_BENCH_POSTGRES_URL") {
-        let pg = Database::open(&portcullis::config::DatabaseSettings::Postgres {
-            url,
-            password: None,
-            password_env: None,
-        })
-        .await
-        .expect("postgresql");
-        measure("postgresql", &pg, total).await;
+    for (name, db) in databases::databases(path).await {
+        measure(name, &db, total).await;
     }
 }

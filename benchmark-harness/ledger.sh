@@ -16,33 +16,7 @@ LEDGER_ROWS=${BENCH_LEDGER_ROWS:-1000000}
 LEDGER_CLI_RUNS=5
 
 ledger_warm() {
-  local side url admin i out
-  mkdir -p "$RES/ledger"
-  PC_EXTRA_CONFIG="" start_portcullis ledger-on enforce
-  local on_pid=$PC_PID on_url=$PC_URL on_admin=$PC_ADMIN
-  PC_EXTRA_CONFIG="ledger: { enabled: false }" start_portcullis ledger-off enforce
-  local off_pid=$PC_PID off_url=$PC_URL off_admin=$PC_ADMIN
-  for url in "$on_url" "$off_url"; do
-    code=$(curl -sS --max-time 30 -o /dev/null -w '%{http_code}' -H "Accept: $ACCEPT" "$url/v2/keyed/app/manifests/$KEYED_DIGEST")
-    [ "$code" = 200 ] || die "ledger: priming GET on $url answered $code"
-  done
-  for ((i = 0; i < LEDGER_ROUNDS; i++)); do
-    for side in on off; do
-      url=$on_url
-      [ "$side" = off ] && url=$off_url
-      out=$RES/ledger/wrk__${side}__$i.txt
-      timeout 120 wrk -t2 -c64 -d"$WRK_DURATION" --timeout 5s --latency -H "Accept: $ACCEPT" \
-        "$url/v2/keyed/app/manifests/$KEYED_DIGEST" >"$out" 2>&1 || log "wrk ledger-$side round $i failed"
-      log "wrk ledger-$side round $i: $(awk '/Requests\/sec/ {print $2}' "$out") req/s"
-    done
-  done
-  # What each side recorded: after the writer's flush interval, so that the "on" side's counter
-  # includes the last batch.
-  sleep 2
-  curl -fsS --max-time 10 "$on_admin/metrics" >"$RES/ledger/on.metrics" || true
-  curl -fsS --max-time 10 "$off_admin/metrics" >"$RES/ledger/off.metrics" || true
-  stop_pid "$on_pid"
-  stop_pid "$off_pid"
+  on_off_warm ledger "ledger: { enabled: false }" "$LEDGER_ROUNDS"
 }
 
 # time_ms OUT ERR CMD...: runs CMD with its stdout in OUT and stderr in ERR, prints its wall time

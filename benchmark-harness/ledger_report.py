@@ -18,11 +18,12 @@ BENCH_LINE = re.compile(
     r"best (\d+) ms, median (\d+) ms \((\d+) entries\)")
 
 
-def load(res):
+def load_warm(res, section, metric):
+    """The on/off warm rounds under RESULTS_DIR/SECTION and each side's sum of METRIC."""
     import report as base  # report.py imports this module: no import cycle at load time
 
-    d = os.path.join(res, "ledger")
-    out = {"wrk": {"on": [], "off": []}, "written": {}, "bench": {}, "cli": {}, "rows": None}
+    d = os.path.join(res, section)
+    out = {"wrk": {"on": [], "off": []}, "written": {}}
     for side in ("on", "off"):
         for i in range(100):
             text = base.read(os.path.join(d, f"wrk__{side}__{i}.txt"))
@@ -30,7 +31,15 @@ def load(res):
                 break
             out["wrk"][side].append(base.parse_wrk(text))
         page = base.read(os.path.join(d, f"{side}.metrics"))
-        out["written"][side] = None if page is None else base.msum(base.parse_metrics(page), WRITTEN)
+        out["written"][side] = None if page is None else base.msum(base.parse_metrics(page), metric)
+    return out
+
+
+def load(res):
+    import report as base
+
+    d = os.path.join(res, "ledger")
+    out = {"bench": {}, "cli": {}, "rows": None, **load_warm(res, "ledger", WRITTEN)}
     rows = (base.read(os.path.join(d, "rows.txt")) or "").strip()
     out["rows"] = int(rows) if rows.isdigit() else None
     for m in BENCH_LINE.finditer(base.read(os.path.join(d, "bench.txt")) or ""):
@@ -51,8 +60,10 @@ def load(res):
     return out
 
 
-def _warm_ok(r):
-    """The on/off ratio, and whether the data behind it is whole."""
+def warm_ok(r):
+    """The on/off ratio, whether the data behind it is whole (every round on both sides, no
+    failed request, the "on" side counted something and the "off" side nothing), and each side's
+    median req/s."""
     import report as base
 
     on, off = r["wrk"]["on"], r["wrk"]["off"]
@@ -78,7 +89,7 @@ def targets(r):
     """Rows of the report's Targets table: [name, measured, result]."""
     import report as base
 
-    x, ok, rps_on, rps_off = _warm_ok(r)
+    x, ok, rps_on, rps_off = warm_ok(r)
     rows = [[
         "Warm manifest by digest with the ledger on ≥ 0.95× the ledger off",
         (f"{base.fmt_ratio(x)} ({base.fmt(rps_on, 0)} vs {base.fmt(rps_off, 0)} req/s, enforce, 64 conns; median of the "
@@ -106,7 +117,7 @@ def section(r):
     """The report's "Pull ledger" section (markdown)."""
     import report as base
 
-    x, _, _, _ = _warm_ok(r)
+    x, _, _, _ = warm_ok(r)
     warm = [[i, base.fmt(on and on.get("rps"), 0), base.fmt(off and off.get("rps"), 0),
              base.fmt_ratio(base.ratio(on and on.get("rps"), off and off.get("rps")))]
             for i, (on, off) in enumerate(zip(r["wrk"]["on"], r["wrk"]["off"]))]

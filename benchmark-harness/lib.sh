@@ -188,3 +188,39 @@ start_portcullis() {
   PC_ADMIN=http://127.0.0.1:$admin
   wait_http "$PC_ADMIN/readyz" "$PC_PID" "$name"
 }
+
+# on_off_warm SECTION OFF_CONFIG ROUNDS: the same binary and enforce configuration twice, the
+# second with OFF_CONFIG added, both idle but the one measured; `wrk -c64` by digest on the warm
+# keyed manifest, alternating on/off for ROUNDS rounds so that drift on the shared machine hits
+# both alike. Writes RES/SECTION/wrk__{on,off}__<round>.txt and each side's metrics
+# (RES/SECTION/{on,off}.metrics).
+on_off_warm() {
+  local section=$1 off_config=$2 rounds=$3
+  local side url i out
+  mkdir -p "$RES/$section"
+  PC_EXTRA_CONFIG="" start_portcullis "$section-on" enforce
+  local on_pid=$PC_PID on_url=$PC_URL on_admin=$PC_ADMIN
+  PC_EXTRA_CONFIG="$off_config" start_portcullis "$section-off" enforce
+  local off_pid=$PC_PID off_url=$PC_URL off_admin=$PC_ADMIN
+  for url in "$on_url" "$off_url"; do
+    code=$(curl -sS --max-time 30 -o /dev/null -w '%{http_code}' -H "Accept: $ACCEPT" "$url/v2/keyed/app/manifests/$KEYED_DIGEST")
+    [ "$code" = 200 ] || die "$section: priming GET on $url answered $code"
+  done
+  for ((i = 0; i < rounds; i++)); do
+    for side in on off; do
+      url=$on_url
+      [ "$side" = off ] && url=$off_url
+      out=$RES/$section/wrk__${side}__$i.txt
+      timeout 120 wrk -t2 -c64 -d"$WRK_DURATION" --timeout 5s --latency -H "Accept: $ACCEPT" \
+        "$url/v2/keyed/app/manifests/$KEYED_DIGEST" >"$out" 2>&1 || log "wrk $section-$side round $i failed"
+      log "wrk $section-$side round $i: $(awk '/Requests\/sec/ {print $2}' "$out") req/s"
+    done
+  done
+  # What each side did: after the ledger writer's flush interval, so that the "on" side's
+  # counters include the last batch.
+  sleep 2
+  curl -fsS --max-time 10 "$on_admin/metrics" >"$RES/$section/on.metrics" || true
+  curl -fsS --max-time 10 "$off_admin/metrics" >"$RES/$section/off.metrics" || true
+  stop_pid "$on_pid"
+  stop_pid "$off_pid"
+}

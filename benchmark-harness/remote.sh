@@ -31,7 +31,7 @@ remote_cold() {
         for kind in none enforce; do
           name=portcullis
           [ "$kind" = enforce ] && name=portcullis-enforce
-          PC_UPSTREAM=http://127.0.0.1:$port start_portcullis "remote-$name" "$kind"
+          PC_UPSTREAM=http://127.0.0.1:$port PC_EXTRA_CONFIG=$PULL_ONLY start_portcullis "remote-$name" "$kind"
           base=$RES/remote/${variant}__${name}__${img}__$i
           code=$(curl -sS --max-time 60 -o /dev/null -w '%{http_code}' -H "Accept: $ACCEPT" "$PC_URL/v2/$prime")
           [ "$code" = 200 ] || die "remote $name: priming GET $prime answered $code"

@@ -121,7 +121,7 @@ The fault shaper ([`fault_shaper.py`](../benchmark-harness/fault_shaper.py)) wit
 `--delay-ms {base.fmt(rtt, 0)}` between portcullis and the upstream: every upstream request costs one
 round trip. "tag schema" is docker-registry as it is (no referrers API: bundles are found through
 the `<alg>-<hex>` index); "referrers API" is the shaper answering `/v2/<repo>/referrers/<digest>` as an
-OCI 1.1 registry does. Each sample is a new process that first pulls another image of the same
+OCI 1.1 registry does. Each sample is a new process (SBOM ingest off, as on loopback) that first pulls another image of the same
 repository (connection open, the upstream's referrers support learnt), then the measured digest;
 medians. Depth is the longest chain of upstream requests each sent after the previous was answered,
 from the shaper's log; requests are all the upstream requests of the measured pull. "Round trip" is

@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.parse
 
+import inventory_report
 import ledger_report
 import remote_report
 import store_report
@@ -555,6 +556,8 @@ def report(res, out_md):
     targets += store_report.targets(store, blob)
     ledger = ledger_report.load(res)
     targets += ledger_report.targets(ledger)
+    inventory = inventory_report.load(res)
+    targets += inventory_report.targets(inventory)
     summary = table(["Target", "Measured", "Result"], targets)
 
     # --- what bounds each number, from this run's data ---
@@ -703,7 +706,8 @@ process. Each portcullis process had streamed the blob {int(meta.get('blob_runs'
 ## Cold verified pull
 
 A single `GET` of the manifest by digest on a freshly started process, so every cache is empty:
-{meta.get('cold_samples', '?')} samples per cell, medians shown. Each sample uses a new process.
+{meta.get('cold_samples', '?')} samples per cell, medians shown. Each sample uses a new process, with SBOM ingest off
+(`inventory: {{ ingest: false }}`) so that the upstream requests counted are the pull's own.
 There are two variants:
 
 - **Cold digest, warmed-up process** (the targets use this one). The process first pulls another
@@ -741,7 +745,7 @@ Each sample, with the upstream requests of the measured request by kind:
 
 ## {burst_n} concurrent cold pulls of one signed digest
 
-A fresh portcullis-enforce process. {burst_n} connections are opened first, then each sends
+A fresh portcullis-enforce process (SBOM ingest off, as for the cold pulls). {burst_n} connections are opened first, then each sends
 `GET /v2/keyed/app/manifests/<key-legacy digest>` in one burst. The table compares upstream
 requests by kind (`portcullis_upstream_requests_total`) with those of a single cold pull.
 
@@ -752,6 +756,7 @@ requests by kind (`portcullis_upstream_requests_total`) with those of a single c
 {remote_report.section(remote)}
 {store_report.section(store, blob)}
 {ledger_report.section(ledger)}
+{inventory_report.section(inventory)}
 ## What bounds each number
 
 {chr(10).join(notes)}

@@ -9,8 +9,9 @@
 # pulls, the content store (cold and warm blobs, nginx sending the stored
 # file, 50 concurrent cold pulls of one blob: benchmark-harness/store.sh), the pull ledger's
 # recording cost and its audit report over 1 000 000 records on SQLite and on a PostgreSQL server
-# started for the run (benchmark-harness/ledger.sh), and writes docs/benchmarks.md (and the same
-# summary to stdout).
+# started for the run (benchmark-harness/ledger.sh), the SBOM inventory's ingest cost and its
+# answers over 10 000 images × 300 packages (benchmark-harness/inventory.sh), and writes
+# docs/benchmarks.md (and the same summary to stdout).
 #
 # Everything lives in a temp dir and every process it starts is stopped by PID on exit. Installs
 # docker-registry, nginx, wrk and postgresql with apt-get when missing (needs root or sudo then).
@@ -21,7 +22,7 @@
 #   BENCH_WRK_DURATION=10s  BENCH_BLOB_MIB=1024  BENCH_COLD_SAMPLES=11  BENCH_BURST=500
 #   BENCH_OUT=docs/benchmarks.md  BENCH_KEEP=1 (keep the temp dir)  BENCH_NO_BUILD=1  BENCH_BIN=path
 #   BENCH_LEDGER_ROUNDS=5  BENCH_LEDGER_ROWS=1000000  BENCH_STORE_BURST_MIB=256  BENCH_STORE_BURST_CLIENTS=50
-#   BENCH_REMOTE_RTT_MS=20  BENCH_REMOTE_SAMPLES=9
+#   BENCH_REMOTE_RTT_MS=20  BENCH_REMOTE_SAMPLES=9  BENCH_INVENTORY_ROUNDS=5  BENCH_INVENTORY_IMAGES=10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,6 +37,8 @@ OUT=${BENCH_OUT:-docs/benchmarks.md}
 . "$ROOT/benchmark-harness/lib.sh"
 # shellcheck source=benchmark-harness/ledger.sh
 . "$ROOT/benchmark-harness/ledger.sh"
+# shellcheck source=benchmark-harness/inventory.sh
+. "$ROOT/benchmark-harness/inventory.sh"
 # shellcheck source=benchmark-harness/store.sh
 . "$ROOT/benchmark-harness/store.sh"
 # shellcheck source=benchmark-harness/remote.sh
@@ -52,6 +55,7 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
   # A bench that does not build is reported as not measured, which fails its target.
   cargo bench --locked --bench verdict_memory --no-run || log "verdict_memory bench does not build; not measured"
   cargo bench --locked --bench ledger_audit --no-run || log "ledger_audit bench does not build; not measured"
+  cargo bench --locked --bench inventory --no-run || log "inventory bench does not build; not measured"
 fi
 BIN=${BENCH_BIN:-$ROOT/target/release/portcullis}
 [ -x "$BIN" ] || die "$BIN missing"
@@ -226,7 +230,16 @@ stop_pid "$PC1_PID"
 
 ledger_warm
 
+# === the SBOM ingest's cost on the request path (benchmark-harness/inventory.sh) ===
+
+inventory_warm
+
 # === cold verified pulls ===
+
+# The cold, remote and burst processes run with SBOM ingest off, so that the upstream requests
+# counted after a pull are the pull's own: ingest's look-ups start after the response, once per
+# new digest, and would race with the scrape (tests/hermetic/inventory.rs counts what they add).
+PULL_ONLY="inventory: { ingest: false }"
 
 # Each sample is a new process, so every cache is empty. Two variants:
 #   first:  the measured GET is the process's first request (includes opening the upstream
@@ -244,7 +257,7 @@ for ((i = 0; i < COLD_SAMPLES; i++)); do
       for kind in none enforce; do
         name=portcullis
         [ "$kind" = enforce ] && name=portcullis-enforce
-        start_portcullis "cold-$name" "$kind"
+        PC_EXTRA_CONFIG=$PULL_ONLY start_portcullis "cold-$name" "$kind"
         base=$RES/cold/$variant/${name}__${img}__$i
         if [ "$variant" = primed ]; then
           code=$(curl -sS --max-time 60 -o /dev/null -w '%{http_code}' -H "Accept: $ACCEPT" "$PC_URL/v2/$prime")
@@ -267,7 +280,7 @@ remote_cold
 
 # === concurrent cold pulls ===
 
-start_portcullis burst enforce
+PC_EXTRA_CONFIG=$PULL_ONLY start_portcullis burst enforce
 "${HELPER[@]}" burst "$PC_URL/v2/keyed/app/manifests/$KEYED_DIGEST" "$BURST" "$ACCEPT" "$RES/burst/result.json" >&2
 scrape >"$RES/burst/metrics.txt"
 stop_pid "$PC_PID"
@@ -282,6 +295,10 @@ timeout 900 cargo bench --locked --bench verdict_memory >"$RES/verdict_memory.tx
 # === the audit report over a large ledger (benchmark-harness/ledger.sh) ===
 
 ledger_audit
+
+# === the inventory's answers over a large inventory (benchmark-harness/inventory.sh) ===
+
+inventory_bench
 
 # === report ===
 

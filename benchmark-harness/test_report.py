@@ -132,10 +132,24 @@ def good_results(res, samples=3, burst=50):
     write(f"{res}/ledger/bench.txt", "".join(
         f"ledger_audit {db}: 1000000 rows, 10000 images, seeded in 30.0 s; audit --since 7d: best 90 ms, "
         "median 95 ms (1200 entries)\n" for db in ("sqlite", "postgresql")))
+    for side, rps in (("on", 19000), ("off", 19400)):
+        for i in range(3):
+            write(f"{res}/inventory/wrk__{side}__{i}.txt", WRK.format(c=64, n=rps * 5, rps=rps, extra=""))
+    ingests = report.inventory_report.INGESTS
+    write(f"{res}/inventory/on.metrics", f'{ingests}{{result="none"}} 1\n{ingests}{{result="known"}} 0\n')
+    write(f"{res}/inventory/off.metrics", "portcullis_ready 1\n")
+    write(f"{res}/inventory/size.txt", "10000 1000000\n")
+    write(f"{res}/inventory/bench.txt", "".join(INVENTORY_LINE.format(db=db) for db in ("sqlite", "postgresql")))
     for db in ("sqlite", "postgresql"):
         write(f"{res}/ledger/cli__{db}.txt", "120\n125\n118\n130\n122\n")
         write(f"{res}/ledger/cli__{db}.json", json.dumps(
             {"let_through": [{"image": "a", "digest": "sha256:1"}], "refused": [], "faults": []}))
+
+
+INVENTORY_LINE = (
+    "inventory {db}: 10000 images, 3000000 packages, 1000000 pulls, seeded in 90.0 s; query p50 8.1 ms, "
+    "p99 21.5 ms (200 queries, 480 entries on average); advisory (20 ranges) median 40.2 ms, max 48.0 ms "
+    "(9000 entries); ingest of a 10485900-byte SBOM (8100 packages) median 120.5 ms, max 140.0 ms (read: median 40.0 ms)\n")
 
 
 def targets(res):
@@ -168,7 +182,7 @@ class ReportVerdicts(unittest.TestCase):
 
     def test_good_data_passes_every_target(self):
         rows = targets(self.res)
-        self.assertEqual(len(rows), 16, rows)
+        self.assertEqual(len(rows), 23, rows)
         self.assertEqual(self.failing(), [], rows)
 
     def test_labels_name_the_parameters_used(self):
@@ -272,6 +286,42 @@ class ReportVerdicts(unittest.TestCase):
         write(f"{self.res}/ledger/bench.txt", "ledger_audit sqlite: 1000 rows, 10000 images, seeded in 1.0 s; "
               "audit --since 7d: best 9 ms, median 9 ms (12 entries)\n")
         self.assertEqual(self.failing(), [self.AUDIT_PG, self.AUDIT_SQLITE])
+
+    INVENTORY_WARM = "Warm manifest by digest with SBOM ingest on ≥ 0.95× ingest off"
+    QUERY_PG = ("Inventory query by package + range, 10 000 images × 300 packages, 1 000 000 pull records: "
+                "p99 < 50 ms (PostgreSQL)")
+    ADVISORY_SQLITE = "Inventory by an OSV advisory with 20 affected ranges < 100 ms (SQLite)"
+    INGEST_SQLITE = "Ingest of a 10 MB syft SBOM < 200 ms (SQLite)"
+
+    def test_inventory_warm_fails_when_slower_or_when_nothing_was_ingested(self):
+        write(f"{self.res}/inventory/wrk__on__0.txt", WRK.format(c=64, n=50000, rps=10000, extra=""))
+        write(f"{self.res}/inventory/wrk__on__1.txt", WRK.format(c=64, n=50000, rps=10000, extra=""))
+        self.assertEqual(self.failing(), [self.INVENTORY_WARM])
+        good_results(self.res)
+        write(f"{self.res}/inventory/on.metrics", "portcullis_ready 1\n")
+        self.assertEqual(self.failing(), [self.INVENTORY_WARM])
+        good_results(self.res)
+        ingests = report.inventory_report.INGESTS
+        write(f"{self.res}/inventory/off.metrics", f'{ingests}{{result="found"}} 2\n')
+        self.assertEqual(self.failing(), [self.INVENTORY_WARM])
+
+    def test_inventory_answers_fail_when_slow_empty_small_or_unmeasured(self):
+        line = INVENTORY_LINE.format(db="postgresql")
+        write(f"{self.res}/inventory/bench.txt",
+              INVENTORY_LINE.format(db="sqlite") + line.replace("p99 21.5 ms", "p99 61.5 ms"))
+        self.assertEqual(self.failing(), [self.QUERY_PG])
+        good_results(self.res)
+        write(f"{self.res}/inventory/bench.txt", line + INVENTORY_LINE.format(db="sqlite").replace(
+            "(9000 entries)", "(0 entries)").replace("median 120.5 ms", "median 250.0 ms"))
+        self.assertEqual(self.failing(), [self.INGEST_SQLITE, self.ADVISORY_SQLITE])
+        good_results(self.res)
+        write(f"{self.res}/inventory/bench.txt", line + INVENTORY_LINE.format(db="sqlite").replace(
+            "10485900-byte", "1048590-byte"))
+        self.assertEqual(self.failing(), [self.INGEST_SQLITE])
+        good_results(self.res)
+        write(f"{self.res}/inventory/bench.txt", line.replace("10000 images", "1000 images"))
+        failing = self.failing()
+        self.assertEqual(len(failing), 6, failing)
 
     WARM = "Warm blob from the filesystem store ≥ 1.0× distribution's proxy mode"
     COLD = "Cold blob through the store ≥ 0.9× nginx's reverse proxy"

@@ -275,22 +275,36 @@ pub(super) const HIT_COLUMNS: &str = "s.digest, s.image, s.status, s.provenance,
     p.upstream, p.distro";
 
 fn lookup_sql(lookup: &PackageLookup) -> (String, Vec<String>) {
-    let (clause, params) = match lookup {
-        PackageLookup::Key(k) => ("p.key = $1", vec![k.clone()]),
-        PackageLookup::Name(n) => ("p.name = $1", vec![n.clone()]),
-        PackageLookup::Osv { ecosystem, name } => (
-            "p.ecosystem = $1 AND (p.osv_name = $2 OR p.upstream = $2)",
-            vec![ecosystem.clone(), name.clone()],
-        ),
-        PackageLookup::Digest(d) => ("s.digest = $1", vec![d.clone()]),
-    };
-    (
+    let select = |clause: &str| {
         format!(
             "SELECT {HIT_COLUMNS} FROM sbom_packages p JOIN sboms s ON s.digest = p.digest
-             WHERE {clause} ORDER BY s.image, s.digest, p.key, p.version"
+             WHERE {clause}"
+        )
+    };
+    // Ordered by image, digest, key and version (positions in HIT_COLUMNS, as a compound
+    // query needs).
+    const ORDER: &str = "ORDER BY 2, 1, 8, 9";
+    match lookup {
+        PackageLookup::Key(k) => (format!("{} {ORDER}", select("p.key = $1")), vec![k.clone()]),
+        PackageLookup::Name(n) => (
+            format!("{} {ORDER}", select("p.name = $1")),
+            vec![n.clone()],
         ),
-        params,
-    )
+        // By OSV name, or (a distro's binary package) by its source package: two look-ups, each
+        // on its own index; an OR of the two would read every package of the ecosystem.
+        PackageLookup::Osv { ecosystem, name } => (
+            format!(
+                "{} UNION ALL {} {ORDER}",
+                select("p.ecosystem = $1 AND p.osv_name = $2"),
+                select("p.ecosystem = $1 AND p.upstream = $2 AND p.osv_name <> $2"),
+            ),
+            vec![ecosystem.clone(), name.clone()],
+        ),
+        PackageLookup::Digest(d) => (
+            format!("{} {ORDER}", select("s.digest = $1")),
+            vec![d.clone()],
+        ),
+    }
 }
 
 pub(super) const UPSERT_SBOM: &str = "INSERT INTO sboms

@@ -492,22 +492,37 @@ async fn scenario(dir: &Path, database_yaml: &str) {
     // OSV advisories written here: lodash (npm) and zlib (Alpine v3.20, fixed in 1.3.1-r2).
     let osv = dir.join("osv");
     std::fs::create_dir_all(&osv).unwrap();
-    std::fs::write(
-        osv.join("GHSA-test-lodash.json"),
-        json!({"id": "GHSA-35jh-r3h4-6jhm", "aliases": ["CVE-2021-23337"],
-            "affected": [{"package": {"ecosystem": "npm", "name": "lodash"},
-                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "4.17.21"}]}]}]})
-        .to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        osv.join("ALPINE-test-zlib.json"),
-        json!({"id": "ALPINE-CVE-2099-0001", "aliases": ["CVE-2099-0001"],
-            "affected": [{"package": {"ecosystem": "Alpine:v3.20", "name": "zlib"},
-                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.3.1-r2"}]}]}]})
-        .to_string(),
-    )
-    .unwrap();
+    let advisory = |id: &str, alias: &str, ecosystem: &str, name: &str, kind: &str, fixed: &str| {
+        json!({"id": id, "aliases": [alias],
+            "affected": [{"package": {"ecosystem": ecosystem, "name": name},
+                "ranges": [{"type": kind, "events": [{"introduced": "0"}, {"fixed": fixed}]}]}]})
+    };
+    for (file, doc) in [
+        (
+            "GHSA-test-lodash.json",
+            advisory(
+                "GHSA-35jh-r3h4-6jhm",
+                "CVE-2021-23337",
+                "npm",
+                "lodash",
+                "SEMVER",
+                "4.17.21",
+            ),
+        ),
+        (
+            "ALPINE-test-zlib.json",
+            advisory(
+                "ALPINE-CVE-2099-0001",
+                "CVE-2099-0001",
+                "Alpine:v3.20",
+                "zlib",
+                "ECOSYSTEM",
+                "1.3.1-r2",
+            ),
+        ),
+    ] {
+        std::fs::write(osv.join(file), doc.to_string()).unwrap();
+    }
     let imported = portcullis(
         &["advisories", "import", osv.to_str().unwrap(), "--json"],
         &config,
