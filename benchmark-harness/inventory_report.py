@@ -41,6 +41,11 @@ def load(res):
     return out
 
 
+def _n(x):
+    """An integer with thin groups of three digits: 1 000 000."""
+    return f"{x:,}".replace(",", " ")
+
+
 def _whole(r, b):
     return (b is not None and b["images"] == IMAGES and b["packages"] == PACKAGES
             and r["pulls"] is not None and b["pulls"] == r["pulls"])
@@ -58,7 +63,7 @@ def targets(r):
          f"off {base.fmt(r['written'].get('off'), 0)})"),
         base.verdict(None if x is None or not ok else x >= 0.95),
     ]]
-    pulls = f"{r['pulls']:,}".replace(",", " ") if r["pulls"] else "?"
+    pulls = _n(r["pulls"]) if r["pulls"] else "?"
     for db, label in ledger_report.BACKENDS.items():
         b = r["bench"].get(db)
         whole = _whole(r, b)
@@ -74,7 +79,8 @@ def targets(r):
              base.verdict(None if not whole or b["advisory_entries"] == 0 else b["advisory_ms"] < 100)],
             [f"Ingest of a 10 MB syft SBOM < 200 ms ({label})",
              measured(b and f"median {b['ingest_ms']} ms, max {b['ingest_max_ms']} ms of 5 "
-                      f"({b['sbom_bytes']:,} bytes, {b['sbom_packages']:,} packages; read in {b['read_ms']} ms, then recorded)".replace(",", " ")),
+                      f"({_n(b['sbom_bytes'])} bytes, {_n(b['sbom_packages'])} packages; read in {b['read_ms']} ms, "
+                      "then recorded)"),
              base.verdict(None if not whole or b["sbom_bytes"] < SBOM_BYTES else b["ingest_ms"] < 200)],
         ]
     return rows
