@@ -304,6 +304,11 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         "ledger",
         format!("{:?}", old.ledger) != format!("{:?}", new.ledger),
     );
+    // So is the SBOM ingest's worker, with its recheck interval.
+    check(
+        "inventory",
+        format!("{:?}", old.inventory) != format!("{:?}", new.inventory),
+    );
     check(
         "limits.max_connections",
         old.limits.max_connections != new.limits.max_connections,

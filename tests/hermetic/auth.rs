@@ -32,7 +32,7 @@ async fn proxy_with(up: &FakeUpstream, files: &[(&str, String)], extra: &str) ->
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "fake.local",
         &format!("  fake.local: {{ url: \"{}\" }}", up.url()),

@@ -55,7 +55,7 @@ fn portcullis_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
 fn check_config_describes_routing() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pw"), "hunter2\n").unwrap();
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "docker.io",
         "  docker.io: { url: \"https://registry-1.docker.io\" }\n  ghcr.io: { url: \"https://ghcr.io\", username: bot, password_file: pw }",
@@ -95,7 +95,7 @@ fn bad_configs_are_start_up_errors_naming_key_and_file() {
         ),
     ];
     for (extra, key) in cases {
-        let path = crate::common::write_config(
+        let path = crate::fake::write_config(
             dir.path(),
             "r.local",
             "  r.local: { url: \"http://127.0.0.1:1\" }",
@@ -112,7 +112,7 @@ fn bad_configs_are_start_up_errors_naming_key_and_file() {
             assert!(err.contains(p), "{cmd:?} does not name {p}: {err}");
         }
     }
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "r.local",
         "  r.local: { url: \"not a url\" }",
@@ -128,7 +128,7 @@ fn bad_configs_are_start_up_errors_naming_key_and_file() {
 #[test]
 fn environment_overrides_apply_to_the_real_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "r.local",
         "  r.local: { url: \"http://127.0.0.1:1\" }",
@@ -169,7 +169,7 @@ fn tls_key_must_match_certificate() {
     let b = rcgen::generate_simple_self_signed(vec!["b".to_owned()]).unwrap();
     std::fs::write(dir.path().join("tls.crt"), a.cert.pem()).unwrap();
     std::fs::write(dir.path().join("tls.key"), b.key_pair.serialize_pem()).unwrap();
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "r.local",
         "  r.local: { url: \"http://127.0.0.1:1\" }",
@@ -189,7 +189,7 @@ async fn serves_tls_with_http2_via_alpn() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
     std::fs::write(dir.path().join("tls.key"), cert.key_pair.serialize_pem()).unwrap();
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "r.local",
         "  r.local: { url: \"http://127.0.0.1:1\" }",

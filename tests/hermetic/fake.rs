@@ -160,6 +160,23 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// [`crate::common::write_config`] with SBOM ingest off unless `extra` has an `inventory:` key:
+/// its own look-ups, made after a pull is answered, would change the upstream requests that the
+/// request-path tests count (`inventory.rs` turns it on and counts what it adds).
+pub fn write_config(
+    dir: &std::path::Path,
+    default: &str,
+    upstreams_yaml: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let extra = if extra.contains("inventory:") {
+        extra.to_owned()
+    } else {
+        format!("inventory: {{ ingest: false }}\n{extra}")
+    };
+    crate::common::write_config(dir, default, upstreams_yaml, &extra)
+}
+
 /// A running in-process proxy.
 pub struct Proxy {
     pub server: Option<portcullis::server::Server>,
@@ -172,18 +189,10 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts a proxy whose `upstreams:` map is `upstreams_yaml` (indented two spaces) with
-    /// `default` as default upstream and `extra` appended to the config. SBOM ingest is off
-    /// unless `extra` has an `inventory:` key: its own look-ups, made after a pull is answered,
-    /// would change the upstream requests that the request-path tests count (`inventory.rs`
-    /// turns it on and counts what it adds).
+    /// `default` as default upstream and `extra` appended to the config ([`write_config`]).
     pub async fn start(default: &str, upstreams_yaml: &str, extra: &str) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
-        let extra = if extra.contains("inventory:") {
-            extra.to_owned()
-        } else {
-            format!("inventory: {{ ingest: false }}\n{extra}")
-        };
-        let path = crate::common::write_config(dir.path(), default, upstreams_yaml, &extra);
+        let path = write_config(dir.path(), default, upstreams_yaml, extra);
         Self::start_file(&path, dir).await
     }
 

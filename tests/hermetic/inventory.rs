@@ -319,7 +319,7 @@ async fn digests_served_before_ingest_was_on_are_backfilled_at_start_up() {
         let upstreams = upstreams.clone();
         async move {
             let conf = tempfile::tempdir().unwrap();
-            let path = crate::common::write_config(conf.path(), "fake.local", &upstreams, &extra);
+            let path = crate::fake::write_config(conf.path(), "fake.local", &upstreams, &extra);
             Proxy::start_file(&path, conf).await
         }
     };
@@ -336,7 +336,7 @@ async fn digests_served_before_ingest_was_on_are_backfilled_at_start_up() {
     assert_eq!(ingests(&off).await, 0.0, "{metrics}");
     off.server.unwrap().shutdown().await;
 
-    let on = start(format!("{state_dir}{}", rules())).await;
+    let on = start(format!("{state_dir}{}", audit_policy())).await;
     let signed = ingested(&on, &ATTESTATIONS.digest("attested")).await;
     assert_eq!(
         (

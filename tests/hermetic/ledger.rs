@@ -268,7 +268,7 @@ async fn ledger_enabled_false_serves_the_same_and_records_nothing() {
 async fn a_database_that_goes_away_drops_records_and_recording_resumes() {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "fake.local",
         &format!("  fake.local: {{ url: \"{}\" }}", up.url()),
@@ -338,7 +338,7 @@ async fn audit_command_reports_and_what_if_lists_what_a_new_config_changes() {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let upstreams = format!("  fake.local: {{ url: \"{}\" }}", up.url());
-    let path = crate::common::write_config(dir.path(), "fake.local", &upstreams, &rules());
+    let path = crate::fake::write_config(dir.path(), "fake.local", &upstreams, &rules());
     let proposed_dir = dir.path().join("proposed");
     std::fs::create_dir_all(&proposed_dir).unwrap();
     // The proposal swaps the modes: team enforced, prod audited.
@@ -346,7 +346,7 @@ async fn audit_command_reports_and_what_if_lists_what_a_new_config_changes() {
         .replace("mode: audit", "mode: MODE_A")
         .replace("mode: enforce", "mode: audit")
         .replace("mode: MODE_A", "mode: enforce");
-    let proposed = crate::common::write_config(
+    let proposed = crate::fake::write_config(
         &proposed_dir,
         "fake.local",
         &upstreams,

@@ -860,7 +860,7 @@ async fn a_known_tag_is_revalidated_with_head_and_not_fetched_again() {
 async fn tag_ttl_skips_the_head_and_serve_stale_tags_rides_out_an_outage() {
     let reg = registry().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "fake.local",
         &format!(
@@ -899,7 +899,7 @@ async fn tag_ttl_skips_the_head_and_serve_stale_tags_rides_out_an_outage() {
 async fn after_a_restart_with_the_upstream_down_kept_material_is_verified_again_and_served() {
     let reg = registry().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "fake.local",
         &format!(

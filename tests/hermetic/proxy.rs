@@ -559,7 +559,7 @@ async fn bearer_token_flow_with_basic_credentials_is_cached() {
     let up = bearer_registry(fetches.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pw"), "pw-s3cret\n").unwrap();
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "fake.local",
         &format!(

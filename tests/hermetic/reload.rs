@@ -245,7 +245,7 @@ async fn a_reload_rotates_the_tls_certificate() {
         std::fs::write(dir.path().join("tls.key"), c.key_pair.serialize_pem()).unwrap();
     };
     write(&old);
-    let path = crate::common::write_config(
+    let path = crate::fake::write_config(
         dir.path(),
         "r.local",
         "  r.local: { url: \"http://127.0.0.1:1\" }",

@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use http::{Method, StatusCode};
 use portcullis::upstream::body::BoxError;
 
-use crate::common::{sha256, write_config};
-use crate::fake::{client, error_code, respond, FakeUpstream, Proxy, Seen};
+use crate::common::sha256;
+use crate::fake::{client, error_code, respond, write_config, FakeUpstream, Proxy, Seen};
 
 /// A blob of `len` bytes whose content depends on `seed`.
 fn blob(len: usize, seed: u8) -> Vec<u8> {

@@ -63,7 +63,7 @@ async fn large_blob_streams_with_flat_memory() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::common::write_config(
+    let config = crate::fake::write_config(
         dir.path(),
         "fake.local",
         &format!("  fake.local: {{ url: \"{}\" }}", up.url()),
