@@ -102,9 +102,7 @@ struct ScopeArgs {
 impl ScopeArgs {
     fn scope(self) -> anyhow::Result<portcullis::inventory::query::Scope> {
         Ok(portcullis::inventory::query::Scope {
-            since: self
-                .since
-                .map_or(0, |d| portcullis::db::now_ms() - d.as_millis() as i64),
+            since: portcullis::inventory::query::Scope::since(self.since),
             rule: self.rule,
             upstream: self.upstream,
             image: self
@@ -530,19 +528,7 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<bool> {
                             .with_context(|| format!("reading {}", path.display()))?;
                         vec![Advisory::parse(&bytes).with_context(|| path.display().to_string())?]
                     }
-                    (Some(id), None) => {
-                        let found = db.advisories_named(&id).await?;
-                        anyhow::ensure!(
-                            !found.is_empty(),
-                            "no imported advisory is named {id} (portcullis advisories import)"
-                        );
-                        found
-                            .iter()
-                            .map(|(id, doc)| {
-                                Advisory::parse(doc.as_bytes()).with_context(|| id.clone())
-                            })
-                            .collect::<anyhow::Result<Vec<_>>>()?
-                    }
+                    (Some(id), None) => query::named_advisories(&db, &id).await?,
                     (None, None) => anyhow::bail!("give --cve, --advisory or --osv"),
                 };
                 anyhow::Ok(query::affected(&db, &advisories, &scope).await?)

@@ -89,7 +89,6 @@ async fn inventory(
     since: Option<Duration>,
 ) -> Response<ResponseBody> {
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    use crate::inventory::osv::Advisory;
     use crate::inventory::query;
     use crate::inventory::versions::Range;
     let image = match param("image").map(Pattern::new).transpose() {
@@ -97,7 +96,7 @@ async fn inventory(
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("image: {e}")),
     };
     let scope = query::Scope {
-        since: since.map_or(0, |d| crate::db::now_ms() - d.as_millis() as i64),
+        since: query::Scope::since(since),
         rule: param("rule").map(str::to_owned),
         upstream: param("upstream").map(str::to_owned),
         image,
@@ -117,28 +116,16 @@ async fn inventory(
         let Some(id) = param("cve").or(param("advisory")) else {
             return error(StatusCode::BAD_REQUEST, "give cve or advisory");
         };
-        let named = match db.advisories_named(id).await {
-            Ok(found) if found.is_empty() => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    &format!("no imported advisory is named {id}"),
-                )
-            }
+        let advisories = match query::named_advisories(db, id).await {
             Ok(found) => found,
+            Err(e @ query::QueryError::NoAdvisory(_)) => {
+                return error(StatusCode::NOT_FOUND, &e.to_string())
+            }
+            Err(e @ query::QueryError::StoredAdvisory { .. }) => {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+            }
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         };
-        let mut advisories = Vec::new();
-        for (id, doc) in named {
-            match Advisory::parse(doc.as_bytes()) {
-                Ok(a) => advisories.push(a),
-                Err(e) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        &format!("stored advisory {id}: {e}"),
-                    )
-                }
-            }
-        }
         query::affected(db, &advisories, &scope)
             .await
             .map(|a| serde_json::to_vec_pretty(&a))

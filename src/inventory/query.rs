@@ -21,6 +21,25 @@ pub enum QueryError {
     Purl(String),
     #[error("inventory database: {0}")]
     Db(#[from] DbError),
+    #[error("no imported advisory is named {0} (portcullis advisories import)")]
+    NoAdvisory(String),
+    #[error("stored advisory {id}: {error}")]
+    StoredAdvisory { id: String, error: osv::OsvError },
+}
+
+/// The imported advisories named `name` (their id or an alias such as a CVE id), read back.
+pub async fn named_advisories(db: &Database, name: &str) -> Result<Vec<Advisory>, QueryError> {
+    let found = db.advisories_named(name).await?;
+    if found.is_empty() {
+        return Err(QueryError::NoAdvisory(name.to_owned()));
+    }
+    found
+        .into_iter()
+        .map(|(id, doc)| {
+            Advisory::parse(doc.as_bytes())
+                .map_err(|error| QueryError::StoredAdvisory { id, error })
+        })
+        .collect()
 }
 
 /// One image digest that contains the package asked about.
@@ -90,6 +109,11 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The `since` of pulls made within `window` of now (0, all pulls, without one).
+    pub fn since(window: Option<std::time::Duration>) -> i64 {
+        window.map_or(0, |d| crate::db::now_ms() - d.as_millis() as i64)
+    }
+
     fn narrows_pulls(&self) -> bool {
         self.since > 0 || self.rule.is_some() || self.upstream.is_some()
     }

@@ -41,7 +41,7 @@ pub const SBOM_ARTIFACT_TYPES: [&str; 3] = [
 /// Whether an artifact type names an SBOM (parameters ignored: `application/vnd.cyclonedx+json;
 /// version=1.6` is one).
 pub fn is_sbom_artifact(artifact_type: &str) -> bool {
-    let essence = artifact_type.split(';').next().unwrap_or("").trim();
+    let essence = essence(artifact_type);
     SBOM_ARTIFACT_TYPES
         .iter()
         .any(|t| essence.eq_ignore_ascii_case(t))
@@ -49,8 +49,13 @@ pub fn is_sbom_artifact(artifact_type: &str) -> bool {
 
 /// An image index or Docker manifest list, by media type (parameters ignored).
 pub fn is_index(media_type: &str) -> bool {
-    let essence = media_type.split(';').next().unwrap_or("").trim();
+    let essence = essence(media_type);
     essence == OCI_INDEX || essence == DOCKER_MANIFEST_LIST
+}
+
+/// A media type without its parameters (`type/subtype`, trimmed).
+fn essence(media_type: &str) -> &str {
+    media_type.split(';').next().unwrap_or("").trim()
 }
 
 #[cfg(test)]

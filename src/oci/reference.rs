@@ -215,6 +215,19 @@ impl Digest {
     pub fn matches(&self, bytes: &[u8]) -> bool {
         self.algorithm.digest(bytes) == *self
     }
+
+    /// For tests: `sha256:` and `hex` (a lowercase hex digit) 64 times.
+    #[cfg(test)]
+    pub fn repeated(hex: char) -> Digest {
+        assert!(
+            hex.is_ascii_hexdigit() && !hex.is_ascii_uppercase(),
+            "{hex:?}"
+        );
+        Digest {
+            algorithm: Algorithm::Sha256,
+            hex: hex.to_string().repeat(64),
+        }
+    }
 }
 
 impl FromStr for Digest {

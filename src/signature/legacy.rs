@@ -245,12 +245,6 @@ pub fn check_payload(payload: &[u8], digest: &Digest) -> Result<(), LegacyError>
 mod tests {
     use super::*;
 
-    fn digest(c: char) -> Digest {
-        format!("sha256:{}", c.to_string().repeat(64))
-            .parse()
-            .unwrap()
-    }
-
     fn payload(d: &str, kind: &str) -> Vec<u8> {
         format!(
             r#"{{"critical":{{"identity":{{"docker-reference":"x/y"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"{kind}"}},"optional":null}}"#
@@ -260,10 +254,13 @@ mod tests {
 
     #[test]
     fn payload_must_name_the_digest_and_the_type() {
-        let d = digest('a');
+        let d = Digest::repeated('a');
         check_payload(&payload(&d.to_string(), SIGNATURE_TYPE), &d).unwrap();
         assert!(matches!(
-            check_payload(&payload(&digest('b').to_string(), SIGNATURE_TYPE), &d),
+            check_payload(
+                &payload(&Digest::repeated('b').to_string(), SIGNATURE_TYPE),
+                &d
+            ),
             Err(LegacyError::OtherDigest { .. })
         ));
         assert!(matches!(

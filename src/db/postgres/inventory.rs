@@ -159,16 +159,7 @@ impl Postgres {
             args.iter().map(|a| a as _).collect();
         let result = bounded(client.query(sql, &params)).await;
         self.forget_if_failed(&client, result.is_err()).await;
-        result?
-            .iter()
-            .map(|r| {
-                let mut c: [String; 16] = Default::default();
-                for (i, v) in c.iter_mut().enumerate() {
-                    *v = r.try_get(i)?;
-                }
-                Ok(q::hit(c))
-            })
-            .collect()
+        result?.iter().map(|r| Ok(q::hit(texts(r)?))).collect()
     }
 
     pub async fn pulls_of(
@@ -219,15 +210,7 @@ impl Postgres {
         let client = self.client().await?;
         let result = bounded(client.query_opt(q::SBOM_OF, &[&digest])).await;
         self.forget_if_failed(&client, result.is_err()).await;
-        result?
-            .map(|r| {
-                let mut c: [String; 7] = Default::default();
-                for (i, v) in c.iter_mut().enumerate() {
-                    *v = r.try_get(i)?;
-                }
-                Ok(q::sbom_row(c))
-            })
-            .transpose()
+        result?.map(|r| Ok(q::sbom_row(texts(&r)?))).transpose()
     }
 
     pub async fn unrecorded(&self, limit: i64) -> Result<Vec<Unrecorded>, DbError> {
@@ -246,4 +229,13 @@ impl Postgres {
             })
             .collect()
     }
+}
+
+/// A row's first `N` columns, each text.
+fn texts<const N: usize>(r: &tokio_postgres::Row) -> Result<[String; N], tokio_postgres::Error> {
+    let mut c: [String; N] = std::array::from_fn(|_| String::new());
+    for (i, v) in c.iter_mut().enumerate() {
+        *v = r.try_get(i)?;
+    }
+    Ok(c)
 }

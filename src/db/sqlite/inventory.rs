@@ -122,11 +122,7 @@ impl Sqlite {
             let conn = lock(&conn);
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                let mut c: [String; 16] = Default::default();
-                for (i, v) in c.iter_mut().enumerate() {
-                    *v = r.get(i)?;
-                }
-                Ok(q::hit(c))
+                Ok(q::hit(texts(r)?))
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -190,13 +186,7 @@ impl Sqlite {
             let conn = lock(&conn);
             let mut stmt = conn.prepare_cached(q::SBOM_OF)?;
             Ok(stmt
-                .query_row(params![digest], |r| {
-                    let mut c: [String; 7] = Default::default();
-                    for (i, v) in c.iter_mut().enumerate() {
-                        *v = r.get(i)?;
-                    }
-                    Ok(q::sbom_row(c))
-                })
+                .query_row(params![digest], |r| Ok(q::sbom_row(texts(r)?)))
                 .optional()?)
         })
         .await
@@ -219,4 +209,13 @@ impl Sqlite {
         })
         .await
     }
+}
+
+/// A row's first `N` columns, each text.
+fn texts<const N: usize>(r: &rusqlite::Row) -> rusqlite::Result<[String; N]> {
+    let mut c: [String; N] = std::array::from_fn(|_| String::new());
+    for (i, v) in c.iter_mut().enumerate() {
+        *v = r.get(i)?;
+    }
+    Ok(c)
 }

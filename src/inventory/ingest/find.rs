@@ -376,19 +376,13 @@ fn choose(digest: &Digest, is_index: bool, found: Vec<Found>) -> Vec<Recording> 
 mod tests {
     use super::*;
 
-    fn digest(c: char) -> Digest {
-        format!("sha256:{}", c.to_string().repeat(64))
-            .parse()
-            .unwrap()
-    }
-
     const SPDX: &str = r#"{"spdxVersion":"SPDX-2.3","packages":[{"name":"musl","versionInfo":"1.2.5-r0",
         "externalRefs":[{"referenceCategory":"PACKAGE-MANAGER","referenceType":"purl",
         "referenceLocator":"pkg:apk/alpine/musl@1.2.5-r0"}]}]}"#;
 
     fn found(about: char, rank: u8, provenance: Provenance, body: Body) -> Found {
         Found {
-            about: digest(about),
+            about: Digest::repeated(about),
             rank,
             provenance,
             detail: format!("rank {rank}"),
@@ -417,7 +411,7 @@ mod tests {
     #[test]
     fn the_best_readable_document_wins() {
         let out = choose(
-            &digest('a'),
+            &Digest::repeated('a'),
             false,
             vec![
                 found('a', 2, Provenance::Unsigned, Body::Bytes(SPDX.into())),
@@ -433,7 +427,7 @@ mod tests {
     #[test]
     fn nothing_readable_records_the_best_reason() {
         let out = choose(
-            &digest('a'),
+            &Digest::repeated('a'),
             false,
             vec![
                 found(
@@ -454,16 +448,16 @@ mod tests {
     fn an_index_records_its_children_and_itself() {
         let value: serde_json::Value = serde_json::from_str(SPDX).unwrap();
         let out = choose(
-            &digest('e'),
+            &Digest::repeated('e'),
             true,
             vec![found('c', 1, Provenance::Buildkit, Body::Value(value))],
         );
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].digest, digest('e'));
+        assert_eq!(out[0].digest, Digest::repeated('e'));
         assert!(matches!(out[0].choice, Choice::Bare(Status::Index)));
-        assert_eq!(out[1].digest, digest('c'));
+        assert_eq!(out[1].digest, Digest::repeated('c'));
         assert_eq!(read(&out[1]).0, Provenance::Buildkit);
-        let none = choose(&digest('a'), false, Vec::new());
+        let none = choose(&Digest::repeated('a'), false, Vec::new());
         assert!(matches!(none[0].choice, Choice::Bare(Status::None)));
     }
 

@@ -20,8 +20,7 @@
 
 pub mod find;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -40,7 +39,7 @@ use crate::upstream::Upstream;
 /// How many jobs may wait for the worker.
 pub const QUEUE_CAPACITY: usize = 1024;
 /// How many digests this process remembers having offered.
-const SEEN_MAX: usize = 100_000;
+const SEEN_MAX: u64 = 100_000;
 /// The longest one digest's ingest may take (an SBOM may be 64 MiB).
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often an ingest fault is logged at most.
@@ -110,41 +109,29 @@ pub enum IngestError {
     Internal { digest: Digest, reason: String },
 }
 
-/// The digests offered by this process, and when: bounded, entries older than `recheck` are
-/// offered again.
+/// The digests offered by this process: a moka cache bounded at [`SEEN_MAX`] whose entries
+/// expire `recheck` after they were offered, so such a digest is offered again.
 struct Seen {
-    map: Mutex<HashMap<Digest, Instant>>,
-    recheck: Duration,
+    offered: moka::sync::Cache<Digest, ()>,
 }
 
 impl Seen {
+    fn new(recheck: Duration) -> Seen {
+        Seen {
+            offered: moka::sync::Cache::builder()
+                .max_capacity(SEEN_MAX)
+                .time_to_live(recheck)
+                .build(),
+        }
+    }
+
     /// True (and remembered) when `digest` was not offered within `recheck`.
     fn claim(&self, digest: &Digest) -> bool {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if map
-            .get(digest)
-            .is_some_and(|at| at.elapsed() < self.recheck)
-        {
-            return false;
-        }
-        if map.len() >= SEEN_MAX {
-            let recheck = self.recheck;
-            map.retain(|_, at| at.elapsed() < recheck);
-            if map.len() >= SEEN_MAX {
-                // Every entry is recent: forgetting them costs one database look-up each on
-                // their next pull, nothing more.
-                map.clear();
-            }
-        }
-        map.insert(digest.clone(), Instant::now());
-        true
+        self.offered.entry_by_ref(digest).or_insert(()).is_fresh()
     }
 
     fn forget(&self, digest: &Digest) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(digest);
+        self.offered.invalidate(digest);
     }
 }
 
@@ -164,10 +151,7 @@ impl Ingest {
         metrics: Arc<Metrics>,
     ) -> Ingest {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let seen = Arc::new(Seen {
-            map: Mutex::new(HashMap::new()),
-            recheck: settings.recheck,
-        });
+        let seen = Arc::new(Seen::new(settings.recheck));
         let memory = |prefer| Memory::new(store.clone().map(|store| Material { store, prefer }));
         let worker = Worker {
             db,
@@ -347,28 +331,17 @@ fn bare_row(digest: &Digest, image: &ImageName, status: find::Status) -> SbomRow
 mod tests {
     use super::*;
 
-    fn digest(c: char) -> Digest {
-        format!("sha256:{}", c.to_string().repeat(64))
-            .parse()
-            .unwrap()
-    }
-
     #[test]
     fn a_digest_is_offered_once_within_recheck() {
-        let seen = Seen {
-            map: Mutex::new(HashMap::new()),
-            recheck: Duration::from_secs(3600),
-        };
-        assert!(seen.claim(&digest('a')));
-        assert!(!seen.claim(&digest('a')));
-        assert!(seen.claim(&digest('b')));
-        seen.forget(&digest('a'));
-        assert!(seen.claim(&digest('a')));
-        let expired = Seen {
-            map: Mutex::new(HashMap::new()),
-            recheck: Duration::ZERO,
-        };
-        assert!(expired.claim(&digest('a')));
-        assert!(expired.claim(&digest('a')));
+        let seen = Seen::new(Duration::from_secs(3600));
+        assert!(seen.claim(&Digest::repeated('a')));
+        assert!(!seen.claim(&Digest::repeated('a')));
+        assert!(seen.claim(&Digest::repeated('b')));
+        seen.forget(&Digest::repeated('a'));
+        assert!(seen.claim(&Digest::repeated('a')));
+        let expired = Seen::new(Duration::from_millis(20));
+        assert!(expired.claim(&Digest::repeated('a')));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(expired.claim(&Digest::repeated('a')));
     }
 }
