@@ -812,7 +812,7 @@ pub fn skopeo_says(out: &Finished) -> String {
 // === the test image ===
 
 /// `amd64` / `arm64` for the machine running the test: containerd only unpacks its own platform.
-fn host_arch() -> &'static str {
+pub fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

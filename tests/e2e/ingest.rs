@@ -23,9 +23,9 @@ use serde_json::{json, Value};
 use crate::common::fixtures::ISSUER;
 use crate::common::{write_config, ProxyProcess};
 use crate::harness::{
-    descriptor, http_client, mirror_hosts_dir, prerequisites, push_blob, push_image, push_manifest,
-    push_referrer, push_referrers_index, run_ok, Containerd, Registry, OCI_CONFIG, OCI_INDEX,
-    OCI_MANIFEST, OK_IDENTITY, UPSTREAM,
+    descriptor, host_arch, http_client, mirror_hosts_dir, prerequisites, push_blob, push_image,
+    push_manifest, push_referrer, push_referrers_index, run_ok, Containerd, Registry, OCI_CONFIG,
+    OCI_INDEX, OCI_MANIFEST, OK_IDENTITY, UPSTREAM,
 };
 use crate::ledger::Postgres;
 
@@ -276,12 +276,8 @@ async fn push_scenario(registry: &Registry, dir: &Path) -> Pushed {
         &attestation,
     )
     .await;
-    let arch = match std::env::consts::ARCH {
-        "aarch64" => "arm64",
-        _ => "amd64",
-    };
     let mut child_entry = child.clone();
-    child_entry["platform"] = json!({"architecture": arch, "os": "linux"});
+    child_entry["platform"] = json!({"architecture": host_arch(), "os": "linux"});
     let mut attestation_entry = attestation_desc.clone();
     attestation_entry["platform"] = json!({"architecture": "unknown", "os": "unknown"});
     attestation_entry["annotations"] = json!({"vnd.docker.reference.digest": child_digest,

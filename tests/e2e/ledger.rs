@@ -62,7 +62,10 @@ impl Postgres {
             panic!("this e2e test needs {what}; apt-get install -y postgresql");
         }
         let bin = bin.unwrap();
-        let dir = std::env::temp_dir().join(format!("portcullis-pg-{}", std::process::id()));
+        // One directory per server: tests that run at once each start their own.
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("portcullis-pg-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         assert!(
