@@ -296,6 +296,49 @@ impl Metrics {
         }
     }
 
+    /// Hits and lookups of every cache since start-up (`portcullis_cache_requests_total` by
+    /// cache, and the content store's blobs as `store`), for the console's overview.
+    pub fn hit_rates(&self) -> Vec<HitRate> {
+        let mut rates: Vec<HitRate> = Vec::new();
+        let families = self.registry.gather();
+        for family in &families {
+            let name = family.name();
+            if name != "portcullis_cache_requests_total"
+                && name != "portcullis_store_requests_total"
+            {
+                continue;
+            }
+            for m in family.get_metric() {
+                let label = |k: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == k)
+                        .map(|l| l.value().to_owned())
+                };
+                let cache = label("cache").unwrap_or_else(|| "store".to_owned());
+                let hit = label("result").as_deref() == Some("hit");
+                let n = m.get_counter().get_value() as u64;
+                let at = match rates.iter().position(|r| r.cache == cache) {
+                    Some(i) => i,
+                    None => {
+                        rates.push(HitRate {
+                            cache,
+                            hits: 0,
+                            lookups: 0,
+                        });
+                        rates.len() - 1
+                    }
+                };
+                rates[at].lookups += n;
+                if hit {
+                    rates[at].hits += n;
+                }
+            }
+        }
+        rates.sort_by(|a, b| a.cache.cmp(&b.cache));
+        rates
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::new();
@@ -307,6 +350,14 @@ impl Metrics {
         }
         buf
     }
+}
+
+/// One cache's hits over its lookups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitRate {
+    pub cache: String,
+    pub hits: u64,
+    pub lookups: u64,
 }
 
 impl Default for Metrics {

@@ -136,6 +136,7 @@ impl Server {
             rules = config.policies.rules.len(),
             "verification policy loaded"
         );
+        let config = Arc::new(config);
         let live = Arc::new(reload::Live {
             proxy: ArcSwap::from_pointee(proxy),
             tls: config.tls.as_ref().map(|t| {
@@ -143,7 +144,7 @@ impl Server {
                     t.server_config.clone(),
                 )))
             }),
-            admin: ArcSwap::from_pointee(config.admin.clone()),
+            config: ArcSwap::new(config.clone()),
         });
         let tls = live.tls.clone();
 
@@ -188,7 +189,7 @@ impl Server {
                 let state = Arc::new(admin::AdminState {
                     metrics: metrics.clone(),
                     ready: ready.clone(),
-                    settings: (**live.admin.load()).clone(),
+                    config: live.config.load_full(),
                     db: Some(db.clone()),
                 });
                 admin::handle(req, state)

@@ -1,13 +1,17 @@
 //! The admin listener's endpoints: `/metrics` (Prometheus text), `/healthz` (the process is
-//! alive), `/readyz` (accepting requests; 503 once shutdown has begun), and the ledger's JSON
-//! API ([`api`]: `/api/v1/audit`, `/api/v1/images/{name}`). Never served on the registry
-//! listener.
+//! alive), `/readyz` (accepting requests; 503 once shutdown has begun), the ledger's and the
+//! inventory's JSON API ([`api`]: `/api/v1/...`) and the read-only web console ([`console`]:
+//! `/ui/...`). Never served on the registry listener.
 //!
-//! With `admin.token_file`, every endpoint not listed in `admin.open` answers only a request that
-//! carries `Authorization: Bearer <token>` (compared in constant time); Prometheus sends it with
-//! `authorization: { credentials_file: ... }`. The JSON API is never open.
+//! With an admin token (`admin.token_file` or `admin.token_env`), every endpoint not listed in
+//! `admin.open` answers only a request that carries `Authorization: Bearer <token>`, or basic
+//! credentials of `admin.user` (default `admin`) with the token as the password, which is what a
+//! browser sends after its prompt (both compared in constant time); Prometheus sends the bearer
+//! token with `authorization: { credentials_file: ... }`. The JSON API and the console are never
+//! open.
 
 pub mod api;
+pub mod console;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -17,7 +21,9 @@ use subtle::ConstantTimeEq;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::config::{AdminEndpoint, AdminSettings};
+use base64::Engine as _;
+
+use crate::config::{AdminEndpoint, AdminSettings, Config};
 use crate::db::Database;
 use crate::metrics::Metrics;
 use crate::upstream::body::{self, ResponseBody};
@@ -26,17 +32,21 @@ use crate::upstream::body::{self, ResponseBody};
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
-    pub settings: AdminSettings,
-    /// The ledger's database, for the JSON API; `None`: it answers 503.
+    /// The configuration in force: its `admin` settings, and the rules the console shows.
+    pub config: Arc<Config>,
+    /// The ledger's database, for the JSON API and the console; `None`: they answer 503.
     pub db: Option<Arc<Database>>,
 }
 
 pub async fn handle<B>(req: Request<B>, state: Arc<AdminState>) -> Response<ResponseBody> {
-    if let Some(denied) = check_token(&req, &state.metrics, &state.settings) {
+    if let Some(denied) = check_token(&req, &state.metrics, &state.config.admin) {
         return denied;
     }
     if req.uri().path().starts_with(api::PREFIX) {
         return api::handle(&req, state.db.as_deref()).await;
+    }
+    if console::is_console(req.uri().path()) {
+        return console::handle(&req, &state).await;
     }
     plain(&req, &state.metrics, state.ready.load(Ordering::SeqCst))
 }
@@ -55,7 +65,7 @@ fn check_token<B>(
     };
     if let Some(token) = &settings.token {
         let open = endpoint.is_some_and(|e| settings.open.contains(&e));
-        if !open && !bearer_matches(req, token.expose()) {
+        if !open && !credentials_match(req, &settings.user, token.expose()) {
             metrics
                 .auth_failures
                 .with_label_values(&["admin_token"])
@@ -64,9 +74,18 @@ fn check_token<B>(
             *resp.status_mut() = StatusCode::UNAUTHORIZED;
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            h.insert(
+            // Basic first: a browser asking for the console prompts for it.
+            h.append(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"portcullis-admin\", charset=\"UTF-8\""),
+            );
+            h.append(
                 http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
+            );
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
             );
             return Some(resp);
         }
@@ -99,15 +118,30 @@ fn plain<B>(req: &Request<B>, metrics: &Metrics, ready: bool) -> Response<Respon
     resp
 }
 
-/// Whether the request carries `Authorization: Bearer <token>`.
-fn bearer_matches<B>(req: &Request<B>, token: &str) -> bool {
+/// Whether the request carries `Authorization: Bearer <token>`, or `Basic` credentials of
+/// `user` with the token as the password. Both parts of basic credentials are compared in
+/// constant time, and both always.
+fn credentials_match<B>(req: &Request<B>, user: &str, token: &str) -> bool {
     let Some(value) = req.headers().get(http::header::AUTHORIZATION) else {
         return false;
     };
-    let Some(given) = value.as_bytes().strip_prefix(b"Bearer ") else {
+    let value = value.as_bytes();
+    if let Some(given) = value.strip_prefix(b"Bearer ") {
+        return given.ct_eq(token.as_bytes()).into();
+    }
+    let Some(encoded) = value.strip_prefix(b"Basic ") else {
         return false;
     };
-    given.ct_eq(token.as_bytes()).into()
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim_ascii()) else {
+        return false;
+    };
+    let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (given_user, given_password) = (&decoded[..colon], &decoded[colon + 1..]);
+    let user_ok = given_user.ct_eq(user.as_bytes());
+    let password_ok = given_password.ct_eq(token.as_bytes());
+    (user_ok & password_ok).into()
 }
 
 #[cfg(test)]
@@ -115,10 +149,16 @@ mod tests {
     use super::*;
 
     fn state(settings: AdminSettings, ready: bool) -> Arc<AdminState> {
+        let mut config = Config::from_yaml(
+            crate::config::EMBEDDED_DEFAULT,
+            crate::config::Source::Embedded,
+        )
+        .unwrap();
+        config.admin = settings;
         Arc::new(AdminState {
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(AtomicBool::new(ready)),
-            settings,
+            config: Arc::new(config),
             db: None,
         })
     }
@@ -135,6 +175,7 @@ mod tests {
         let settings = AdminSettings {
             token: Some(crate::config::Secret::new("0123456789abcdef-admin".into())),
             open: vec![AdminEndpoint::Healthz, AdminEndpoint::Readyz],
+            ..AdminSettings::default()
         };
         let state = state(settings, true);
         let ask = |path: &str, auth: Option<&str>| {
@@ -159,6 +200,46 @@ mod tests {
         );
         assert_eq!(ask("/other", None).await, StatusCode::UNAUTHORIZED);
         assert_eq!(ask("/api/v1/audit", None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(ask("/ui/", None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            ask("/ui/policies", Some("Bearer wrong")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        // Basic credentials: the configured user with the token as password.
+        let basic = |user: &str, password: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        };
+        assert_eq!(
+            ask(
+                "/ui/policies",
+                Some(&basic("admin", "0123456789abcdef-admin"))
+            )
+            .await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            ask(
+                "/ui/policies",
+                Some(&basic("other", "0123456789abcdef-admin"))
+            )
+            .await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ask(
+                "/ui/policies",
+                Some(&basic("admin", "0123456789abcdef-admi"))
+            )
+            .await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ask("/ui/policies", Some("Basic not-base64!")).await,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(
             ask("/api/v1/audit", Some("Bearer 0123456789abcdef-admin")).await,
             StatusCode::SERVICE_UNAVAILABLE
@@ -169,7 +250,7 @@ mod tests {
                 .auth_failures
                 .with_label_values(&["admin_token"])
                 .get(),
-            4
+            9
         );
     }
 

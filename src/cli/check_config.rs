@@ -5,9 +5,8 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, ConfigError};
-use crate::oci::{split_image_ref, ImageName};
-use crate::policy::{Attestor, Selection, Unmatched};
-use crate::upstream::mapping::{resolve_name, Form};
+use crate::policy::Attestor;
+use crate::upstream::explain::{explain, unmatched_name};
 
 /// What `check-config` prints: the validated configuration in words (never a secret) and, for
 /// an image name, which upstream and repository it maps to.
@@ -96,11 +95,11 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
         config.cache.manifest_bytes
     );
     let _ = writeln!(out, "storage: {}", config.storage);
-    let unmatched = match config.policies.unmatched {
-        Unmatched::Allow => "allow",
-        Unmatched::Deny => "deny",
-    };
-    let _ = writeln!(out, "unmatched: {unmatched}");
+    let _ = writeln!(
+        out,
+        "unmatched: {}",
+        unmatched_name(config.policies.unmatched)
+    );
     let _ = writeln!(out, "policies:");
     for rule in &config.policies.rules {
         let patterns: Vec<&str> = rule.patterns.iter().map(|p| p.as_str()).collect();
@@ -148,67 +147,7 @@ pub fn describe(config: &Config, image: Option<&str>) -> Result<String, ConfigEr
         }
     }
     if let Some(image) = image {
-        // Routing and rules depend only on the name, not on a tag or digest.
-        let name = split_image_ref(image).0;
-        let (key, repo, form) = resolve_name(name, None, &config.default_upstream, |k| {
-            config.upstreams.contains_key(k)
-        })
-        .map_err(|e| ConfigError::Invalid {
-            source_name: config.source.clone(),
-            key: "IMAGE".to_owned(),
-            reason: format!("{image:?}: {e}"),
-        })?;
-        let why = match form {
-            Form::Prefix => "its first path segment names a configured upstream",
-            Form::Plain | Form::Mirror => {
-                "no configured upstream prefixes it, so the default upstream serves it"
-            }
-        };
-        let url = config
-            .upstreams
-            .get(&key)
-            .map(|u| u.url.as_str())
-            .unwrap_or("?");
-        let _ = writeln!(
-            out,
-            "image {image}: {key}/{repo} via upstream {key} ({url}) because {why}"
-        );
-        let canonical = ImageName {
-            registry: key,
-            repo,
-        };
-        let matches = config.policies.matches(&canonical);
-        match config.policies.select(&canonical) {
-            Selection::Rule { rule, pattern } => {
-                let _ = writeln!(
-                    out,
-                    "rule {:?} ({}) applies to {canonical}: pattern {pattern:?} is the most specific match",
-                    rule.name,
-                    rule.mode.as_str()
-                );
-                for (other, p) in matches {
-                    if other.name != rule.name || p.as_str() != pattern {
-                        let _ = writeln!(
-                            out,
-                            "  also matched, less specific or later in the file: {:?} pattern {:?}",
-                            other.name,
-                            p.as_str()
-                        );
-                    }
-                }
-            }
-            Selection::Unmatched(u) => {
-                let _ = writeln!(
-                    out,
-                    "no rule matches {canonical}: unmatched: {} → {}",
-                    unmatched,
-                    match u {
-                        Unmatched::Allow => "served without signature checks",
-                        Unmatched::Deny => "refused (403 DENIED)",
-                    }
-                );
-            }
-        }
+        let _ = write!(out, "{}", explain(config, image)?);
     }
     Ok(out)
 }

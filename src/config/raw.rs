@@ -143,6 +143,10 @@ pub struct RawAccess {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub token_file: Option<PathBuf>,
+    /// An environment variable holding the token, instead of `token_file`.
+    pub token_env: Option<String>,
+    /// The user name of basic credentials whose password is the token (a browser's prompt).
+    pub user: Option<String>,
     #[serde(default)]
     pub open: Vec<AdminEndpoint>,
 }

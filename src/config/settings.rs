@@ -247,12 +247,27 @@ impl AdminEndpoint {
 }
 
 /// The admin listener's access (`admin`): with a token, every endpoint but the `open` ones needs
-/// `Authorization: Bearer <token>`.
-#[derive(Debug, Clone, Default)]
+/// `Authorization: Bearer <token>`, or basic credentials of `user` with the token as password
+/// (what a browser sends to the console after its prompt).
+#[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub token: Option<Secret>,
     pub open: Vec<AdminEndpoint>,
+    pub user: String,
 }
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            token: None,
+            open: Vec::new(),
+            user: DEFAULT_ADMIN_USER.to_owned(),
+        }
+    }
+}
+
+/// The user name of the admin listener's basic credentials unless `admin.user` names another.
+pub const DEFAULT_ADMIN_USER: &str = "admin";
 
 /// Which database the configuration names (`database`).
 #[derive(Debug, Clone)]

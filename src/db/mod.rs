@@ -10,6 +10,7 @@
 //! PostgreSQL password comes from the environment variable `password_env` names and is handed to
 //! the driver only.
 
+pub mod console;
 pub mod inventory;
 pub mod postgres;
 pub mod schema;
@@ -182,14 +183,16 @@ impl Database {
 
     /// Adds `rows` to the ledger in one transaction: a row whose key (day, image, digest, tag,
     /// rule, mode, verdict, admission, client) exists has its pulls added and its first/last seen
-    /// widened. The keys of `rows` must be distinct.
+    /// widened. The keys of `rows` must be distinct. The same transaction adds their pulls to
+    /// the hourly sums ([`console::HourRow`]).
     pub async fn add_pulls(&self, rows: Vec<PullRow>) -> Result<(), DbError> {
         if rows.is_empty() {
             return Ok(());
         }
+        let hours = console::hours_of(&rows);
         match self {
-            Database::Sqlite(db) => db.add_pulls(rows).await,
-            Database::Postgres(db) => db.add_pulls(rows).await,
+            Database::Sqlite(db) => db.add_pulls(rows, hours).await,
+            Database::Postgres(db) => db.add_pulls(rows, hours).await,
         }
     }
 

@@ -19,7 +19,9 @@ use super::{
     ImageClients, PullRow, CALL_TIMEOUT,
 };
 use crate::config::Secret;
+use crate::db::console::HourRow;
 
+mod console;
 mod inventory;
 
 /// The advisory lock key migrations hold ("portcull" in ASCII).
@@ -108,7 +110,7 @@ async fn migrate(client: &Client) -> Result<(), DbError> {
 }
 
 impl Postgres {
-    pub async fn add_pulls(&self, rows: Vec<PullRow>) -> Result<(), DbError> {
+    pub async fn add_pulls(&self, rows: Vec<PullRow>, hours: Vec<HourRow>) -> Result<(), DbError> {
         let client = self.client().await?;
         // One statement for the whole batch: the rows as arrays, unnested.
         let mut cols: [Vec<&str>; 13] = Default::default();
@@ -159,32 +161,63 @@ impl Postgres {
         );
         let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12] = &cols;
         let [i0, i1, i2, i3] = &ints;
-        let result = bounded(client.execute(
-            &sql,
-            &[
-                c0,
-                c1,
-                c2,
-                c3,
-                c4,
-                c5,
-                c6,
-                c7,
-                c8,
-                c9,
-                c10,
-                c11,
-                c12,
-                &identities,
-                i0,
-                i1,
-                i2,
-                i3,
-            ],
-        ))
+        let result = bounded(async {
+            client.batch_execute("BEGIN").await?;
+            let body = async {
+                client
+                    .execute(
+                        &sql,
+                        &[
+                            c0,
+                            c1,
+                            c2,
+                            c3,
+                            c4,
+                            c5,
+                            c6,
+                            c7,
+                            c8,
+                            c9,
+                            c10,
+                            c11,
+                            c12,
+                            &identities,
+                            i0,
+                            i1,
+                            i2,
+                            i3,
+                        ],
+                    )
+                    .await?;
+                for h in &hours {
+                    client
+                        .execute(
+                            crate::db::console::UPSERT_HOUR,
+                            &[
+                                &h.hour,
+                                &h.rule,
+                                &h.mode,
+                                &h.verdict,
+                                &h.admission,
+                                &h.pulls,
+                            ],
+                        )
+                        .await?;
+                }
+                Ok::<(), tokio_postgres::Error>(())
+            }
+            .await;
+            match body {
+                Ok(()) => client.batch_execute("COMMIT").await,
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        })
         .await;
         self.forget_if_failed(&client, result.is_err()).await;
-        result.map(|_| ())
+        result
     }
 
     pub async fn digests(&self, filter: &Filter) -> Result<Vec<DigestSummary>, DbError> {
@@ -321,8 +354,20 @@ impl Postgres {
 
     pub async fn prune(&self, before: i64) -> Result<u64, DbError> {
         let client = self.client().await?;
-        let result =
-            bounded(client.execute("DELETE FROM pulls WHERE last_seen < $1", &[&before])).await;
+        let hour = before.div_euclid(1000);
+        let result = bounded(async {
+            let n = client
+                .execute("DELETE FROM pulls WHERE last_seen < $1", &[&before])
+                .await?;
+            client
+                .execute("DELETE FROM pull_hours WHERE hour < $1", &[&hour])
+                .await?;
+            client
+                .execute("DELETE FROM verdicts WHERE decided_at < $1", &[&before])
+                .await?;
+            Ok::<u64, tokio_postgres::Error>(n)
+        })
+        .await;
         self.forget_if_failed(&client, result.is_err()).await;
         result
     }

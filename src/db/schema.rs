@@ -10,6 +10,13 @@
 //! Migration 3 widens the findings index on SQLite to cover the report's columns. Migration 4
 //! indexes `pulls` by digest, for the inventory's answers (the pulls of the digests matched).
 //!
+//! Migration 5 is the console's: `pull_hours`, the ledger's pulls summed per (UTC hour, rule,
+//! mode, verdict, admission), kept by the same transaction that adds pulls (and filled from the
+//! existing rows, each counted in the hour it was last seen), so the overview's chart reads a few
+//! hundred rows instead of the whole ledger; and `verdicts`, the latest full verdict of each
+//! (digest, rule), as JSON (every signature, attestation and condition), with when it was first
+//! and last decided.
+//!
 //! Migration 2 is the inventory's: `advisories` (one OSV document per id, kept whole and read
 //! back by `inventory::osv`), `advisory_ids` (the id and every alias, for look-ups by CVE or
 //! GHSA id), `advisory_packages` (which (purl type, name) each names, for matching), and for
@@ -17,7 +24,7 @@
 //! unreadable) and `sbom_packages` (its packages, indexed by purl key, name and OSV name).
 
 /// The newest schema version this program knows.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// The rows an audit report lists: unverified, lookup faults and refusals. Queries repeat it
 /// exactly so that the partial index applies.
@@ -59,6 +66,36 @@ pub const MIGRATIONS: &[Migration] = &[
         both: &["CREATE INDEX pulls_digest ON pulls (digest, last_seen)"],
         sqlite: &[],
     },
+    Migration {
+        both: CONSOLE,
+        sqlite: &[],
+    },
+];
+
+const CONSOLE: &[&str] = &[
+    "CREATE TABLE pull_hours (
+        hour BIGINT NOT NULL,
+        rule TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        admission TEXT NOT NULL,
+        pulls BIGINT NOT NULL,
+        PRIMARY KEY (hour, rule, mode, verdict, admission)
+    )",
+    "INSERT INTO pull_hours (hour, rule, mode, verdict, admission, pulls)
+        SELECT (last_seen / 3600000) * 3600, rule, mode, verdict, admission, sum(pulls)
+        FROM pulls GROUP BY (last_seen / 3600000) * 3600, rule, mode, verdict, admission",
+    "CREATE TABLE verdicts (
+        digest TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        image TEXT NOT NULL,
+        verified BIGINT NOT NULL,
+        first_decided BIGINT NOT NULL,
+        decided_at BIGINT NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (digest, rule)
+    )",
+    "CREATE INDEX verdicts_first ON verdicts (first_decided)",
 ];
 
 const LEDGER: &[&str] = &[

@@ -14,7 +14,9 @@ use super::{
     schema, split_tags, summary, where_clause, ClientSummary, DbError, DigestSummary, Filter,
     ImageClients, PullRow, CALL_TIMEOUT,
 };
+use crate::db::console::HourRow;
 
+mod console;
 mod inventory;
 
 /// How long a statement waits for a lock held by another connection.
@@ -56,7 +58,7 @@ impl Sqlite {
         &self.path
     }
 
-    pub async fn add_pulls(&self, rows: Vec<PullRow>) -> Result<(), DbError> {
+    pub async fn add_pulls(&self, rows: Vec<PullRow>, hours: Vec<HourRow>) -> Result<(), DbError> {
         let conn = self.writer.clone();
         blocking(&self.path, move || {
             let mut conn = lock(&conn);
@@ -101,6 +103,7 @@ impl Sqlite {
                     ])?;
                 }
             }
+            console::add_hours(&tx, &hours)?;
             tx.commit()?;
             Ok(())
         })
@@ -257,6 +260,14 @@ impl Sqlite {
         blocking(&self.path, move || {
             let conn = lock(&conn);
             let n = conn.execute("DELETE FROM pulls WHERE last_seen < ?1", params![before])?;
+            conn.execute(
+                "DELETE FROM pull_hours WHERE hour < ?1",
+                params![before.div_euclid(1000)],
+            )?;
+            conn.execute(
+                "DELETE FROM verdicts WHERE decided_at < ?1",
+                params![before],
+            )?;
             Ok(n as u64)
         })
         .await
@@ -373,6 +384,11 @@ fn params(since: i64, strings: &[String]) -> Vec<rusqlite::types::Value> {
 mod tests {
     use super::*;
 
+    async fn add_pulls(db: &Sqlite, rows: Vec<PullRow>) -> Result<(), DbError> {
+        let hours = crate::db::console::hours_of(&rows);
+        db.add_pulls(rows, hours).await
+    }
+
     fn row(day: i64, client: &str, pulls: i64, seen: i64) -> PullRow {
         PullRow {
             day,
@@ -401,13 +417,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/portcullis.db");
         let db = Sqlite::open(path.clone()).await.unwrap();
-        db.add_pulls(vec![
-            row(0, "10.0.0.1", 2, 1000),
-            row(0, "10.0.0.2", 1, 2000),
-        ])
+        add_pulls(
+            &db,
+            vec![row(0, "10.0.0.1", 2, 1000), row(0, "10.0.0.2", 1, 2000)],
+        )
         .await
         .unwrap();
-        db.add_pulls(vec![row(0, "10.0.0.1", 3, 3000)])
+        add_pulls(&db, vec![row(0, "10.0.0.1", 3, 3000)])
             .await
             .unwrap();
         let filter = Filter {
@@ -451,7 +467,7 @@ mod tests {
             r.upstream = format!("u{}", i % 2);
             rows.push(r);
         }
-        db.add_pulls(rows).await.unwrap();
+        add_pulls(&db, rows).await.unwrap();
         for findings_only in [true, false] {
             let filter = Filter {
                 since: 1050,

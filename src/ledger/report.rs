@@ -233,13 +233,11 @@ impl fmt::Display for AuditReport {
 }
 
 /// An image's digests, in the order the entries came.
-type Images<'a> = Vec<(String, Vec<&'a Entry>)>;
+pub type Images<'a> = Vec<(String, Vec<&'a Entry>)>;
 
-fn section(f: &mut fmt::Formatter<'_>, title: &str, entries: &[Entry]) -> fmt::Result {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    // rule → image → digests, in the entries' order.
+/// Entries grouped by rule (`rule NAME (MODE)`, or `no rule (unmatched)`), then by image, in
+/// the order they came (the report's: by rule and image).
+pub fn grouped(entries: &[Entry]) -> Vec<(String, Images<'_>)> {
     let mut rules: Vec<(String, Images)> = Vec::new();
     for e in entries {
         let rule = match (&e.rule, &e.mode) {
@@ -250,29 +248,47 @@ fn section(f: &mut fmt::Formatter<'_>, title: &str, entries: &[Entry]) -> fmt::R
         if rules.last().is_none_or(|(r, _)| *r != rule) {
             rules.push((rule, Vec::new()));
         }
-        let images = &mut rules.last_mut().expect("pushed above").1;
-        if images.last().is_none_or(|(i, _)| *i != e.image) {
-            images.push((e.image.clone(), Vec::new()));
+        if let Some((_, images)) = rules.last_mut() {
+            if images.last().is_none_or(|(i, _)| *i != e.image) {
+                images.push((e.image.clone(), Vec::new()));
+            }
+            if let Some((_, digests)) = images.last_mut() {
+                digests.push(e);
+            }
         }
-        images.last_mut().expect("pushed above").1.push(e);
     }
+    rules
+}
+
+/// What a rule's images have: "3 images are unsigned, 1 image is signed by an unexpected
+/// identity" (each image counted by the finding of its latest digest).
+pub fn findings_summary(images: &Images<'_>) -> String {
+    let mut by_finding: BTreeMap<Finding, usize> = BTreeMap::new();
+    for (_, digests) in images {
+        if let Some(first) = digests.first() {
+            *by_finding.entry(first.finding).or_default() += 1;
+        }
+    }
+    by_finding
+        .iter()
+        .map(|(finding, n)| {
+            let verb = if *n == 1 { "is" } else { "are" };
+            let noun = if *n == 1 { "image" } else { "images" };
+            format!("{n} {noun} {verb} {}", finding.phrase())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn section(f: &mut fmt::Formatter<'_>, title: &str, entries: &[Entry]) -> fmt::Result {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let rules = grouped(entries);
     let images: usize = rules.iter().map(|(_, i)| i.len()).sum();
     writeln!(f, "\n{title}: {images} image(s)")?;
     for (rule, images) in &rules {
-        // "3 images are unsigned, 1 is signed by an unexpected identity"
-        let mut by_finding: BTreeMap<Finding, usize> = BTreeMap::new();
-        for (_, digests) in images {
-            *by_finding.entry(digests[0].finding).or_default() += 1;
-        }
-        let summary: Vec<String> = by_finding
-            .iter()
-            .map(|(finding, n)| {
-                let verb = if *n == 1 { "is" } else { "are" };
-                let noun = if *n == 1 { "image" } else { "images" };
-                format!("{n} {noun} {verb} {}", finding.phrase())
-            })
-            .collect();
-        writeln!(f, "  {rule}: {}", summary.join(", "))?;
+        writeln!(f, "  {rule}: {}", findings_summary(images))?;
         for (image, digests) in images {
             let first = digests[0];
             let pulls: i64 = digests.iter().map(|d| d.pulls).sum();

@@ -4,13 +4,19 @@
 //! to a flush task once a second (one flush in flight at a time; records keep aggregating
 //! meanwhile), counts what a failed flush drops, logs database faults once per
 //! [`FAULT_LOG_INTERVAL`], and prunes rows older than the retention every [`PRUNE_INTERVAL`].
+//!
+//! Each verdict a record carries is written once too (the console's view of a digest: every
+//! signature, attestation and condition): a verdict is one `Arc` shared by every warm hit the
+//! verdict cache answers, so the writer remembers which one it wrote last for each (digest,
+//! rule) ([`Written`]) and writes again only a new one (a re-verification). A failed flush
+//! forgets them all, so the next batch writes them again.
 
 // A `Key` hashes its rule by the rule's name only, which never changes; clippy sees the caches
 // inside a `Rule` and cannot know that.
 #![allow(clippy::mutable_key_type)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -21,10 +27,11 @@ use std::net::IpAddr;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use super::{Msg, Reasons, Record};
+use crate::db::console::VerdictRow;
 use crate::db::{Database, DbError, PullRow};
 use crate::metrics::Metrics;
 use crate::oci::{Digest, ImageName, Tag};
-use crate::policy::Rule;
+use crate::policy::{Rule, Verdict as PolicyVerdict};
 
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the queue is drained: the queue's 16 384 records last 160 ms at 100 000 pulls/s.
@@ -35,6 +42,33 @@ pub const FAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 pub const MAX_PENDING: usize = 100_000;
 
 const DAY_MS: i64 = 86_400_000;
+
+/// How many (digest, rule) pairs [`Written`] remembers before it starts afresh.
+const WRITTEN_MAX: usize = 100_000;
+
+/// The verdict last written for each (digest, rule name). A `Weak` keeps its allocation, so
+/// `Weak::ptr_eq` cannot mistake a new verdict for a dropped one at the same address.
+#[derive(Default)]
+struct Written(HashMap<(Digest, String), Weak<PolicyVerdict>>);
+
+impl Written {
+    /// Whether `verdict` is new for (digest, rule), remembering it when it is.
+    fn is_new(&mut self, digest: &Digest, rule: &str, verdict: &Arc<PolicyVerdict>) -> bool {
+        let key = (digest.clone(), rule.to_owned());
+        if self
+            .0
+            .get(&key)
+            .is_some_and(|w| Weak::ptr_eq(w, &Arc::downgrade(verdict)))
+        {
+            return false;
+        }
+        if self.0.len() >= WRITTEN_MAX {
+            self.0.clear();
+        }
+        self.0.insert(key, Arc::downgrade(verdict));
+        true
+    }
+}
 
 /// One aggregate entry's identity, of the record's own typed values (moved, not formatted: a
 /// warm hit that lands on an existing entry allocates nothing); made text only when written.
@@ -87,6 +121,8 @@ struct Entry {
     records: u64,
     first_seen: i64,
     last_seen: i64,
+    /// The entry's verdict, when the writer has not written it yet.
+    verdict: Option<Arc<PolicyVerdict>>,
 }
 
 type Batch = HashMap<Key, Entry>;
@@ -104,6 +140,7 @@ pub(super) async fn run(
     metrics: Arc<Metrics>,
 ) {
     let mut pending: Batch = HashMap::new();
+    let mut written = Written::default();
     let mut inflight: Option<JoinHandle<(u64, Result<(), DbError>)>> = None;
     let mut faults = FaultLog {
         failing_since: None,
@@ -122,19 +159,19 @@ pub(super) async fn run(
         tokio::select! {
             _ = drain_tick.tick() => loop {
                 match rx.try_recv() {
-                    Ok(Msg::Record(r)) => add(&mut pending, *r, &metrics),
+                    Ok(Msg::Record(r)) => add(&mut pending, &mut written, *r, &metrics),
                     Ok(Msg::Flush(done)) => {
                         // A flush asked for covers every record queued before it.
-                        finish(&mut inflight, &mut faults, &metrics).await;
+                        finish(&mut inflight, &mut faults, &mut written, &metrics).await;
                         let batch = std::mem::take(&mut pending);
                         let result = write(&db, batch).await;
-                        settle(result, &mut faults, &metrics);
+                        settle(result, &mut faults, &mut written, &metrics);
                         let _ = done.send(());
                     }
                     Ok(Msg::Stop(done)) => {
-                        finish(&mut inflight, &mut faults, &metrics).await;
+                        finish(&mut inflight, &mut faults, &mut written, &metrics).await;
                         let batch = std::mem::take(&mut pending);
-                        settle(write(&db, batch).await, &mut faults, &metrics);
+                        settle(write(&db, batch).await, &mut faults, &mut written, &metrics);
                         let _ = done.send(());
                         return;
                     }
@@ -150,7 +187,7 @@ pub(super) async fn run(
             }, if inflight.is_some() => {
                 inflight = None;
                 match result {
-                    Ok(r) => settle(r, &mut faults, &metrics),
+                    Ok(r) => settle(r, &mut faults, &mut written, &metrics),
                     Err(e) => tracing::warn!(error = %e, "ledger flush task failed"),
                 }
             }
@@ -173,7 +210,7 @@ pub(super) async fn run(
 }
 
 /// Adds a record to the aggregate.
-fn add(pending: &mut Batch, r: Record, metrics: &Metrics) {
+fn add(pending: &mut Batch, written: &mut Written, r: Record, metrics: &Metrics) {
     let user_agent = match r.client.user_agent {
         Some(v) if v.len() > USER_AGENT_MAX => {
             HeaderValue::from_bytes(&v.as_bytes()[..USER_AGENT_MAX]).ok()
@@ -215,6 +252,12 @@ fn add(pending: &mut Batch, r: Record, metrics: &Metrics) {
         Reasons::Verdict(v) => (v.reasons.clone(), &v.identities),
         Reasons::Text(t) => (vec![t.clone()], &[]),
     };
+    let verdict = match (&r.reasons, &key.rule) {
+        (Reasons::Verdict(v), Some(rule)) if written.is_new(&key.digest, &rule.0.name, v) => {
+            Some(v.clone())
+        }
+        _ => None,
+    };
     pending.insert(
         key,
         Entry {
@@ -227,6 +270,7 @@ fn add(pending: &mut Batch, r: Record, metrics: &Metrics) {
             records: 1,
             first_seen: r.at,
             last_seen: r.at,
+            verdict,
         },
     );
 }
@@ -235,61 +279,89 @@ fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// Writes a batch; answers how many records it held and how it went.
+/// Writes a batch (its pulls, then the verdicts it holds that were not written yet); answers how
+/// many records it held and how it went.
 async fn write(db: &Database, batch: Batch) -> (u64, Result<(), DbError>) {
     let records = batch.values().map(|e| e.records).sum();
+    let mut verdicts: HashMap<(String, String), VerdictRow> = HashMap::new();
     let rows = batch
         .into_iter()
-        .map(|(k, e)| PullRow {
-            day: k.day,
-            image: k.image.to_string(),
-            digest: k.digest.to_string(),
-            tag: k.tag.map(|t| t.to_string()).unwrap_or_default(),
-            upstream: e.upstream,
-            rule: k.rule.map(|r| r.0.name.clone()).unwrap_or_default(),
-            mode: k.mode.to_owned(),
-            verdict: k.verdict.to_owned(),
-            admission: k.admission.to_owned(),
-            finding: e.finding.to_owned(),
-            client_addr: k.client_addr.map(|a| a.to_string()).unwrap_or_default(),
-            user_agent: k
-                .user_agent
-                .map(|v| {
-                    String::from_utf8_lossy(v.as_bytes())
-                        .chars()
-                        .take(USER_AGENT_MAX)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            user_name: k.user_name.as_deref().unwrap_or("").to_owned(),
-            reasons: e.reasons,
-            identities: e.identities,
-            pulls: if e.pulls == 0 && e.refused_heads > 0 {
-                1
-            } else {
-                e.pulls
-            },
-            first_seen: e.first_seen,
-            last_seen: e.last_seen,
+        .map(|(k, e)| {
+            let digest = k.digest.to_string();
+            let rule = k.rule.map(|r| r.0.name.clone()).unwrap_or_default();
+            if let Some(v) = &e.verdict {
+                let row = VerdictRow {
+                    digest: digest.clone(),
+                    rule: rule.clone(),
+                    image: k.image.to_string(),
+                    verified: v.verified,
+                    first_decided: e.first_seen,
+                    decided_at: e.first_seen,
+                    detail: serde_json::to_string(&**v).unwrap_or_else(|_| "{}".to_owned()),
+                };
+                verdicts.insert((digest.clone(), rule.clone()), row);
+            }
+            PullRow {
+                day: k.day,
+                image: k.image.to_string(),
+                digest,
+                tag: k.tag.map(|t| t.to_string()).unwrap_or_default(),
+                upstream: e.upstream,
+                rule,
+                mode: k.mode.to_owned(),
+                verdict: k.verdict.to_owned(),
+                admission: k.admission.to_owned(),
+                finding: e.finding.to_owned(),
+                client_addr: k.client_addr.map(|a| a.to_string()).unwrap_or_default(),
+                user_agent: k
+                    .user_agent
+                    .map(|v| {
+                        String::from_utf8_lossy(v.as_bytes())
+                            .chars()
+                            .take(USER_AGENT_MAX)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                user_name: k.user_name.as_deref().unwrap_or("").to_owned(),
+                reasons: e.reasons,
+                identities: e.identities,
+                pulls: if e.pulls == 0 && e.refused_heads > 0 {
+                    1
+                } else {
+                    e.pulls
+                },
+                first_seen: e.first_seen,
+                last_seen: e.last_seen,
+            }
         })
         .collect();
-    (records, db.add_pulls(rows).await)
+    let result = match db.add_pulls(rows).await {
+        Ok(()) => db.put_verdicts(verdicts.into_values().collect()).await,
+        Err(e) => Err(e),
+    };
+    (records, result)
 }
 
 async fn finish(
     inflight: &mut Option<JoinHandle<(u64, Result<(), DbError>)>>,
     faults: &mut FaultLog,
+    written: &mut Written,
     metrics: &Metrics,
 ) {
     if let Some(task) = inflight.take() {
         if let Ok(r) = task.await {
-            settle(r, faults, metrics);
+            settle(r, faults, written, metrics);
         }
     }
 }
 
 /// Counts a flush's records as written or dropped and logs a fault at most once per interval.
-fn settle((records, result): (u64, Result<(), DbError>), faults: &mut FaultLog, metrics: &Metrics) {
+fn settle(
+    (records, result): (u64, Result<(), DbError>),
+    faults: &mut FaultLog,
+    written: &mut Written,
+    metrics: &Metrics,
+) {
     match result {
         Ok(()) => {
             metrics.ledger_written.inc_by(records);
@@ -304,6 +376,7 @@ fn settle((records, result): (u64, Result<(), DbError>), faults: &mut FaultLog, 
             }
         }
         Err(e) => {
+            written.0.clear();
             metrics
                 .ledger_dropped
                 .with_label_values(&["database"])

@@ -23,9 +23,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest as _, Sha256};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{
-    AdminSettings, Config, ConfigError, Source, TrustedRoot, TrustedRootSource, TufSettings,
-};
+use crate::config::{Config, ConfigError, Source, TrustedRoot, TrustedRootSource, TufSettings};
 use crate::metrics::Metrics;
 use crate::registry_api::Proxy;
 use crate::signature::{tuf, TrustRoot, TufError};
@@ -46,7 +44,8 @@ pub struct Live {
     pub proxy: ArcSwap<Proxy>,
     /// `None` when the API listener speaks plain HTTP (turning TLS on or off needs a restart).
     pub tls: Option<Arc<ArcSwap<TlsAcceptor>>>,
-    pub admin: ArcSwap<AdminSettings>,
+    /// The configuration in force (the admin listener reads its token, the console its rules).
+    pub config: ArcSwap<Config>,
 }
 
 /// What a reload did.
@@ -68,7 +67,7 @@ pub struct Reloader {
 }
 
 struct InForce {
-    config: Config,
+    config: Arc<Config>,
     root: Arc<TrustRoot>,
 }
 
@@ -77,7 +76,7 @@ struct InForce {
 impl Reloader {
     pub fn new(
         live: Arc<Live>,
-        config: Config,
+        config: Arc<Config>,
         root: Arc<TrustRoot>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -144,7 +143,8 @@ impl Reloader {
         if let (Some(slot), Some(tls)) = (&self.live.tls, &config.tls) {
             slot.store(Arc::new(TlsAcceptor::from(tls.server_config.clone())));
         }
-        self.live.admin.store(Arc::new(config.admin.clone()));
+        let config = Arc::new(config);
+        self.live.config.store(config.clone());
         self.live.proxy.store(Arc::new(proxy));
         if new_trust_root {
             self.metrics.trust_root_loaded.set(unix_now());

@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod explain;
 pub mod mapping;
 pub mod tokens;
 

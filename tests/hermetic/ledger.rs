@@ -12,11 +12,11 @@ use crate::fake::{client, metric, oci_error, respond, FakeUpstream, Proxy};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-fn manifest() -> Bytes {
+pub(crate) fn manifest() -> Bytes {
     Bytes::from_static(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#)
 }
 
-async fn upstream() -> FakeUpstream {
+pub(crate) async fn upstream() -> FakeUpstream {
     FakeUpstream::start(|s| async move {
         let bytes = manifest();
         let digest = crate::common::sha256(&bytes);
@@ -56,7 +56,7 @@ async fn upstream() -> FakeUpstream {
 }
 
 /// `team/*` under audit, `prod/*` under enforce, both with one key attestor nothing signs.
-fn rules() -> String {
+pub(crate) fn rules() -> String {
     let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/p256.pub");
     format!(
         "policies:
@@ -72,7 +72,7 @@ fn rules() -> String {
     )
 }
 
-async fn flush(proxy: &Proxy) {
+pub(crate) async fn flush(proxy: &Proxy) {
     let server = proxy.server.as_ref().unwrap();
     assert!(
         server.ledger.flush(Duration::from_secs(20)).await,
@@ -98,7 +98,7 @@ fn entry<'a>(list: &'a serde_json::Value, image: &str) -> &'a serde_json::Value 
         .unwrap_or_else(|| panic!("{image} not in {list:#}"))
 }
 
-async fn status(req: reqwest::RequestBuilder) -> u16 {
+pub(crate) async fn status(req: reqwest::RequestBuilder) -> u16 {
     req.header("accept", OCI_MANIFEST)
         .header("user-agent", "ledger-test/1")
         .send()

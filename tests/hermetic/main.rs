@@ -9,6 +9,7 @@ mod fake;
 
 mod auth;
 mod cli;
+mod console;
 mod hardening;
 mod import;
 mod inventory;

@@ -93,8 +93,14 @@ impl Validator {
         a: &raw::RawAdmin,
         listen: SocketAddr,
     ) -> Result<AdminSettings, ConfigError> {
-        let token = match &a.token_file {
-            Some(p) => {
+        let text = match (&a.token_file, &a.token_env) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "admin.token_env",
+                    "give admin.token_file or admin.token_env, not both",
+                ))
+            }
+            (Some(p), None) => {
                 let (path, bytes) = self.read_file("admin.token_file", p)?;
                 let text = String::from_utf8(bytes).map_err(|_| {
                     self.invalid(
@@ -102,14 +108,26 @@ impl Validator {
                         format!("{} is not UTF-8 text", path.display()),
                     )
                 })?;
+                Some(("admin.token_file", path.display().to_string(), text))
+            }
+            (None, Some(var)) => {
+                let text = std::env::var(var).map_err(|_| {
+                    self.invalid(
+                        "admin.token_env",
+                        format!("the environment variable {var} is not set (or not UTF-8)"),
+                    )
+                })?;
+                Some(("admin.token_env", format!("${var}"), text))
+            }
+            (None, None) => None,
+        };
+        let token = match text {
+            Some((key, origin, text)) => {
                 let token = text.trim().to_owned();
                 if token.len() < 16 {
                     return Err(self.invalid(
-                        "admin.token_file",
-                        format!(
-                            "{}: the token is shorter than 16 characters",
-                            path.display()
-                        ),
+                        key,
+                        format!("{origin}: the token is shorter than 16 characters"),
                     ));
                 }
                 Some(Secret(token))
@@ -118,16 +136,28 @@ impl Validator {
                 return Err(self.invalid(
                     "admin.token_file",
                     format!(
-                        "is required when admin_listen ({listen}) is not a loopback address: \
-                         metrics and health would be open to the network"
+                        "(or admin.token_env) is required when admin_listen ({listen}) is not a \
+                         loopback address: metrics, health, the JSON API and the console would be \
+                         open to the network"
                     ),
                 ))
             }
             None => None,
         };
+        let user = match &a.user {
+            None => crate::config::settings::DEFAULT_ADMIN_USER.to_owned(),
+            Some(u) if u.is_empty() || u.contains(':') || u.chars().any(char::is_control) => {
+                return Err(self.invalid(
+                    "admin.user",
+                    format!("{u:?} cannot be a basic-credentials user name (empty, or holds ':' or a control character)"),
+                ))
+            }
+            Some(u) => u.clone(),
+        };
         Ok(AdminSettings {
             token,
             open: a.open.clone(),
+            user,
         })
     }
 
