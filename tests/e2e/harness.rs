@@ -61,6 +61,20 @@ pub fn is_root() -> bool {
 }
 
 /// True when the test can run. Missing prerequisites fail the test, unless `PORTCULLIS_SKIP_E2E=1`.
+/// Whether `dir`'s Node.js packages (`npm ci` there) hold `package`; `whose` names them in the
+/// message. Missing is a failure unless `PORTCULLIS_SKIP_E2E=1`, which makes it a skip.
+pub fn node_packages_ready(dir: &str, package: &str, whose: &str) -> bool {
+    if Path::new(dir).join("node_modules").join(package).is_dir() {
+        return true;
+    }
+    let what = format!("{whose} packages (npm ci in {dir})");
+    if std::env::var("PORTCULLIS_SKIP_E2E").as_deref() == Ok("1") {
+        eprintln!("SKIPPED (PORTCULLIS_SKIP_E2E=1): this e2e test needs {what}");
+        return false;
+    }
+    panic!("this e2e test needs {what}");
+}
+
 pub fn prerequisites(tools: &[&str], needs_root: bool) -> bool {
     let mut missing: Vec<String> = tools
         .iter()

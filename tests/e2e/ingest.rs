@@ -39,24 +39,17 @@ const GENERATOR: &str = concat!(
     "/tests/fixtures/sigstore/generator"
 );
 
-fn generator_ready() -> bool {
-    let ready = Path::new(GENERATOR)
-        .join("node_modules/@sigstore/mock")
-        .is_dir();
-    if !ready {
-        let what = format!("the signing generator's packages (npm ci in {GENERATOR})");
-        if std::env::var("PORTCULLIS_SKIP_E2E").as_deref() == Ok("1") {
-            eprintln!("SKIPPED (PORTCULLIS_SKIP_E2E=1): this e2e test needs {what}");
-            return false;
-        }
-        panic!("this e2e test needs {what}");
-    }
-    true
+pub(crate) fn generator_ready() -> bool {
+    crate::harness::node_packages_ready(GENERATOR, "@sigstore/mock", "the signing generator's")
 }
 
 /// The files of an Alpine 3.20 image with `apk` packages (name, version) installed and, when
 /// given, lodash at that version under `node_modules`; `marker` makes each image its own.
-fn files(apk: &[(&str, &str)], lodash: Option<&str>, marker: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn files(
+    apk: &[(&str, &str)],
+    lodash: Option<&str>,
+    marker: &str,
+) -> Vec<(String, Vec<u8>)> {
     let os_release =
         "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME=\"Alpine Linux v3.20\"\n";
     let mut db = String::new();
@@ -86,11 +79,21 @@ fn files(apk: &[(&str, &str)], lodash: Option<&str>, marker: &str) -> Vec<(Strin
 }
 
 async fn push(registry: &Registry, reference: Option<&str>, files: &[(String, Vec<u8>)]) -> Value {
+    push_to(registry, REPO, reference, files).await
+}
+
+/// Pushes an image of `files` to `repo`, tagged `reference` when given.
+pub(crate) async fn push_to(
+    registry: &Registry,
+    repo: &str,
+    reference: Option<&str>,
+    files: &[(String, Vec<u8>)],
+) -> Value {
     let files: Vec<(&str, &[u8], u32)> = files
         .iter()
         .map(|(p, b)| (p.as_str(), b.as_slice(), 0o644))
         .collect();
-    push_image(&http_client(), &registry.addr, REPO, reference, &files).await
+    push_image(&http_client(), &registry.addr, repo, reference, &files).await
 }
 
 /// What syft makes of `digest` in the registry, as `format` (`spdx-json`, `cyclonedx-json`).
@@ -186,9 +189,9 @@ fn digest_of(desc: &Value) -> String {
 }
 
 /// The images of the scenario, by name, each a digest.
-struct Pushed {
-    digests: BTreeMap<&'static str, String>,
-    trusted_root: PathBuf,
+pub(crate) struct Pushed {
+    pub digests: BTreeMap<&'static str, String>,
+    pub trusted_root: PathBuf,
 }
 
 /// Builds, scans, signs and attaches every image of the scenario:
@@ -199,7 +202,7 @@ struct Pushed {
 /// - `buildkit`: a signed index over `buildkit-child` (musl 1.2.5-r0, zlib 1.3.1-r1) and an
 ///   attestation manifest holding syft's SPDX of the child as BuildKit writes it;
 /// - `bare`: lodash 4.17.20 and no SBOM.
-async fn push_scenario(registry: &Registry, dir: &Path) -> Pushed {
+pub(crate) async fn push_scenario(registry: &Registry, dir: &Path) -> Pushed {
     let client = http_client();
     let (musl, zlib1, zlib2) = (
         ("musl", "1.2.5-r0"),

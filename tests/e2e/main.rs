@@ -15,6 +15,7 @@ mod harness;
 
 mod attestations;
 mod auth;
+mod console;
 mod deploy;
 mod ingest;
 mod inventory;

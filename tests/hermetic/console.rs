@@ -102,6 +102,16 @@ async fn every_page_shows_what_was_pulled() {
     assert!(
         only_prod.contains("fake.local/prod/app") && !only_prod.contains("fake.local/team/app\"")
     );
+    // A second image let through: a section longer than `limit` says what it leaves out.
+    assert_eq!(
+        status(c.get(format!("{base}/v2/team/other/manifests/v1"))).await,
+        200
+    );
+    flush(&proxy).await;
+    let one = ok(&proxy, "/ui/audit?limit=1").await;
+    assert!(one.contains("Showing the first 1 of 2 digests"), "{one}");
+    let (code, _, body) = page(&proxy, "/ui/audit?limit=0").await;
+    assert_eq!(code, 400, "{body}");
     let globbed = ok(&proxy, "/ui/audit?image=fake.local/team/**").await;
     assert!(!globbed.contains("id=\"refused\""), "{globbed}");
 

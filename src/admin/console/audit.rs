@@ -13,6 +13,8 @@ use crate::db::Database;
 use crate::ledger::report::{self, Entry, Query};
 
 const DEFAULT_SINCE: &str = "7d";
+/// The digests a section lists unless `limit` asks for more (the counts cover them all).
+const DEFAULT_LIMIT: usize = 200;
 
 pub async fn page(db: &Database, config: &Config, params: &Params) -> Result<Markup, ConsoleError> {
     let since_text = params.get("since").unwrap_or(DEFAULT_SINCE);
@@ -25,6 +27,7 @@ pub async fn page(db: &Database, config: &Config, params: &Params) -> Result<Mar
         image,
     };
     let r = report::audit(db, &q).await?;
+    let limit = super::limit(params, DEFAULT_LIMIT)?;
     let body = html! {
         h1 { "Audit" }
         p.sub { "From " (when_text(&r.since)) " to " (when_text(&r.until)) ": what audit rules let through unverified (enforce would refuse it), what was refused, and the signature lookups that failed." }
@@ -46,9 +49,9 @@ pub async fn page(db: &Database, config: &Config, params: &Params) -> Result<Mar
             div.tile #count-refused { div.v { (images(&r.refused)) } div.k { "images refused" } }
             div.tile #count-faults { div.v { (images(&r.faults)) } div.k { "images with lookup faults" } }
         }
-        (section("let-through", "Let through unverified by audit rules: enforce would refuse these", &r.let_through))
-        (section("refused", "Refused", &r.refused))
-        (section("faults", "Signature lookup faults: neither signed nor unsigned, check the upstream", &r.faults))
+        (section("let-through", "Let through unverified by audit rules: enforce would refuse these", &r.let_through, limit))
+        (section("refused", "Refused", &r.refused, limit))
+        (section("faults", "Signature lookup faults: neither signed nor unsigned, check the upstream", &r.faults, limit))
         @if r.let_through.is_empty() && r.refused.is_empty() && r.faults.is_empty() {
             p.empty #nothing { "Nothing to do: every pull in the window was verified (or not checked)." }
         }
@@ -64,14 +67,19 @@ fn images(entries: &[Entry]) -> usize {
     names.len()
 }
 
-fn section(id: &str, title: &str, entries: &[Entry]) -> Markup {
+fn section(id: &str, title: &str, entries: &[Entry], limit: usize) -> Markup {
     if entries.is_empty() {
         return html! {};
     }
-    let rules = report::grouped(entries);
+    let shown = &entries[..entries.len().min(limit)];
+    let rules = report::grouped(shown);
     html! {
         section.card id=(id) {
             h2 { (title) }
+            @if shown.len() < entries.len() {
+                p.more { "Showing the first " (count(shown.len() as i64)) " of " (count(entries.len() as i64))
+                    " digests: narrow the rule, image or window, or add " code { "limit=" (entries.len()) } " to the address." }
+            }
             @for (rule, images) in &rules {
                 h3 { (rule) ": " (report::findings_summary(images)) }
                 table {

@@ -13,6 +13,9 @@ use crate::db::Database;
 use crate::inventory::query::{self, Answer, Scope};
 use crate::inventory::versions::Range;
 
+/// The hits an answer lists unless `limit` asks for more (the counts cover them all).
+const DEFAULT_LIMIT: usize = 500;
+
 pub async fn page(db: &Database, config: &Config, params: &Params) -> Result<Markup, ConsoleError> {
     let package = params.get("package");
     let advisory = params.get("advisory");
@@ -43,6 +46,7 @@ pub async fn page(db: &Database, config: &Config, params: &Params) -> Result<Mar
         None => None,
     };
     let rule = params.get("rule");
+    let limit = super::limit(params, DEFAULT_LIMIT)?;
     let body = html! {
         h1 { "Inventory" }
         p.sub { "Which pulled images contain a package, from the SBOMs attached to what was really pulled." }
@@ -82,16 +86,17 @@ pub async fn page(db: &Database, config: &Config, params: &Params) -> Result<Mar
         }
         @if let Some(a) = &by_package {
             (answer("by-package", &format!("Images containing {}{}", package.unwrap_or_default(),
-                params.get("range").map(|r| format!(" in {r}")).unwrap_or_default()), a))
+                params.get("range").map(|r| format!(" in {r}")).unwrap_or_default()), a, limit))
         }
         @if let Some(a) = &by_advisory {
-            (answer("by-advisory", &format!("Images affected by {}", advisory.unwrap_or_default()), a))
+            (answer("by-advisory", &format!("Images affected by {}", advisory.unwrap_or_default()), a, limit))
         }
     };
     Ok(layout::page("Inventory", Nav::Inventory, body))
 }
 
-fn answer(id: &str, title: &str, a: &Answer) -> Markup {
+fn answer(id: &str, title: &str, a: &Answer, limit: usize) -> Markup {
+    let shown = &a.entries[..a.entries.len().min(limit)];
     html! {
         section.card id=(id) {
             h2 { (title) }
@@ -101,12 +106,16 @@ fn answer(id: &str, title: &str, a: &Answer) -> Markup {
             @if !a.withdrawn.is_empty() {
                 p.cond-bad { "Withdrawn, matching nothing: " (a.withdrawn.join(", ")) }
             }
-            @if !a.entries.is_empty() {
+            @if shown.len() < a.entries.len() {
+                p.more { "Showing the first " (count(shown.len() as i64)) " hits: narrow the window, rule, upstream or image, or add "
+                    code { "limit=" (a.entries.len()) } " to the address." }
+            }
+            @if !shown.is_empty() {
                 table.hits {
                     thead { tr { th { "Image" } th { "Digest" } th { "Tags" } th { "Package" } th { "Version" } th { "Matched" }
                         th { "Compared as" } th.num { "Pulls" } th.num { "Clients" } th { "Last pulled" } th { "SBOM from" } } }
                     tbody {
-                        @for e in &a.entries {
+                        @for e in shown {
                             tr.hit data-digest=(e.digest) {
                                 td { (image_link(&e.image)) }
                                 td { a href={(layout::image_href(&e.image)) "#" (e.digest)} { (digest(&e.digest)) } }

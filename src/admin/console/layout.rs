@@ -27,11 +27,12 @@ header .brand { font-weight:600; letter-spacing:.02em; }
 header nav a { color:#cfd6dd; text-decoration:none; padding:14px 10px; }
 header nav a.current, header nav a:hover { color:#fff; border-bottom:2px solid #fff; }
 main { padding:20px 24px 40px; max-width:1280px; }
-h1 { font-size:20px; margin:0 0 4px; } h2 { font-size:16px; margin:24px 0 8px; }
+h1 { font-size:20px; margin:0 0 4px; } h2 { font-size:16px; margin:24px 0 8px; } section.card > h2:first-child { margin-top:0; }
 p.sub { color:var(--muted); margin:0 0 16px; }
 section.card { background:var(--card); border:1px solid var(--line); border-radius:6px; padding:14px 16px; margin:0 0 16px; }
 table { border-collapse:collapse; width:100%; }
-th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
+th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--line); vertical-align:top; overflow-wrap:anywhere; }
+td.mono, td .mono, td code { max-width:36em; }
 th { font-weight:600; color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.03em; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size:12.5px; }

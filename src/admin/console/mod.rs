@@ -149,6 +149,22 @@ async fn route(path: &str, params: &Params, state: &AdminState) -> Result<Markup
     }
 }
 
+/// `limit` (how many rows a long list shows), `default` when not given.
+fn limit(params: &Params, default: usize) -> Result<usize, ConsoleError> {
+    match params.get("limit") {
+        None => Ok(default),
+        Some(l) => {
+            l.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConsoleError::BadParam {
+                    param: "limit",
+                    reason: format!("{l:?} is not a positive whole number"),
+                })
+        }
+    }
+}
+
 /// The query string, decoded; a field left empty in a form counts as not given.
 pub struct Params(Vec<(String, String)>);
 
