@@ -161,60 +161,49 @@ impl Postgres {
         );
         let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12] = &cols;
         let [i0, i1, i2, i3] = &ints;
-        let result = bounded(async {
-            client.batch_execute("BEGIN").await?;
-            let body = async {
+        let result = bounded(in_transaction(&client, async {
+            client
+                .execute(
+                    &sql,
+                    &[
+                        c0,
+                        c1,
+                        c2,
+                        c3,
+                        c4,
+                        c5,
+                        c6,
+                        c7,
+                        c8,
+                        c9,
+                        c10,
+                        c11,
+                        c12,
+                        &identities,
+                        i0,
+                        i1,
+                        i2,
+                        i3,
+                    ],
+                )
+                .await?;
+            for h in &hours {
                 client
                     .execute(
-                        &sql,
+                        crate::db::console::UPSERT_HOUR,
                         &[
-                            c0,
-                            c1,
-                            c2,
-                            c3,
-                            c4,
-                            c5,
-                            c6,
-                            c7,
-                            c8,
-                            c9,
-                            c10,
-                            c11,
-                            c12,
-                            &identities,
-                            i0,
-                            i1,
-                            i2,
-                            i3,
+                            &h.hour,
+                            &h.rule,
+                            &h.mode,
+                            &h.verdict,
+                            &h.admission,
+                            &h.pulls,
                         ],
                     )
                     .await?;
-                for h in &hours {
-                    client
-                        .execute(
-                            crate::db::console::UPSERT_HOUR,
-                            &[
-                                &h.hour,
-                                &h.rule,
-                                &h.mode,
-                                &h.verdict,
-                                &h.admission,
-                                &h.pulls,
-                            ],
-                        )
-                        .await?;
-                }
-                Ok::<(), tokio_postgres::Error>(())
             }
-            .await;
-            match body {
-                Ok(()) => client.batch_execute("COMMIT").await,
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(e)
-                }
-            }
-        })
+            Ok::<(), tokio_postgres::Error>(())
+        }))
         .await;
         self.forget_if_failed(&client, result.is_err()).await;
         result
@@ -432,6 +421,25 @@ async fn migrate_locked(client: &Client) -> Result<(), DbError> {
 }
 
 /// Bounds a database call by [`CALL_TIMEOUT`].
+/// Runs `body` between `BEGIN` and `COMMIT` on `client`; a failed body is rolled back and its
+/// error returned.
+async fn in_transaction<T, F>(client: &Client, body: F) -> Result<T, tokio_postgres::Error>
+where
+    F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    client.batch_execute("BEGIN").await?;
+    match body.await {
+        Ok(v) => {
+            client.batch_execute("COMMIT").await?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
 async fn bounded<T, E, F>(f: F) -> Result<T, DbError>
 where
     F: std::future::Future<Output = Result<T, E>>,

@@ -1,6 +1,6 @@
 //! The console's calls on PostgreSQL, bounded like every other call.
 
-use super::{bounded, Postgres};
+use super::{bounded, in_transaction, Postgres};
 use crate::db::console::{self as q, HourRow, VerdictRow};
 use crate::db::DbError;
 
@@ -43,37 +43,26 @@ impl Postgres {
 
     pub async fn put_verdicts(&self, rows: Vec<VerdictRow>) -> Result<(), DbError> {
         let client = self.client().await?;
-        let result = bounded(async {
-            client.batch_execute("BEGIN").await?;
-            let body = async {
-                for r in &rows {
-                    let verified = i64::from(r.verified);
-                    client
-                        .execute(
-                            q::UPSERT_VERDICT,
-                            &[
-                                &r.digest,
-                                &r.rule,
-                                &r.image,
-                                &verified,
-                                &r.first_decided,
-                                &r.decided_at,
-                                &r.detail,
-                            ],
-                        )
-                        .await?;
-                }
-                Ok::<(), tokio_postgres::Error>(())
+        let result = bounded(in_transaction(&client, async {
+            for r in &rows {
+                let verified = i64::from(r.verified);
+                client
+                    .execute(
+                        q::UPSERT_VERDICT,
+                        &[
+                            &r.digest,
+                            &r.rule,
+                            &r.image,
+                            &verified,
+                            &r.first_decided,
+                            &r.decided_at,
+                            &r.detail,
+                        ],
+                    )
+                    .await?;
             }
-            .await;
-            match body {
-                Ok(()) => client.batch_execute("COMMIT").await,
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(e)
-                }
-            }
-        })
+            Ok::<(), tokio_postgres::Error>(())
+        }))
         .await;
         self.forget_if_failed(&client, result.is_err()).await;
         result

@@ -1,7 +1,7 @@
 //! The inventory's calls on PostgreSQL: each call's statements in one transaction on the
 //! shared connection, bounded like every other call.
 
-use super::{bounded, Postgres};
+use super::{bounded, in_transaction, Postgres};
 use crate::db::inventory::{self as q, AdvisoryCounts, AdvisoryRow};
 use crate::db::DbError;
 
@@ -9,45 +9,34 @@ impl Postgres {
     pub async fn put_advisories(&self, rows: Vec<AdvisoryRow>) -> Result<(), DbError> {
         let client = self.client().await?;
         let now = crate::db::now_ms();
-        let result = bounded(async {
-            client.batch_execute("BEGIN").await?;
-            let body = async {
-                for r in &rows {
+        let result = bounded(in_transaction(&client, async {
+            for r in &rows {
+                client
+                    .execute(
+                        q::UPSERT_ADVISORY,
+                        &[
+                            &r.id,
+                            &r.modified,
+                            &r.withdrawn,
+                            &r.summary,
+                            &r.document,
+                            &now,
+                        ],
+                    )
+                    .await?;
+                client.execute(q::DELETE_IDS, &[&r.id]).await?;
+                client.execute(q::DELETE_PACKAGES, &[&r.id]).await?;
+                for alias in &r.ids {
+                    client.execute(q::INSERT_ID, &[alias, &r.id]).await?;
+                }
+                for (eco, name) in &r.packages {
                     client
-                        .execute(
-                            q::UPSERT_ADVISORY,
-                            &[
-                                &r.id,
-                                &r.modified,
-                                &r.withdrawn,
-                                &r.summary,
-                                &r.document,
-                                &now,
-                            ],
-                        )
+                        .execute(q::INSERT_PACKAGE, &[&r.id, eco, name])
                         .await?;
-                    client.execute(q::DELETE_IDS, &[&r.id]).await?;
-                    client.execute(q::DELETE_PACKAGES, &[&r.id]).await?;
-                    for alias in &r.ids {
-                        client.execute(q::INSERT_ID, &[alias, &r.id]).await?;
-                    }
-                    for (eco, name) in &r.packages {
-                        client
-                            .execute(q::INSERT_PACKAGE, &[&r.id, eco, name])
-                            .await?;
-                    }
-                }
-                Ok::<(), tokio_postgres::Error>(())
-            }
-            .await;
-            match body {
-                Ok(()) => client.batch_execute("COMMIT").await,
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(e)
                 }
             }
-        })
+            Ok::<(), tokio_postgres::Error>(())
+        }))
         .await;
         self.forget_if_failed(&client, result.is_err()).await;
         result
@@ -85,65 +74,53 @@ impl Postgres {
         let client = self.client().await?;
         let now = crate::db::now_ms();
         let count = packages.len() as i64;
-        let result = bounded(async {
-            client.batch_execute("BEGIN").await?;
-            let body = async {
-                client
-                    .execute(
-                        q::UPSERT_SBOM,
-                        &[
-                            &s.digest,
-                            &s.image,
-                            &s.status,
-                            &s.provenance,
-                            &s.signer,
-                            &s.format,
-                            &s.error,
-                            &count,
-                            &now,
-                        ],
-                    )
-                    .await?;
-                client
-                    .execute(q::DELETE_SBOM_PACKAGES, &[&s.digest])
-                    .await?;
-                // One statement per chunk of packages: an SBOM of 50 000 packages is a few round
-                // trips, not 50 000.
-                for chunk in packages.chunks(INSERT_CHUNK) {
-                    let column = |f: fn(&PackageRow) -> &String| -> Vec<&str> {
-                        chunk.iter().map(|p| f(p).as_str()).collect()
-                    };
-                    let columns = [
-                        column(|p| &p.key),
-                        column(|p| &p.version),
-                        column(|p| &p.purl),
-                        column(|p| &p.keyed),
-                        column(|p| &p.ecosystem),
-                        column(|p| &p.name),
-                        column(|p| &p.osv_name),
-                        column(|p| &p.upstream),
-                        column(|p| &p.distro),
-                    ];
-                    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                        vec![&s.digest];
-                    params.extend(
-                        columns
-                            .iter()
-                            .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync)),
-                    );
-                    client.execute(q::INSERT_SBOM_PACKAGES, &params).await?;
-                }
-                Ok::<(), tokio_postgres::Error>(())
+        let result = bounded(in_transaction(&client, async {
+            client
+                .execute(
+                    q::UPSERT_SBOM,
+                    &[
+                        &s.digest,
+                        &s.image,
+                        &s.status,
+                        &s.provenance,
+                        &s.signer,
+                        &s.format,
+                        &s.error,
+                        &count,
+                        &now,
+                    ],
+                )
+                .await?;
+            client
+                .execute(q::DELETE_SBOM_PACKAGES, &[&s.digest])
+                .await?;
+            // One statement per chunk of packages: an SBOM of 50 000 packages is a few round
+            // trips, not 50 000.
+            for chunk in packages.chunks(INSERT_CHUNK) {
+                let column = |f: fn(&PackageRow) -> &String| -> Vec<&str> {
+                    chunk.iter().map(|p| f(p).as_str()).collect()
+                };
+                let columns = [
+                    column(|p| &p.key),
+                    column(|p| &p.version),
+                    column(|p| &p.purl),
+                    column(|p| &p.keyed),
+                    column(|p| &p.ecosystem),
+                    column(|p| &p.name),
+                    column(|p| &p.osv_name),
+                    column(|p| &p.upstream),
+                    column(|p| &p.distro),
+                ];
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&s.digest];
+                params.extend(
+                    columns
+                        .iter()
+                        .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync)),
+                );
+                client.execute(q::INSERT_SBOM_PACKAGES, &params).await?;
             }
-            .await;
-            match body {
-                Ok(()) => client.batch_execute("COMMIT").await,
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(e)
-                }
-            }
-        })
+            Ok::<(), tokio_postgres::Error>(())
+        }))
         .await;
         self.forget_if_failed(&client, result.is_err()).await;
         result
