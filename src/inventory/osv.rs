@@ -123,10 +123,17 @@ impl Advisory {
     /// affects its version decides; otherwise not affected, or unknown if some entry named it
     /// but could not compare.
     pub fn check(&self, package: &Package) -> Verdict {
+        self.check_named(package, &osv_name(package))
+    }
+
+    /// [`Advisory::check`] for a package whose [`osv_name`] is already known (the inventory
+    /// stores it with each package), so that it is not derived again from the purl for each
+    /// entry of the advisory.
+    pub fn check_named(&self, package: &Package, osv_name: &str) -> Verdict {
         let mut unknown = None;
         for a in &self.affected {
             let Some(p) = &a.package else { continue };
-            if !names(p, package) {
+            if !names(p, package, osv_name) {
                 continue;
             }
             match a.check(&p.ecosystem, package.version.as_deref()) {
@@ -148,6 +155,21 @@ fn normal_name(ecosystem: &str, name: &str) -> String {
     }
 }
 
+/// Whether `name`, as an advisory of `ecosystem` writes it, is `normal` (a name in its
+/// [`normal_name`] form): [`normal_name`] without building the string, since an answer asks it
+/// for every package found times every entry of the advisory.
+fn is_named(ecosystem: &str, name: &str, normal: &str) -> bool {
+    if ecosystem == "PyPI" {
+        let normalised = name.chars().map(|c| match c {
+            '_' | '.' => '-',
+            c => c.to_ascii_lowercase(),
+        });
+        normalised.eq(normal.chars())
+    } else {
+        name == normal
+    }
+}
+
 /// The name an OSV advisory would give a package with this purl.
 pub fn osv_name(package: &Package) -> String {
     let Some(purl) = package
@@ -165,16 +187,15 @@ pub fn osv_name(package: &Package) -> String {
     }
 }
 
-/// Whether an advisory's package is this SBOM package.
-fn names(p: &OsvPackage, package: &Package) -> bool {
+/// Whether an advisory's package is this SBOM package (whose OSV name is `osv_name`).
+fn names(p: &OsvPackage, package: &Package, osv_name: &str) -> bool {
     let (_, ty) = Scheme::of_osv_ecosystem(&p.ecosystem);
     if ty.is_empty() || package.ecosystem.as_deref() != Some(ty) {
         return false;
     }
-    let want = normal_name(&p.ecosystem, &p.name);
     let distro = matches!(ty, "deb" | "apk" | "rpm");
-    let by_name =
-        osv_name(package) == want || (distro && package.upstream.as_deref() == Some(want.as_str()));
+    let by_name = is_named(&p.ecosystem, &p.name, osv_name)
+        || (distro && package.upstream.as_deref() == Some(p.name.as_str()));
     by_name && release_agrees(&p.ecosystem, package.distro.as_deref())
 }
 

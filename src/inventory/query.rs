@@ -179,7 +179,7 @@ pub async fn affected(
                 name,
             };
             for hit in db.find_packages(&lookup).await? {
-                match a.check(&package_of(&hit.package)) {
+                match a.check_named(&package_of(&hit.package), &hit.package.osv_name) {
                     Verdict::Affected { range, scheme } => {
                         found.push((hit, Some(range), Some(a.id.clone()), scheme))
                     }

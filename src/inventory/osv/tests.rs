@@ -151,6 +151,26 @@ fn pypi_names_are_normalised() {
         }
     ));
     assert_eq!(a.packages(), vec![("pypi", "zope-interface".to_owned())]);
+    // The stored OSV name gives the same answer as the one derived from the purl.
+    let p = pkg("pkg:pypi/zope-interface@4.7.1");
+    assert_eq!(a.check_named(&p, "zope-interface"), a.check(&p));
+    assert_eq!(a.check_named(&p, "zope-interfaces"), Verdict::NotAffected);
+}
+
+#[test]
+fn names_compare_as_their_normal_forms() {
+    for (ecosystem, name) in [
+        ("PyPI", "Zope.Interface"),
+        ("PyPI", "typing_extensions"),
+        ("PyPI", "A.b_C-d"),
+        ("Maven", "org.Apache:Log4j_core"),
+        ("npm", "@scope/Pkg.js"),
+    ] {
+        let normal = normal_name(ecosystem, name);
+        assert!(is_named(ecosystem, name, &normal), "{ecosystem} {name}");
+        assert!(!is_named(ecosystem, name, &format!("{normal}x")));
+        assert!(!is_named(ecosystem, name, &normal[1..]));
+    }
 }
 
 #[test]
