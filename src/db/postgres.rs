@@ -4,9 +4,10 @@
 //! other's pulls, and migrations run under a transaction-scoped advisory lock so that replicas
 //! starting together migrate once.
 //!
-//! One connection is kept; when it breaks (server restarted, network cut) the next call opens a
-//! new one, so recording resumes by itself once the server is back. Every call, connecting
-//! included, is bounded by [`CALL_TIMEOUT`].
+//! One connection is kept (and a second, opened when first needed, on which the audit summary
+//! reads the newer half of its window at the same time); when one breaks (server restarted,
+//! network cut) the next call opens a new one, so recording resumes by itself once the server
+//! is back. Every call, connecting included, is bounded by [`CALL_TIMEOUT`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,9 @@ pub struct Postgres {
     config: Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     client: Mutex<Option<Arc<Client>>>,
+    /// A second connection, opened when first needed: the audit summary reads the two halves
+    /// of its window at once ([`super::Half`]).
+    second: Mutex<Option<Arc<Client>>>,
     /// Whether this process has brought the schema up to date (done on the first connection).
     migrated: AtomicBool,
 }
@@ -57,6 +61,7 @@ impl Postgres {
             config,
             tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls_config),
             client: Mutex::new(None),
+            second: Mutex::new(None),
             migrated: AtomicBool::new(false),
         };
         // A server that is down now is not a start-up error: the proxy serves without it, and
@@ -74,7 +79,21 @@ impl Postgres {
 
     /// The open connection, or a new one.
     async fn client(&self) -> Result<Arc<Client>, DbError> {
-        let mut slot = self.client.lock().await;
+        self.client_in(&self.client).await
+    }
+
+    /// The connection slot a half of the audit summary reads on.
+    fn slot(&self, half: super::Half) -> &Mutex<Option<Arc<Client>>> {
+        match half {
+            super::Half::Before(_) => &self.client,
+            super::Half::From(_) => &self.second,
+        }
+    }
+
+    /// The open connection of `slot`, or a new one (the first connection of the process also
+    /// migrates).
+    async fn client_in(&self, slot: &Mutex<Option<Arc<Client>>>) -> Result<Arc<Client>, DbError> {
+        let mut slot = slot.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
@@ -243,14 +262,21 @@ impl Postgres {
             .collect()
     }
 
-    /// Streams the window's rows (never all held at once) into [`summary::Summaries`].
+    /// Streams one half of the window's rows (never all held at once) into
+    /// [`summary::Summaries`] ([`super::Database::summaries`]), on the half's own connection.
     pub async fn summaries(
         &self,
         filter: &Filter,
-    ) -> Result<(Vec<DigestSummary>, Vec<ImageClients>), DbError> {
+        half: super::Half,
+    ) -> Result<summary::Summaries, DbError> {
         let (clause, strings) = where_clause(filter, |n| format!("${n}"));
-        let sql = format!("SELECT {} FROM pulls WHERE {clause}", summary::COLUMNS);
-        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {} FROM pulls WHERE {clause}{}",
+            summary::COLUMNS,
+            half.clause()
+        );
+        let slot = self.slot(half);
+        let client = self.client_in(slot).await?;
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&filter.since];
         for s in &strings {
             params.push(s);
@@ -261,29 +287,13 @@ impl Postgres {
             let mut sums = summary::Summaries::default();
             while let Some(row) = futures_util::StreamExt::next(&mut rows).await {
                 let row = row?;
-                sums.add(summary::Row {
-                    image: row.try_get::<_, &str>(0)?.as_bytes(),
-                    digest: row.try_get::<_, &str>(1)?.as_bytes(),
-                    upstream: row.try_get::<_, &str>(2)?.as_bytes(),
-                    rule: row.try_get::<_, &str>(3)?.as_bytes(),
-                    mode: row.try_get::<_, &str>(4)?.as_bytes(),
-                    verdict: row.try_get::<_, &str>(5)?.as_bytes(),
-                    admission: row.try_get::<_, &str>(6)?.as_bytes(),
-                    finding: row.try_get::<_, &str>(7)?.as_bytes(),
-                    tag: row.try_get::<_, &str>(8)?.as_bytes(),
-                    reasons: row.try_get::<_, &str>(9)?.as_bytes(),
-                    identities: row.try_get::<_, &str>(10)?.as_bytes(),
-                    client_addr: row.try_get::<_, &str>(11)?.as_bytes(),
-                    user_name: row.try_get::<_, &str>(12)?.as_bytes(),
-                    pulls: row.try_get(13)?,
-                    first_seen: row.try_get(14)?,
-                    last_seen: row.try_get(15)?,
-                });
+                let text = |i: usize| row.try_get::<_, RawText<'_>>(i).map(|t| t.0);
+                sums.add(summary::Row::read(text, |i| row.try_get(i))?);
             }
-            Ok::<_, tokio_postgres::Error>(sums.finish())
+            Ok::<_, tokio_postgres::Error>(sums)
         })
         .await;
-        self.forget_if_failed(&client, result.is_err()).await;
+        self.forget_in(slot, &client, result.is_err()).await;
         result
     }
 
@@ -375,8 +385,17 @@ impl Postgres {
     /// Drops the connection after a failed call (it may have broken, or be left mid-statement
     /// by a timeout), so the next call opens a new one.
     async fn forget_if_failed(&self, client: &Arc<Client>, failed: bool) {
+        self.forget_in(&self.client, client, failed).await
+    }
+
+    async fn forget_in(
+        &self,
+        slot: &Mutex<Option<Arc<Client>>>,
+        client: &Arc<Client>,
+        failed: bool,
+    ) {
         if failed || client.is_closed() {
-            let mut slot = self.client.lock().await;
+            let mut slot = slot.lock().await;
             if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, client)) {
                 *slot = None;
             }
@@ -387,6 +406,11 @@ impl Postgres {
 async fn migrate_locked(client: &Client) -> Result<(), DbError> {
     client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    // The server's notice that the version table exists already would be logged by every
+    // command that opens the database; this transaction's warnings and errors are enough.
+    client
+        .batch_execute("SET LOCAL client_min_messages = warning")
         .await?;
     client.batch_execute(schema::VERSION_TABLE).await?;
     let current: i64 = client
@@ -437,6 +461,25 @@ where
             let _ = client.batch_execute("ROLLBACK").await;
             Err(e)
         }
+    }
+}
+
+/// A `TEXT` column's bytes as the server sent them, for the rows a summary reads by the
+/// hundred thousand: [`summary::Row`] takes bytes and decodes (lossily) only what it keeps, so
+/// the UTF-8 check and type-name look-up of `&str` would be spent on every column of every row.
+struct RawText<'a>(&'a [u8]);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawText<'a> {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawText(raw))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        use tokio_postgres::types::Type;
+        *ty == Type::TEXT || *ty == Type::VARCHAR
     }
 }
 

@@ -17,6 +17,9 @@
 //! (digest, rule), as JSON (every signature, attestation and condition), with when it was first
 //! and last decided.
 //!
+//! Migration 6 widens the digest index on SQLite to cover what the inventory's answers read
+//! of each digest's pulls.
+//!
 //! Migration 2 is the inventory's: `advisories` (one OSV document per id, kept whole and read
 //! back by `inventory::osv`), `advisory_ids` (the id and every alias, for look-ups by CVE or
 //! GHSA id), `advisory_packages` (which (purl type, name) each names, for matching), and for
@@ -24,7 +27,7 @@
 //! unreadable) and `sbom_packages` (its packages, indexed by purl key, name and OSV name).
 
 /// The newest schema version this program knows.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// The rows an audit report lists: unverified, lookup faults and refusals. Queries repeat it
 /// exactly so that the partial index applies.
@@ -69,6 +72,18 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         both: CONSOLE,
         sqlite: &[],
+    },
+    // On SQLite the digest index covers what the inventory's answers read of each digest's
+    // pulls (tags, times, counts, clients, within a time, rule and upstream), so that an
+    // answer naming thousands of digests reads index entries in order instead of looking up
+    // each of their rows in the table. PostgreSQL keeps the narrow index (its index-only
+    // scans depend on the visibility map, which a busy ledger keeps stale).
+    Migration {
+        both: &[],
+        sqlite: &[
+            "DROP INDEX pulls_digest",
+            "CREATE INDEX pulls_digest ON pulls (digest, last_seen, rule, upstream, tag, first_seen, pulls, client_addr)",
+        ],
     },
 ];
 
@@ -191,6 +206,23 @@ mod tests {
         assert!(MIGRATIONS[2].sqlite[1].ends_with(&format!("WHERE {FINDINGS_PREDICATE}")));
         assert_eq!(MIGRATIONS.len() as i64, VERSION);
         assert!(LEDGER[0].contains(&format!("PRIMARY KEY ({KEY_COLUMNS})")));
+        // The inventory's digest index covers what its answers read.
+        for column in [
+            "digest",
+            "tag",
+            "first_seen",
+            "last_seen",
+            "pulls",
+            "client_addr",
+            "rule",
+            "upstream",
+        ] {
+            assert!(MIGRATIONS[5].sqlite[1].contains(column), "{column}");
+            assert!(
+                super::super::inventory::PULLS_OF_SQLITE.contains(column),
+                "{column}"
+            );
+        }
         // The covering index holds every column the report selects.
         for column in super::super::summary::COLUMNS.split(',').map(str::trim) {
             assert!(MIGRATIONS[2].sqlite[1].contains(column), "{column}");

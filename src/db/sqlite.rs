@@ -1,8 +1,10 @@
 //! The embedded backend: one SQLite file (`state_dir/portcullis.db`), compiled in (rusqlite's
-//! `bundled`), in WAL mode so that reports read while the ledger writes. Two connections, one
-//! for writes and one for reads, each behind a mutex; every call runs on tokio's blocking pool
-//! and is bounded by [`CALL_TIMEOUT`]. A locked database waits at most [`BUSY_TIMEOUT`] before
-//! the call fails (and the ledger counts what it could not write).
+//! `bundled`), in WAL mode so that reports read while the ledger writes. Three connections, one
+//! for writes and two for reads (the audit summary reads the two halves of its window at once),
+//! each behind a mutex; every call runs on tokio's blocking pool and is bounded by
+//! [`CALL_TIMEOUT`]. A locked database waits at most [`BUSY_TIMEOUT`] before the call fails
+//! (and the ledger counts what it could not write). Each connection reads through a memory map
+//! of the file ([`MMAP_BYTES`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,13 +28,16 @@ pub struct Sqlite {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// A second reader, for the newer half of the window the audit summary reads at once
+    /// ([`super::Half`]).
+    second_reader: Arc<Mutex<Connection>>,
 }
 
 impl Sqlite {
     /// Opens (or creates) the file, its directory included, and migrates it.
     pub async fn open(path: PathBuf) -> Result<Sqlite, DbError> {
         let p = path.clone();
-        let (writer, reader) = blocking(&path, move || {
+        let (writer, reader, second_reader) = blocking(&path, move || {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|error| Fault::StateDir {
                     path: dir.to_path_buf(),
@@ -44,13 +49,15 @@ impl Sqlite {
             writer.pragma_update(None, "synchronous", "NORMAL")?;
             migrate(&writer)?;
             let reader = connect(&p)?;
-            Ok((writer, reader))
+            let second_reader = connect(&p)?;
+            Ok((writer, reader, second_reader))
         })
         .await?;
         Ok(Sqlite {
             path,
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            second_reader: Arc::new(Mutex::new(second_reader)),
         })
     }
 
@@ -149,16 +156,27 @@ impl Sqlite {
         .await
     }
 
+    /// One half of the window's rows, summed ([`super::Database::summaries`]), on the half's
+    /// own reader.
     pub async fn summaries(
         &self,
         filter: Filter,
-    ) -> Result<(Vec<DigestSummary>, Vec<ImageClients>), DbError> {
-        let conn = self.reader.clone();
+        half: super::Half,
+    ) -> Result<summary::Summaries, DbError> {
+        let conn = match half {
+            super::Half::Before(_) => self.reader.clone(),
+            super::Half::From(_) => self.second_reader.clone(),
+        };
         blocking(&self.path, move || {
             let (clause, strings) = where_clause(&filter, |n| format!("?{n}"));
-            let sql = format!("SELECT {} FROM pulls WHERE {clause}", summary::COLUMNS);
+            let sql = format!(
+                "SELECT {} FROM pulls WHERE {clause}{}",
+                summary::COLUMNS,
+                half.clause()
+            );
             let conn = lock(&conn);
-            let mut stmt = conn.prepare_cached(&sql)?;
+            // Not cached: the halves' bound is in the text, new at each call.
+            let mut stmt = conn.prepare(&sql)?;
             let params = params(filter.since, &strings);
             let mut rows = stmt.query(params_from_iter(params.iter()))?;
             let mut sums = summary::Summaries::default();
@@ -173,26 +191,9 @@ impl Sqlite {
                         )),
                     }
                 };
-                sums.add(summary::Row {
-                    image: text(0)?,
-                    digest: text(1)?,
-                    upstream: text(2)?,
-                    rule: text(3)?,
-                    mode: text(4)?,
-                    verdict: text(5)?,
-                    admission: text(6)?,
-                    finding: text(7)?,
-                    tag: text(8)?,
-                    reasons: text(9)?,
-                    identities: text(10)?,
-                    client_addr: text(11)?,
-                    user_name: text(12)?,
-                    pulls: row.get(13)?,
-                    first_seen: row.get(14)?,
-                    last_seen: row.get(15)?,
-                });
+                sums.add(summary::Row::read(text, |i| row.get(i))?);
             }
-            Ok(sums.finish())
+            Ok(sums)
         })
         .await
     }
@@ -332,11 +333,18 @@ fn connect(path: &Path) -> Result<Connection, Fault> {
     // The inventory's package indexes run to millions of rows: a page cache of 32 MiB per
     // connection (SQLite's default is 2 MiB) keeps their upper levels in memory.
     conn.pragma_update(None, "cache_size", CACHE_KIB)?;
+    // Pages read through a memory map of the file instead of copied into that cache by a
+    // read call each: a report reads tens of thousands of pages of a file the OS caches anyway.
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     Ok(conn)
 }
 
 /// The page cache of each connection, in KiB (negative: SQLite's unit for a size in KiB).
 const CACHE_KIB: i64 = -32 * 1024;
+
+/// How much of the file each connection maps (address space, not memory: pages are resident
+/// only while the OS keeps them cached).
+const MMAP_BYTES: i64 = 1 << 30;
 
 fn migrate(conn: &Connection) -> Result<(), Fault> {
     conn.execute_batch(schema::VERSION_TABLE)?;
@@ -383,6 +391,7 @@ fn params(since: i64, strings: &[String]) -> Vec<rusqlite::types::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::Half;
 
     async fn add_pulls(db: &Sqlite, rows: Vec<PullRow>) -> Result<(), DbError> {
         let hours = crate::db::console::hours_of(&rows);
@@ -476,13 +485,21 @@ mod tests {
             };
             let mut digests = db.digests(filter.clone()).await.unwrap();
             let mut clients = db.image_clients(filter.clone()).await.unwrap();
-            let (d, c) = db.summaries(filter).await.unwrap();
-            assert!(d.len() > 20, "{} groups", d.len());
             // The one pass gives them sorted; the SQL aggregates in no particular order.
             digests.sort_by(|a, b| a.group().cmp(&b.group()));
             clients.sort_by(|a, b| a.group().cmp(&b.group()));
-            assert_eq!(d, digests);
-            assert_eq!(c, clients);
+            // Split anywhere (groups and clients on both sides, or all on one), the merged
+            // halves are the whole window's sums.
+            for mid in [900, 1050, 1100, 1177, 1299, 1400] {
+                let older = db.summaries(filter.clone(), Half::Before(mid));
+                let mut sums = older.await.unwrap();
+                let newer = db.summaries(filter.clone(), Half::From(mid));
+                sums.merge(newer.await.unwrap());
+                let (d, c) = sums.finish();
+                assert!(d.len() > 20, "{} groups", d.len());
+                assert_eq!(d, digests, "split at {mid}");
+                assert_eq!(c, clients, "split at {mid}");
+            }
         }
     }
 }

@@ -7,7 +7,11 @@
 //! groups, and allocates only when it opens a group or brings a new client or tag. Memory holds
 //! the groups, the distinct clients, and one client number per row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Keyed by text the ledger holds (image names, client addresses): foldhash, seeded at random
+// per process, instead of SipHash, since each of the window's rows costs two look-ups.
+use foldhash::HashMap;
 
 use super::{DigestSummary, ImageClients};
 
@@ -35,6 +39,33 @@ pub struct Row<'a> {
     pub pulls: i64,
     pub first_seen: i64,
     pub last_seen: i64,
+}
+
+impl<'a> Row<'a> {
+    /// The row from its columns in [`COLUMNS`] order, read by the backend's accessors.
+    pub fn read<E>(
+        text: impl Fn(usize) -> Result<&'a [u8], E>,
+        int: impl Fn(usize) -> Result<i64, E>,
+    ) -> Result<Row<'a>, E> {
+        Ok(Row {
+            image: text(0)?,
+            digest: text(1)?,
+            upstream: text(2)?,
+            rule: text(3)?,
+            mode: text(4)?,
+            verdict: text(5)?,
+            admission: text(6)?,
+            finding: text(7)?,
+            tag: text(8)?,
+            reasons: text(9)?,
+            identities: text(10)?,
+            client_addr: text(11)?,
+            user_name: text(12)?,
+            pulls: int(13)?,
+            first_seen: int(14)?,
+            last_seen: int(15)?,
+        })
+    }
 }
 
 /// One (digest, rule, mode, verdict, admission) of an image.
@@ -145,6 +176,50 @@ impl Summaries {
                 },
                 clients: vec![client],
             }),
+        }
+    }
+
+    /// Adds the sums of other rows (another part of the window, read at the same time): groups
+    /// of the same key are combined as [`Summaries::add`] would have, clients by their text.
+    pub fn merge(&mut self, other: Summaries) {
+        // The other part's client numbers, as this one numbers them.
+        let mut renumber = vec![0u32; other.client_ids.len()];
+        for (client, id) in other.client_ids {
+            let next = self.client_ids.len() as u32;
+            let mine = *self.client_ids.entry(client).or_insert(next);
+            if let Some(slot) = renumber.get_mut(id as usize) {
+                *slot = mine;
+            }
+        }
+        for (image, theirs) in other.images {
+            let groups = self.images.entry(image).or_default();
+            for mut g in theirs {
+                for id in &mut g.clients {
+                    *id = renumber.get(*id as usize).copied().unwrap_or(*id);
+                }
+                match groups
+                    .iter_mut()
+                    .find(|mine| mine.summary.group() == g.summary.group())
+                {
+                    None => groups.push(g),
+                    Some(mine) => {
+                        let (s, t) = (&mut mine.summary, g.summary);
+                        keep_max(&mut s.upstream, t.upstream.as_bytes());
+                        keep_max(&mut s.finding, t.finding.as_bytes());
+                        keep_max(&mut s.reasons, t.reasons.as_bytes());
+                        keep_max(&mut s.identities, t.identities.as_bytes());
+                        s.pulls += t.pulls;
+                        s.first_seen = s.first_seen.min(t.first_seen);
+                        s.last_seen = s.last_seen.max(t.last_seen);
+                        for tag in g.tags {
+                            if !mine.tags.contains(&tag) {
+                                mine.tags.push(tag);
+                            }
+                        }
+                        mine.clients.extend_from_slice(&g.clients);
+                    }
+                }
+            }
         }
     }
 
