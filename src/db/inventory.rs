@@ -225,50 +225,94 @@ pub struct DigestPulls {
     pub clients: i64,
 }
 
-impl DigestPulls {
-    /// From the columns of [`PULLS_OF_SQLITE`] / [`PULLS_OF_POSTGRES`]; `tags` comma-separated
-    /// (a tag has no comma).
-    pub(super) fn from_columns(
-        digest: String,
-        tags: String,
+/// The ledger rows [`Database::pulls_of`] reads, summed per digest here: SQL's
+/// `count(DISTINCT ...)` and `group_concat(DISTINCT ...)` build a b-tree per digest, several
+/// times the cost of reading the rows, for answers that name thousands of digests. Clients are
+/// numbered once, so a digest keeps a number per row and dedups them at the end.
+#[derive(Default)]
+pub(super) struct PullsSums {
+    digests: foldhash::HashMap<Vec<u8>, PullsSum>,
+    clients: foldhash::HashMap<Vec<u8>, u32>,
+}
+
+struct PullsSum {
+    tags: Vec<String>,
+    first_seen: i64,
+    last_seen: i64,
+    pulls: i64,
+    clients: Vec<u32>,
+}
+
+impl PullsSums {
+    /// One row of [`PULLS_OF_SQLITE`] / [`PULLS_OF_POSTGRES`] (text as its bytes).
+    pub(super) fn add(
+        &mut self,
+        digest: &[u8],
+        tag: &[u8],
         first_seen: i64,
         last_seen: i64,
         pulls: i64,
-        clients: i64,
-    ) -> DigestPulls {
-        let mut tags: Vec<String> = tags
-            .split(',')
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect();
-        tags.sort();
-        tags.dedup();
-        DigestPulls {
-            digest,
-            tags,
-            first_seen,
-            last_seen,
-            pulls,
-            clients,
+        client: &[u8],
+    ) {
+        let next = self.clients.len() as u32;
+        let client = match self.clients.get(client) {
+            Some(id) => *id,
+            None => *self.clients.entry(client.to_vec()).or_insert(next),
+        };
+        let sum = match self.digests.get_mut(digest) {
+            Some(s) => s,
+            None => self.digests.entry(digest.to_vec()).or_insert(PullsSum {
+                tags: Vec::new(),
+                first_seen,
+                last_seen,
+                pulls: 0,
+                clients: Vec::new(),
+            }),
+        };
+        // The empty tag is a pull by digest.
+        if !tag.is_empty() && !sum.tags.iter().any(|t| t.as_bytes() == tag) {
+            sum.tags.push(String::from_utf8_lossy(tag).into_owned());
         }
+        sum.first_seen = sum.first_seen.min(first_seen);
+        sum.last_seen = sum.last_seen.max(last_seen);
+        sum.pulls += pulls;
+        sum.clients.push(client);
+    }
+
+    pub(super) fn finish(self) -> Vec<DigestPulls> {
+        let mut out: Vec<DigestPulls> = self
+            .digests
+            .into_iter()
+            .map(|(digest, mut s)| {
+                s.tags.sort();
+                s.clients.sort_unstable();
+                s.clients.dedup();
+                DigestPulls {
+                    digest: String::from_utf8_lossy(&digest).into_owned(),
+                    tags: s.tags,
+                    first_seen: s.first_seen,
+                    last_seen: s.last_seen,
+                    pulls: s.pulls,
+                    clients: s.clients.len() as i64,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        out
     }
 }
 
-/// [`Database::pulls_of`] on SQLite: `?1` a JSON array of digests, then [`PullsWithin`]'s
-/// fields (index `pulls_digest`).
-pub(super) const PULLS_OF_SQLITE: &str = "SELECT digest,
-        COALESCE(group_concat(DISTINCT NULLIF(tag, '')), ''), min(first_seen), max(last_seen),
-        sum(pulls), count(DISTINCT client_addr)
+/// [`Database::pulls_of`]'s rows on SQLite: `?1` a JSON array of digests, then [`PullsWithin`]'s
+/// fields (read from the covering index `pulls_digest`, migration 6).
+pub(super) const PULLS_OF_SQLITE: &str =
+    "SELECT digest, tag, first_seen, last_seen, pulls, client_addr
      FROM pulls WHERE digest IN (SELECT value FROM json_each(?1)) AND last_seen >= ?2
-        AND (?3 = '' OR rule = ?3) AND (?4 = '' OR upstream = ?4)
-     GROUP BY digest";
-/// [`Database::pulls_of`] on PostgreSQL: `$1` an array of digests, then [`PullsWithin`]'s.
-pub(super) const PULLS_OF_POSTGRES: &str = "SELECT digest,
-        COALESCE(string_agg(DISTINCT NULLIF(tag, ''), ','), ''), min(first_seen), max(last_seen),
-        sum(pulls)::BIGINT, count(DISTINCT client_addr)
+        AND (?3 = '' OR rule = ?3) AND (?4 = '' OR upstream = ?4)";
+/// [`Database::pulls_of`]'s rows on PostgreSQL: `$1` an array of digests, then [`PullsWithin`]'s.
+pub(super) const PULLS_OF_POSTGRES: &str =
+    "SELECT digest, tag, first_seen, last_seen, pulls, client_addr
      FROM pulls WHERE digest = ANY($1) AND last_seen >= $2
-        AND ($3 = '' OR rule = $3) AND ($4 = '' OR upstream = $4)
-     GROUP BY digest";
+        AND ($3 = '' OR rule = $3) AND ($4 = '' OR upstream = $4)";
 
 pub(super) const HIT_COLUMNS: &str = "s.digest, s.image, s.status, s.provenance, s.signer,
     s.format, s.error, p.key, p.version, p.purl, p.keyed, p.ecosystem, p.name, p.osv_name,
@@ -369,5 +413,54 @@ pub(super) fn hit(c: [String; 16]) -> PackageHit {
             upstream,
             distro,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pulls_are_summed_per_digest_with_distinct_tags_and_clients() {
+        let mut sums = PullsSums::default();
+        for (digest, tag, first, last, pulls, client) in [
+            ("sha256:b", "v1", 50, 60, 2, "10.0.0.1"),
+            ("sha256:a", "", 10, 20, 1, "10.0.0.1"),
+            ("sha256:a", "v2", 5, 30, 3, "10.0.0.2"),
+            ("sha256:a", "v1", 15, 25, 4, "10.0.0.1"),
+            ("sha256:a", "v2", 12, 40, 1, "10.0.0.3"),
+            ("sha256:b", "v1", 45, 55, 1, "10.0.0.1"),
+        ] {
+            sums.add(
+                digest.as_bytes(),
+                tag.as_bytes(),
+                first,
+                last,
+                pulls,
+                client.as_bytes(),
+            );
+        }
+        let got = sums.finish();
+        assert_eq!(
+            got,
+            vec![
+                DigestPulls {
+                    digest: "sha256:a".into(),
+                    tags: vec!["v1".into(), "v2".into()],
+                    first_seen: 5,
+                    last_seen: 40,
+                    pulls: 9,
+                    clients: 3,
+                },
+                DigestPulls {
+                    digest: "sha256:b".into(),
+                    tags: vec!["v1".into()],
+                    first_seen: 45,
+                    last_seen: 60,
+                    pulls: 3,
+                    clients: 1,
+                },
+            ]
+        );
     }
 }

@@ -181,16 +181,7 @@ impl Sqlite {
             let mut rows = stmt.query(params_from_iter(params.iter()))?;
             let mut sums = summary::Summaries::default();
             while let Some(row) = rows.next()? {
-                let text = |i: usize| -> Result<&[u8], rusqlite::Error> {
-                    match row.get_ref(i)? {
-                        rusqlite::types::ValueRef::Text(t) => Ok(t),
-                        other => Err(rusqlite::Error::InvalidColumnType(
-                            i,
-                            summary::COLUMNS.to_owned(),
-                            other.data_type(),
-                        )),
-                    }
-                };
+                let text = |i: usize| text_at(row, i, summary::COLUMNS);
                 sums.add(summary::Row::read(text, |i| row.get(i))?);
             }
             Ok(sums)
@@ -318,6 +309,23 @@ where
 
 /// The connection behind `m`. A panic while holding it leaves the connection usable (SQLite
 /// rolls back an unfinished transaction when the next one begins), so a poisoned lock is taken.
+/// Column `i` of `row` as the bytes of its text (`columns` names them, for the error when the
+/// column holds something else).
+fn text_at<'r>(
+    row: &'r rusqlite::Row<'_>,
+    i: usize,
+    columns: &str,
+) -> Result<&'r [u8], rusqlite::Error> {
+    match row.get_ref(i)? {
+        rusqlite::types::ValueRef::Text(t) => Ok(t),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            i,
+            columns.to_owned(),
+            other.data_type(),
+        )),
+    }
+}
+
 fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

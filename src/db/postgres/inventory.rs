@@ -147,21 +147,28 @@ impl Postgres {
         let client = self.client().await?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&digests, &within.since, &within.rule, &within.upstream];
-        let result = bounded(client.query(q::PULLS_OF_POSTGRES, &params)).await;
-        self.forget_if_failed(&client, result.is_err()).await;
-        result?
-            .iter()
-            .map(|r| {
-                Ok(DigestPulls::from_columns(
-                    r.try_get(0)?,
-                    r.try_get(1)?,
+        // Streamed: an answer naming thousands of digests reads hundreds of thousands of rows.
+        let result = bounded(async {
+            let rows = client.query_raw(q::PULLS_OF_POSTGRES, params).await?;
+            futures_util::pin_mut!(rows);
+            let mut sums = q::PullsSums::default();
+            while let Some(r) = futures_util::StreamExt::next(&mut rows).await {
+                let r = r?;
+                let text = |i: usize| r.try_get::<_, super::RawText<'_>>(i).map(|t| t.0);
+                sums.add(
+                    text(0)?,
+                    text(1)?,
                     r.try_get(2)?,
                     r.try_get(3)?,
                     r.try_get(4)?,
-                    r.try_get(5)?,
-                ))
-            })
-            .collect()
+                    text(5)?,
+                );
+            }
+            Ok::<_, tokio_postgres::Error>(sums.finish())
+        })
+        .await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result
     }
 
     pub async fn sbom_counts(&self) -> Result<Vec<(String, i64)>, DbError> {

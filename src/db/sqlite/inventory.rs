@@ -139,20 +139,20 @@ impl Sqlite {
         blocking(&self.path, move || {
             let conn = lock(&conn);
             let mut stmt = conn.prepare_cached(q::PULLS_OF_SQLITE)?;
-            let rows = stmt.query_map(
-                params![list, within.since, within.rule, within.upstream],
-                |r| {
-                    Ok(DigestPulls::from_columns(
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                },
-            )?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut rows = stmt.query(params![list, within.since, within.rule, within.upstream])?;
+            let mut sums = q::PullsSums::default();
+            while let Some(r) = rows.next()? {
+                let text = |i: usize| super::text_at(r, i, q::PULLS_OF_SQLITE);
+                sums.add(
+                    text(0)?,
+                    text(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    text(5)?,
+                );
+            }
+            Ok(sums.finish())
         })
         .await
     }
