@@ -133,20 +133,23 @@ impl Leader {
         let flight = self.flight.clone();
         tokio::spawn(async move {
             let mut client = Some(tx);
-            let result = run(&store, &digest, expected_len, upstream, idle, &mut client).await;
+            let result = run(
+                &store,
+                &digest,
+                expected_len,
+                upstream,
+                idle,
+                &seen_at,
+                &mut client,
+            )
+            .await;
             let state = match result {
-                Ok(size) => {
+                Ok(_) => {
                     store
                         .metrics
                         .store_fills
                         .with_label_values(&["committed"])
                         .inc();
-                    if let Some(index) = &store.index {
-                        index.insert(blob_key(&digest), size);
-                    }
-                    if let Err(e) = store.mark_seen(&seen_at.0, &seen_at.1, &digest).await {
-                        tracing::warn!(error = %e, "cannot record where a stored blob was served");
-                    }
                     State::Committed
                 }
                 Err(e) => {
@@ -197,6 +200,7 @@ async fn run(
     expected_len: Option<u64>,
     mut upstream: BoxStream<'static, Result<Bytes, BoxError>>,
     idle: Duration,
+    seen_at: &SeenAt,
     client: &mut Option<mpsc::Sender<Result<Bytes, FillError>>>,
 ) -> Result<u64, FillError> {
     let key = blob_key(digest);
@@ -265,6 +269,14 @@ async fn run(
         let e = FillError::Store(StoreError::object("commit", &key, e));
         forward(client, Err(FillError::Cut(e.to_string())), idle).await;
         return Err(e);
+    }
+    // Indexed and recorded as served here before the client has its last byte: its next
+    // request (a warm one) must find the blob, and not ask the upstream to confirm it.
+    if let Some(index) = &store.index {
+        index.insert(key.clone(), len);
+    }
+    if let Err(e) = store.mark_seen(&seen_at.0, &seen_at.1, digest).await {
+        tracing::warn!(error = %e, "cannot record where a stored blob was served");
     }
     if let Some(last) = held {
         forward(client, Ok(last), idle).await;
