@@ -232,7 +232,7 @@ pub struct DigestPulls {
 #[derive(Default)]
 pub(super) struct PullsSums {
     digests: foldhash::HashMap<Vec<u8>, PullsSum>,
-    clients: foldhash::HashMap<Vec<u8>, u32>,
+    clients: super::summary::Numbers,
 }
 
 struct PullsSum {
@@ -244,6 +244,17 @@ struct PullsSum {
 }
 
 impl PullsSums {
+    /// Adds a row of [`PULLS_OF_SQLITE`] / [`PULLS_OF_POSTGRES`], its columns read by the
+    /// backend's accessors (text as its bytes).
+    pub(super) fn read<'a, E>(
+        &mut self,
+        text: impl Fn(usize) -> Result<&'a [u8], E>,
+        int: impl Fn(usize) -> Result<i64, E>,
+    ) -> Result<(), E> {
+        self.add(text(0)?, text(1)?, int(2)?, int(3)?, int(4)?, text(5)?);
+        Ok(())
+    }
+
     /// One row of [`PULLS_OF_SQLITE`] / [`PULLS_OF_POSTGRES`] (text as its bytes).
     pub(super) fn add(
         &mut self,
@@ -254,11 +265,7 @@ impl PullsSums {
         pulls: i64,
         client: &[u8],
     ) {
-        let next = self.clients.len() as u32;
-        let client = match self.clients.get(client) {
-            Some(id) => *id,
-            None => *self.clients.entry(client.to_vec()).or_insert(next),
-        };
+        let client = self.clients.of(client);
         let sum = match self.digests.get_mut(digest) {
             Some(s) => s,
             None => self.digests.entry(digest.to_vec()).or_insert(PullsSum {
@@ -285,15 +292,13 @@ impl PullsSums {
             .into_iter()
             .map(|(digest, mut s)| {
                 s.tags.sort();
-                s.clients.sort_unstable();
-                s.clients.dedup();
                 DigestPulls {
                     digest: String::from_utf8_lossy(&digest).into_owned(),
                     tags: s.tags,
                     first_seen: s.first_seen,
                     last_seen: s.last_seen,
                     pulls: s.pulls,
-                    clients: s.clients.len() as i64,
+                    clients: super::summary::distinct(&mut s.clients),
                 }
             })
             .collect();

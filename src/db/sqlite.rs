@@ -307,8 +307,6 @@ where
     }
 }
 
-/// The connection behind `m`. A panic while holding it leaves the connection usable (SQLite
-/// rolls back an unfinished transaction when the next one begins), so a poisoned lock is taken.
 /// Column `i` of `row` as the bytes of its text (`columns` names them, for the error when the
 /// column holds something else).
 fn text_at<'r>(
@@ -326,6 +324,8 @@ fn text_at<'r>(
     }
 }
 
+/// The connection behind `m`. A panic while holding it leaves the connection usable (SQLite
+/// rolls back an unfinished transaction when the next one begins), so a poisoned lock is taken.
 fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

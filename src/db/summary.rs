@@ -94,8 +94,25 @@ pub struct Summaries {
     /// Per image, its groups: an image has a handful, found by a short scan.
     images: HashMap<Vec<u8>, Vec<Group>>,
     /// Each distinct (address, user) pair, numbered.
-    client_ids: HashMap<Vec<u8>, u32>,
+    client_ids: Numbers,
     client: Vec<u8>,
+}
+
+/// Distinct byte strings (clients), each numbered once in the order first seen, so that a
+/// group keeps a number per row (repeats and all) and counts them with [`distinct`] at the end.
+#[derive(Default)]
+pub(super) struct Numbers(HashMap<Vec<u8>, u32>);
+
+impl Numbers {
+    /// The number of `key`, given it on first sight.
+    pub(super) fn of(&mut self, key: &[u8]) -> u32 {
+        if let Some(n) = self.0.get(key) {
+            return *n;
+        }
+        let next = self.0.len() as u32;
+        self.0.insert(key.to_vec(), next);
+        next
+    }
 }
 
 /// Text the database holds, which it was given as a `String`: valid UTF-8 (anything else is
@@ -111,7 +128,8 @@ fn keep_max(kept: &mut String, candidate: &[u8]) {
     }
 }
 
-fn distinct(ids: &mut Vec<u32>) -> i64 {
+/// How many distinct numbers `ids` holds (sorted and deduplicated in place).
+pub(super) fn distinct(ids: &mut Vec<u32>) -> i64 {
     ids.sort_unstable();
     ids.dedup();
     ids.len() as i64
@@ -124,14 +142,7 @@ impl Summaries {
         self.client.extend_from_slice(r.client_addr);
         self.client.push(0);
         self.client.extend_from_slice(r.user_name);
-        let next = self.client_ids.len() as u32;
-        let client = match self.client_ids.get(self.client.as_slice()) {
-            Some(id) => *id,
-            None => {
-                self.client_ids.insert(self.client.clone(), next);
-                next
-            }
-        };
+        let client = self.client_ids.of(&self.client);
         let groups = match self.images.get_mut(r.image) {
             Some(g) => g,
             None => self.images.entry(r.image.to_vec()).or_default(),
@@ -183,12 +194,10 @@ impl Summaries {
     /// of the same key are combined as [`Summaries::add`] would have, clients by their text.
     pub fn merge(&mut self, other: Summaries) {
         // The other part's client numbers, as this one numbers them.
-        let mut renumber = vec![0u32; other.client_ids.len()];
-        for (client, id) in other.client_ids {
-            let next = self.client_ids.len() as u32;
-            let mine = *self.client_ids.entry(client).or_insert(next);
-            if let Some(slot) = renumber.get_mut(id as usize) {
-                *slot = mine;
+        let mut renumber = vec![0u32; other.client_ids.0.len()];
+        for (client, id) in &other.client_ids.0 {
+            if let Some(slot) = renumber.get_mut(*id as usize) {
+                *slot = self.client_ids.of(client);
             }
         }
         for (image, theirs) in other.images {

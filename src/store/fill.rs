@@ -144,7 +144,7 @@ impl Leader {
             )
             .await;
             let state = match result {
-                Ok(_) => {
+                Ok(()) => {
                     store
                         .metrics
                         .store_fills
@@ -202,7 +202,7 @@ async fn run(
     idle: Duration,
     seen_at: &SeenAt,
     client: &mut Option<mpsc::Sender<Result<Bytes, FillError>>>,
-) -> Result<u64, FillError> {
+) -> Result<(), FillError> {
     let key = blob_key(digest);
     let upload = match store.objects.put_multipart(&key).await {
         Ok(u) => u,
@@ -281,7 +281,7 @@ async fn run(
     if let Some(last) = held {
         forward(client, Ok(last), idle).await;
     }
-    Ok(len)
+    Ok(())
 }
 
 // === impl Waiter ===

@@ -155,14 +155,7 @@ impl Postgres {
             while let Some(r) = futures_util::StreamExt::next(&mut rows).await {
                 let r = r?;
                 let text = |i: usize| r.try_get::<_, super::RawText<'_>>(i).map(|t| t.0);
-                sums.add(
-                    text(0)?,
-                    text(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    text(5)?,
-                );
+                sums.read(text, |i| r.try_get(i))?;
             }
             Ok::<_, tokio_postgres::Error>(sums.finish())
         })

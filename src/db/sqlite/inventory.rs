@@ -143,14 +143,7 @@ impl Sqlite {
             let mut sums = q::PullsSums::default();
             while let Some(r) = rows.next()? {
                 let text = |i: usize| super::text_at(r, i, q::PULLS_OF_SQLITE);
-                sums.add(
-                    text(0)?,
-                    text(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    text(5)?,
-                );
+                sums.read(text, |i| r.get(i))?;
             }
             Ok(sums.finish())
         })
