@@ -23,7 +23,8 @@
 //! above, and the policies with an explanation.
 //!
 //! SQLite always; PostgreSQL when PORTCULLIS_BENCH_POSTGRES_URL names an empty database.
-//! Prints two lines per database. Run: `cargo bench --bench inventory`.
+//! Prints two lines per database. Run: `cargo bench --bench inventory`; `INVENTORY_SQLITE_PATH`
+//! keeps the seeded SQLite file (`INVENTORY_SEEDED=1` times it again without seeding).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -193,8 +194,16 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     ms(sorted[i])
 }
 
-async fn measure(name: &str, db: &Arc<Database>, images: usize, ledger: usize) {
+async fn measure(name: &str, db: &Arc<Database>, images: usize, ledger: usize, seed: bool) {
     let started = Instant::now();
+    if seed {
+        seed_all(db, images, ledger).await;
+    }
+    let seeded = started.elapsed();
+    times(name, db, images, ledger, seeded).await;
+}
+
+async fn seed_all(db: &Database, images: usize, ledger: usize) {
     for i in 0..images {
         let parsed = sbom::parse(&image_sbom(i));
         let r = row(ledger_rows::digest(i, 0), ledger_rows::image(i));
@@ -207,8 +216,9 @@ async fn measure(name: &str, db: &Arc<Database>, images: usize, ledger: usize) {
         db.add_pulls(batch).await.expect("seeding the ledger");
     }
     seed_verdicts(db, images).await;
-    let seeded = started.elapsed();
+}
 
+async fn times(name: &str, db: &Arc<Database>, images: usize, ledger: usize, seeded: Duration) {
     // By package and range: 50 packages of every ecosystem, 4 times each.
     let mut times = Vec::new();
     let mut entries = 0;
@@ -416,7 +426,20 @@ async fn main() {
     let images = env("INVENTORY_IMAGES", ledger_rows::IMAGES);
     let ledger = env("LEDGER_ROWS", 1_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    for (name, db) in databases::databases(dir.path().join("portcullis.db")).await {
-        measure(name, &Arc::new(db), images, ledger).await;
+    // INVENTORY_SQLITE_PATH keeps the seeded file (to look at its plans with `sqlite3`); it
+    // must not exist yet, unless INVENTORY_SEEDED says it holds a seeded copy of the same size
+    // (the SQLite timings then run on it without seeding again: for trials only).
+    let path = std::env::var_os("INVENTORY_SQLITE_PATH")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("portcullis.db"));
+    let seeded = std::env::var_os("INVENTORY_SEEDED").is_some();
+    assert!(
+        seeded || !path.exists(),
+        "{} exists already",
+        path.display()
+    );
+    for (name, db) in databases::databases(path).await {
+        let seed = !(seeded && name == "sqlite");
+        measure(name, &Arc::new(db), images, ledger, seed).await;
     }
 }

@@ -47,6 +47,8 @@ pub enum DbError {
     Task(String),
     #[error("the database schema is version {found}, newer than this program knows ({known}): upgrade portcullis")]
     SchemaTooNew { found: i64, known: i64 },
+    #[error("cannot start the SQLite checkpoint thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// One aggregated ledger row: the pulls of one digest by one client under one verdict during one

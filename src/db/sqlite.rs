@@ -4,7 +4,8 @@
 //! each behind a mutex; every call runs on tokio's blocking pool and is bounded by
 //! [`CALL_TIMEOUT`]. A locked database waits at most [`BUSY_TIMEOUT`] before the call fails
 //! (and the ledger counts what it could not write). Each connection reads through a memory map
-//! of the file ([`MMAP_BYTES`]).
+//! of the file ([`MMAP_BYTES`]). A fourth connection checkpoints the log in the background
+//! ([`checkpoint`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use super::{
 };
 use crate::db::console::HourRow;
 
+mod checkpoint;
 mod console;
 mod inventory;
 
@@ -31,13 +33,14 @@ pub struct Sqlite {
     /// A second reader, for the newer half of the window the audit summary reads at once
     /// ([`super::Half`]).
     second_reader: Arc<Mutex<Connection>>,
+    _checkpointer: checkpoint::Checkpointer,
 }
 
 impl Sqlite {
     /// Opens (or creates) the file, its directory included, and migrates it.
     pub async fn open(path: PathBuf) -> Result<Sqlite, DbError> {
         let p = path.clone();
-        let (writer, reader, second_reader) = blocking(&path, move || {
+        let (writer, reader, second_reader, checkpointer) = blocking(&path, move || {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|error| Fault::StateDir {
                     path: dir.to_path_buf(),
@@ -47,10 +50,13 @@ impl Sqlite {
             let writer = connect(&p)?;
             writer.pragma_update(None, "journal_mode", "WAL")?;
             writer.pragma_update(None, "synchronous", "NORMAL")?;
+            writer.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)?;
             migrate(&writer)?;
             let reader = connect(&p)?;
             let second_reader = connect(&p)?;
-            Ok((writer, reader, second_reader))
+            let checkpointer =
+                checkpoint::Checkpointer::start(connect(&p)?, &p).map_err(Fault::Thread)?;
+            Ok((writer, reader, second_reader, checkpointer))
         })
         .await?;
         Ok(Sqlite {
@@ -58,6 +64,7 @@ impl Sqlite {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
             second_reader: Arc::new(Mutex::new(second_reader)),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -276,6 +283,7 @@ enum Fault {
     SchemaTooNew {
         found: i64,
     },
+    Thread(std::io::Error),
 }
 
 impl From<rusqlite::Error> for Fault {
@@ -304,6 +312,7 @@ where
             found,
             known: schema::VERSION,
         }),
+        Ok(Ok(Err(Fault::Thread(error)))) => Err(DbError::Thread(error)),
     }
 }
 
