@@ -2,7 +2,10 @@
 //! stored whole with their ids, aliases and package names. Plain strings, as the rest of this
 //! layer; what they mean is `inventory`'s.
 
-use super::{Database, DbError};
+use super::{Database, DbError, Lane};
+
+/// From how many digests [`Database::pulls_of`] reads two halves at once.
+const SPLIT_PULLS_AT: usize = 512;
 
 /// One advisory as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,10 +148,20 @@ impl Database {
     }
 
     pub async fn find_packages(&self, lookup: &PackageLookup) -> Result<Vec<PackageHit>, DbError> {
+        self.find_packages_in(lookup, Lane::First).await
+    }
+
+    /// [`Database::find_packages`] on the reading connection of `lane`, for look-ups run two
+    /// at a time.
+    pub async fn find_packages_in(
+        &self,
+        lookup: &PackageLookup,
+        lane: Lane,
+    ) -> Result<Vec<PackageHit>, DbError> {
         let (sql, params) = lookup_sql(lookup);
         match self {
-            Database::Sqlite(db) => db.find_packages(sql, params).await,
-            Database::Postgres(db) => db.find_packages(&sql, &params).await,
+            Database::Sqlite(db) => db.find_packages(sql, params, lane).await,
+            Database::Postgres(db) => db.find_packages(&sql, &params, lane).await,
         }
     }
 
@@ -187,19 +200,39 @@ impl Database {
 }
 
 impl Database {
-    /// The ledger's pulls of each of `digests` [`PullsWithin`]: its tags, first and last seen,
-    /// pull count and distinct client addresses. Digests with no such pull are absent.
+    /// The ledger's pulls of each of `digests` (sorted, without repeats) [`PullsWithin`]: its
+    /// tags, first and last seen, pull count and distinct client addresses, in digest order.
+    /// Digests with no such pull are absent. Many digests are read as two halves at once, each
+    /// on its own connection (a digest's sums are all in its half).
     pub async fn pulls_of(
+        &self,
+        mut digests: Vec<String>,
+        within: PullsWithin,
+    ) -> Result<Vec<DigestPulls>, DbError> {
+        if digests.len() < SPLIT_PULLS_AT {
+            return self.pulls_in(digests, within, Lane::First).await;
+        }
+        let second = digests.split_off(digests.len() / 2);
+        let (mut first, second) = tokio::try_join!(
+            self.pulls_in(digests, within.clone(), Lane::First),
+            self.pulls_in(second, within.clone(), Lane::Second)
+        )?;
+        first.extend(second);
+        Ok(first)
+    }
+
+    async fn pulls_in(
         &self,
         digests: Vec<String>,
         within: PullsWithin,
+        lane: Lane,
     ) -> Result<Vec<DigestPulls>, DbError> {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
         match self {
-            Database::Sqlite(db) => db.pulls_of(digests, within).await,
-            Database::Postgres(db) => db.pulls_of(&digests, &within).await,
+            Database::Sqlite(db) => db.pulls_of(digests, within, lane).await,
+            Database::Postgres(db) => db.pulls_of(&digests, &within, lane).await,
         }
     }
 }

@@ -92,6 +92,15 @@ pub struct Filter {
     pub findings_only: bool,
 }
 
+/// Which of a backend's two reading connections a call runs on: a read split in two parts
+/// (the audit summary's halves, the pulls of an answer's digests, an advisory's look-ups) runs
+/// both at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    First,
+    Second,
+}
+
 /// One of the two parts of a window that [`Database::summaries`] reads at once: rows last seen
 /// before a time (and at or after the filter's `since`), or at or after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +116,14 @@ impl Half {
             since
         } else {
             since.saturating_add(now.saturating_sub(since) / 2)
+        }
+    }
+
+    /// The connection the half reads on.
+    fn lane(self) -> Lane {
+        match self {
+            Half::Before(_) => Lane::First,
+            Half::From(_) => Lane::Second,
         }
     }
 

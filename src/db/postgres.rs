@@ -82,11 +82,11 @@ impl Postgres {
         self.client_in(&self.client).await
     }
 
-    /// The connection slot a half of the audit summary reads on.
-    fn slot(&self, half: super::Half) -> &Mutex<Option<Arc<Client>>> {
-        match half {
-            super::Half::Before(_) => &self.client,
-            super::Half::From(_) => &self.second,
+    /// The connection slot of `lane`.
+    fn slot(&self, lane: super::Lane) -> &Mutex<Option<Arc<Client>>> {
+        match lane {
+            super::Lane::First => &self.client,
+            super::Lane::Second => &self.second,
         }
     }
 
@@ -275,7 +275,7 @@ impl Postgres {
             summary::COLUMNS,
             half.clause()
         );
-        let slot = self.slot(half);
+        let slot = self.slot(half.lane());
         let client = self.client_in(slot).await?;
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&filter.since];
         for s in &strings {

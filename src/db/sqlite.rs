@@ -30,8 +30,7 @@ pub struct Sqlite {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
-    /// A second reader, for the newer half of the window the audit summary reads at once
-    /// ([`super::Half`]).
+    /// A second reader, for the second part of a read split in two ([`super::Lane`]).
     second_reader: Arc<Mutex<Connection>>,
     _checkpointer: checkpoint::Checkpointer,
 }
@@ -66,6 +65,14 @@ impl Sqlite {
             second_reader: Arc::new(Mutex::new(second_reader)),
             _checkpointer: checkpointer,
         })
+    }
+
+    /// The reading connection of `lane`.
+    fn reader_in(&self, lane: super::Lane) -> Arc<Mutex<Connection>> {
+        match lane {
+            super::Lane::First => self.reader.clone(),
+            super::Lane::Second => self.second_reader.clone(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -170,10 +177,7 @@ impl Sqlite {
         filter: Filter,
         half: super::Half,
     ) -> Result<summary::Summaries, DbError> {
-        let conn = match half {
-            super::Half::Before(_) => self.reader.clone(),
-            super::Half::From(_) => self.second_reader.clone(),
-        };
+        let conn = self.reader_in(half.lane());
         blocking(&self.path, move || {
             let (clause, strings) = where_clause(&filter, |n| format!("?{n}"));
             let sql = format!(
@@ -472,6 +476,38 @@ mod tests {
         // Reopening runs no migration twice.
         let db = Sqlite::open(path).await.unwrap();
         assert_eq!(db.digests(Filter::default()).await.unwrap()[0].pulls, 5);
+    }
+
+    #[tokio::test]
+    async fn the_pulls_of_many_digests_read_in_two_halves_equal_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Database::Sqlite(
+            Sqlite::open(dir.path().join("portcullis.db"))
+                .await
+                .unwrap(),
+        );
+        let mut rows = Vec::new();
+        for i in 0..3000i64 {
+            let mut r = row(i % 2, &format!("10.0.0.{}", i % 9), 1 + i % 3, 1000 + i);
+            r.digest = format!("sha256:{:064x}", i % 1200);
+            r.tag = ["", "v1", "v2"][(i % 3) as usize].into();
+            rows.push(r);
+        }
+        let crate::db::Database::Sqlite(sqlite) = &db else {
+            unreachable!()
+        };
+        add_pulls(sqlite, rows).await.unwrap();
+        // 1 200 pulled digests and 100 never pulled, sorted.
+        let mut digests: Vec<String> = (0..1300).map(|i| format!("sha256:{i:064x}")).collect();
+        digests.sort();
+        let within = crate::db::inventory::PullsWithin::default();
+        let split = db.pulls_of(digests.clone(), within.clone()).await.unwrap();
+        let whole = sqlite
+            .pulls_of(digests, within, crate::db::Lane::First)
+            .await
+            .unwrap();
+        assert_eq!(split.len(), 1200);
+        assert_eq!(split, whole);
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use super::osv::{self, Advisory, Verdict};
 use super::sbom::{self, Keyed, Package};
 use super::versions::{Range, Scheme};
 use crate::db::inventory::{PackageHit, PackageLookup, PackageRow, PullsWithin, SbomRow};
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbError, Lane};
 use crate::policy::Pattern;
 
 #[derive(Debug, thiserror::Error)]
@@ -164,21 +164,35 @@ pub async fn affected(
     scope: &Scope,
 ) -> Result<Answer, QueryError> {
     let mut answer = Answer::default();
-    let mut found = Vec::new();
+    let mut lookups = Vec::new();
     for a in advisories {
         if a.withdrawn.is_some() {
             answer.withdrawn.push(a.id.clone());
             continue;
         }
         for (ecosystem, name) in a.packages() {
-            if ecosystem.is_empty() {
-                continue;
+            if !ecosystem.is_empty() {
+                let ecosystem = ecosystem.to_owned();
+                lookups.push((a, PackageLookup::Osv { ecosystem, name }));
             }
-            let lookup = PackageLookup::Osv {
-                ecosystem: ecosystem.to_owned(),
-                name,
-            };
-            for hit in db.find_packages(&lookup).await? {
+        }
+    }
+    // Two look-ups at a time, each on its own connection.
+    let mut found = Vec::new();
+    for pair in lookups.chunks(2) {
+        let (first, second) = match pair {
+            [(a, one), (b, two)] => {
+                let (x, y) = tokio::try_join!(
+                    db.find_packages_in(one, Lane::First),
+                    db.find_packages_in(two, Lane::Second)
+                )?;
+                ((*a, x), Some((*b, y)))
+            }
+            [(a, one)] => ((*a, db.find_packages(one).await?), None),
+            _ => continue,
+        };
+        for (a, hits) in std::iter::once(first).chain(second) {
+            for hit in hits {
                 match a.check_named(&package_of(&hit.package), &hit.package.osv_name) {
                     Verdict::Affected { range, scheme } => {
                         found.push((hit, Some(range), Some(a.id.clone()), scheme))

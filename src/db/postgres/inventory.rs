@@ -130,12 +130,14 @@ impl Postgres {
         &self,
         sql: &str,
         args: &[String],
+        lane: crate::db::Lane,
     ) -> Result<Vec<PackageHit>, DbError> {
-        let client = self.client().await?;
+        let slot = self.slot(lane);
+        let client = self.client_in(slot).await?;
         let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             args.iter().map(|a| a as _).collect();
         let result = bounded(client.query(sql, &params)).await;
-        self.forget_if_failed(&client, result.is_err()).await;
+        self.forget_in(slot, &client, result.is_err()).await;
         result?.iter().map(|r| Ok(q::hit(texts(r)?))).collect()
     }
 
@@ -143,8 +145,10 @@ impl Postgres {
         &self,
         digests: &[String],
         within: &PullsWithin,
+        lane: crate::db::Lane,
     ) -> Result<Vec<DigestPulls>, DbError> {
-        let client = self.client().await?;
+        let slot = self.slot(lane);
+        let client = self.client_in(slot).await?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&digests, &within.since, &within.rule, &within.upstream];
         // Streamed: an answer naming thousands of digests reads hundreds of thousands of rows.
@@ -160,7 +164,7 @@ impl Postgres {
             Ok::<_, tokio_postgres::Error>(sums.finish())
         })
         .await;
-        self.forget_if_failed(&client, result.is_err()).await;
+        self.forget_in(slot, &client, result.is_err()).await;
         result
     }
 

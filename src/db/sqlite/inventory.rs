@@ -116,8 +116,9 @@ impl Sqlite {
         &self,
         sql: String,
         args: Vec<String>,
+        lane: crate::db::Lane,
     ) -> Result<Vec<PackageHit>, DbError> {
-        let conn = self.reader.clone();
+        let conn = self.reader_in(lane);
         blocking(&self.path, move || {
             let conn = lock(&conn);
             let mut stmt = conn.prepare_cached(&sql)?;
@@ -133,8 +134,9 @@ impl Sqlite {
         &self,
         digests: Vec<String>,
         within: PullsWithin,
+        lane: crate::db::Lane,
     ) -> Result<Vec<DigestPulls>, DbError> {
-        let conn = self.reader.clone();
+        let conn = self.reader_in(lane);
         let list = serde_json::Value::from(digests).to_string();
         blocking(&self.path, move || {
             let conn = lock(&conn);
