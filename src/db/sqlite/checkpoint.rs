@@ -1,6 +1,6 @@
 //! The WAL's checkpoints, in the background: a thread with its own connection copies committed
-//! pages from the write-ahead log into the database file every [`INTERVAL`] (a `PASSIVE`
-//! checkpoint: it never waits for, or blocks, a reader or the writer). Left to SQLite, the
+//! pages from the write-ahead log into the database file every [`INTERVAL`] when there are any
+//! (a `PASSIVE` checkpoint: it never waits for, or blocks, a reader or the writer). Left to SQLite, the
 //! commit that takes the log past 1 000 pages copies them itself, so a large write (an SBOM of
 //! thousands of packages dirties tens of thousands of index pages) paid for its own checkpoint
 //! and the next one's. The writer keeps an automatic checkpoint at [`BACKSTOP_PAGES`] for when
@@ -33,8 +33,9 @@ impl Checkpointer {
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 let mut failing = false;
+                let mut done = None;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-                    match checkpoint(&conn) {
+                    match checkpoint(&conn, &mut done) {
                         Ok(()) if failing => {
                             failing = false;
                             tracing::info!(%path, "SQLite checkpoints succeed again");
@@ -53,9 +54,21 @@ impl Checkpointer {
 }
 
 /// One `PASSIVE` checkpoint (what it could not copy yet, because a reader still uses it, waits
-/// for the next one).
-fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+/// for the next one), unless nothing was committed since the last one that copied the whole
+/// log: `done` is the database's `data_version` (which changes with every other connection's
+/// commit) as of that checkpoint.
+fn checkpoint(conn: &Connection, done: &mut Option<i64>) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+    if *done == Some(version) {
+        return Ok(());
+    }
+    // (busy, pages in the log, pages copied): -1s when the database is not in WAL mode.
+    let (busy, log, copied): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    *done = (busy == 0 && log == copied).then_some(version);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -75,28 +88,40 @@ mod tests {
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .expect("no automatic checkpoint");
-        writer
-            .execute_batch(
-                "CREATE TABLE t (x BLOB);
-                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
-                 INSERT INTO t SELECT randomblob(4000) FROM n",
-            )
-            .expect("rows");
+        let add_rows = |create: &str| {
+            writer
+                .execute_batch(&format!(
+                    "{create}
+                     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+                     INSERT INTO t SELECT randomblob(4000) FROM n"
+                ))
+                .expect("rows");
+        };
+        let size = || std::fs::metadata(&path).expect("file").len();
+        let grows_from = |before: u64| {
+            let deadline = std::time::Instant::now() + INTERVAL * 20;
+            while size() == before {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the log was not checkpointed"
+                );
+                std::thread::sleep(INTERVAL / 5);
+            }
+        };
+        add_rows("CREATE TABLE t (x BLOB);");
         // Nothing else copies the log while the writer stays open.
-        let file_before = std::fs::metadata(&path).expect("file").len();
+        let file_before = size();
         let checkpointer = Checkpointer::start(open(), &path).expect("thread");
-        let deadline = std::time::Instant::now() + INTERVAL * 20;
-        while std::fs::metadata(&path).expect("file").len() == file_before {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the log was not checkpointed"
-            );
-            std::thread::sleep(INTERVAL / 5);
-        }
+        grows_from(file_before);
+        // A later commit is copied too (the thread skips only while nothing changed).
+        std::thread::sleep(INTERVAL * 2);
+        let file_before = size();
+        add_rows("");
+        grows_from(file_before);
         let count: i64 = open()
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("count");
-        assert_eq!(count, 200);
+        assert_eq!(count, 400);
         drop(checkpointer);
     }
 }
