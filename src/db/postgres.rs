@@ -4,8 +4,9 @@
 //! other's pulls, and migrations run under a transaction-scoped advisory lock so that replicas
 //! starting together migrate once.
 //!
-//! One connection is kept (and a second, opened when first needed, on which the audit summary
-//! reads the newer half of its window at the same time); when one breaks (server restarted,
+//! One connection is kept (and a second, opened when first needed, for the second part of a
+//! read split in two: the newer half of the audit summary's window, half of an answer's
+//! digests, every other look-up of an advisory's); when one breaks (server restarted,
 //! network cut) the next call opens a new one, so recording resumes by itself once the server
 //! is back. Every call, connecting included, is bounded by [`CALL_TIMEOUT`].
 
@@ -32,8 +33,8 @@ pub struct Postgres {
     config: Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     client: Mutex<Option<Arc<Client>>>,
-    /// A second connection, opened when first needed: the audit summary reads the two halves
-    /// of its window at once ([`super::Half`]).
+    /// A second connection, opened when first needed, for reads split in two
+    /// ([`super::Lane`]).
     second: Mutex<Option<Arc<Client>>>,
     /// Whether this process has brought the schema up to date (done on the first connection).
     migrated: AtomicBool,

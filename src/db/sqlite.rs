@@ -1,6 +1,6 @@
 //! The embedded backend: one SQLite file (`state_dir/portcullis.db`), compiled in (rusqlite's
 //! `bundled`), in WAL mode so that reports read while the ledger writes. Three connections, one
-//! for writes and two for reads (the audit summary reads the two halves of its window at once),
+//! for writes and two for reads (a read split in two runs both parts at once: [`super::Lane`]),
 //! each behind a mutex; every call runs on tokio's blocking pool and is bounded by
 //! [`CALL_TIMEOUT`]. A locked database waits at most [`BUSY_TIMEOUT`] before the call fails
 //! (and the ledger counts what it could not write). Each connection reads through a memory map
