@@ -200,15 +200,17 @@ impl Database {
 }
 
 impl Database {
-    /// The ledger's pulls of each of `digests` (sorted, without repeats) [`PullsWithin`]: its
-    /// tags, first and last seen, pull count and distinct client addresses, in digest order.
-    /// Digests with no such pull are absent. Many digests are read as two halves at once, each
-    /// on its own connection (a digest's sums are all in its half).
+    /// The ledger's pulls of each of `digests` [`PullsWithin`]: its tags, first and last seen,
+    /// pull count and distinct client addresses, in digest order. Digests with no such pull are
+    /// absent. Many digests are read as two halves at once, each on its own connection (sorted
+    /// and without repeats first, so that a digest's sums are all in its half).
     pub async fn pulls_of(
         &self,
         mut digests: Vec<String>,
         within: PullsWithin,
     ) -> Result<Vec<DigestPulls>, DbError> {
+        digests.sort();
+        digests.dedup();
         if digests.len() < SPLIT_PULLS_AT {
             return self.pulls_in(digests, within, Lane::First).await;
         }

@@ -180,18 +180,12 @@ pub async fn affected(
     // Two look-ups at a time, each on its own connection.
     let mut found = Vec::new();
     for pair in lookups.chunks(2) {
-        let (first, second) = match pair {
-            [(a, one), (b, two)] => {
-                let (x, y) = tokio::try_join!(
-                    db.find_packages_in(one, Lane::First),
-                    db.find_packages_in(two, Lane::Second)
-                )?;
-                ((*a, x), Some((*b, y)))
-            }
-            [(a, one)] => ((*a, db.find_packages(one).await?), None),
-            _ => continue,
-        };
-        for (a, hits) in std::iter::once(first).chain(second) {
+        let looked_up = pair
+            .iter()
+            .zip([Lane::First, Lane::Second])
+            .map(|((_, lookup), lane)| db.find_packages_in(lookup, lane));
+        let hits = futures_util::future::try_join_all(looked_up).await?;
+        for ((a, _), hits) in pair.iter().zip(hits) {
             for hit in hits {
                 match a.check_named(&package_of(&hit.package), &hit.package.osv_name) {
                     Verdict::Affected { range, scheme } => {
@@ -288,9 +282,7 @@ pub async fn pulls_of(
     digests: impl IntoIterator<Item = String>,
     scope: &Scope,
 ) -> Result<HashMap<String, Pulls>, DbError> {
-    let mut wanted: Vec<String> = digests.into_iter().collect();
-    wanted.sort();
-    wanted.dedup();
+    let wanted: Vec<String> = digests.into_iter().collect();
     let within = PullsWithin {
         since: scope.since,
         rule: scope.rule.clone().unwrap_or_default(),
