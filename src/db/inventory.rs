@@ -1,11 +1,16 @@
-//! The inventory's rows (schema migration 2) and their calls on [`Database`]: OSV advisories
-//! stored whole with their ids, aliases and package names. Plain strings, as the rest of this
+//! The inventory's rows (schema migrations 2 and 7) and their calls on [`Database`]: OSV
+//! advisories stored whole with their ids, aliases and package names; each digest's SBOM row;
+//! each distinct package once, and which digests list it. Plain strings, as the rest of this
 //! layer; what they mean is `inventory`'s.
 
 use super::{Database, DbError, Lane};
 
 /// From how many digests [`Database::pulls_of`] reads two halves at once.
 const SPLIT_PULLS_AT: usize = 512;
+
+/// From how many packages [`Database::holders_of`] reads two halves at once (a package is
+/// often in hundreds of images).
+const SPLIT_HOLDERS_AT: usize = 16;
 
 /// One advisory as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +120,13 @@ pub struct PackageHit {
     pub package: PackageRow,
 }
 
+/// A distinct package as stored, under its id: every SBOM that lists it refers to that id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPackage {
+    pub id: i64,
+    pub row: PackageRow,
+}
+
 /// How a package is looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PackageLookup {
@@ -124,8 +136,19 @@ pub enum PackageLookup {
     Name(String),
     /// By (purl type, OSV name), also matching the `upstream` qualifier.
     Osv { ecosystem: String, name: String },
-    /// Every package of one digest's SBOM.
-    Digest(String),
+}
+
+/// A package's identity in `packages`: SHA-256 over each field's length (4 bytes, big-endian)
+/// and bytes, in column order (what migration 7 computes in SQL for the rows it moves).
+pub fn fingerprint(p: &PackageRow) -> Vec<u8> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for field in fields(p) {
+        // An SBOM field longer than 4 GiB cannot reach here (SBOMs are bounded far below).
+        h.update((field.len() as u32).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    h.finalize().to_vec()
 }
 
 /// A digest pulled (and served) that the inventory has not recorded, as the ledger knows it.
@@ -147,7 +170,12 @@ impl Database {
         }
     }
 
-    pub async fn find_packages(&self, lookup: &PackageLookup) -> Result<Vec<PackageHit>, DbError> {
+    /// The distinct packages a look-up finds (each listed by one SBOM or more, or by none
+    /// once the SBOMs that listed it were replaced).
+    pub async fn find_packages(
+        &self,
+        lookup: &PackageLookup,
+    ) -> Result<Vec<StoredPackage>, DbError> {
         self.find_packages_in(lookup, Lane::First).await
     }
 
@@ -157,11 +185,30 @@ impl Database {
         &self,
         lookup: &PackageLookup,
         lane: Lane,
-    ) -> Result<Vec<PackageHit>, DbError> {
+    ) -> Result<Vec<StoredPackage>, DbError> {
         let (sql, params) = lookup_sql(lookup);
         match self {
             Database::Sqlite(db) => db.find_packages(sql, params, lane).await,
             Database::Postgres(db) => db.find_packages(&sql, &params, lane).await,
+        }
+    }
+
+    /// The SBOMs that list each of the packages `ids`, as (package id, SBOM) pairs. Many ids are read as two halves at once, as [`Database::pulls_of`] does.
+    pub async fn holders_of(&self, ids: Vec<i64>) -> Result<Vec<(i64, SbomRow)>, DbError> {
+        self.in_halves(ids, SPLIT_HOLDERS_AT, |ids, lane| async move {
+            match self {
+                Database::Sqlite(db) => db.holders_of(ids, lane).await,
+                Database::Postgres(db) => db.holders_of(&ids, lane).await,
+            }
+        })
+        .await
+    }
+
+    /// The packages one digest's SBOM lists, by key and version.
+    pub async fn packages_in(&self, digest: &str) -> Result<Vec<PackageRow>, DbError> {
+        match self {
+            Database::Sqlite(db) => db.packages_in(digest.to_owned()).await,
+            Database::Postgres(db) => db.packages_in(digest).await,
         }
     }
 
@@ -206,36 +253,46 @@ impl Database {
     /// and without repeats first, so that a digest's sums are all in its half).
     pub async fn pulls_of(
         &self,
-        mut digests: Vec<String>,
-        within: PullsWithin,
-    ) -> Result<Vec<DigestPulls>, DbError> {
-        digests.sort();
-        digests.dedup();
-        if digests.len() < SPLIT_PULLS_AT {
-            return self.pulls_in(digests, within, Lane::First).await;
-        }
-        let second = digests.split_off(digests.len() / 2);
-        let (mut first, second) = tokio::try_join!(
-            self.pulls_in(digests, within.clone(), Lane::First),
-            self.pulls_in(second, within.clone(), Lane::Second)
-        )?;
-        first.extend(second);
-        Ok(first)
-    }
-
-    async fn pulls_in(
-        &self,
         digests: Vec<String>,
         within: PullsWithin,
-        lane: Lane,
     ) -> Result<Vec<DigestPulls>, DbError> {
-        if digests.is_empty() {
+        let within = &within;
+        self.in_halves(digests, SPLIT_PULLS_AT, |digests, lane| async move {
+            match self {
+                Database::Sqlite(db) => db.pulls_of(digests, within.clone(), lane).await,
+                Database::Postgres(db) => db.pulls_of(&digests, within, lane).await,
+            }
+        })
+        .await
+    }
+
+    /// `read` of `keys`, sorted and without repeats: at once when fewer than `at`, else as two
+    /// halves at once, one on each [`Lane`], concatenated (a read whose answer is in key order
+    /// answers in key order). No keys, no read.
+    async fn in_halves<K, R, F, Fut>(
+        &self,
+        mut keys: Vec<K>,
+        at: usize,
+        read: F,
+    ) -> Result<Vec<R>, DbError>
+    where
+        K: Ord,
+        F: Fn(Vec<K>, Lane) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<R>, DbError>>,
+    {
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
             return Ok(Vec::new());
         }
-        match self {
-            Database::Sqlite(db) => db.pulls_of(digests, within, lane).await,
-            Database::Postgres(db) => db.pulls_of(&digests, &within, lane).await,
+        if keys.len() < at {
+            return read(keys, Lane::First).await;
         }
+        let second = keys.split_off(keys.len() / 2);
+        let (mut first, second) =
+            tokio::try_join!(read(keys, Lane::First), read(second, Lane::Second))?;
+        first.extend(second);
+        Ok(first)
     }
 }
 
@@ -354,42 +411,43 @@ pub(super) const PULLS_OF_POSTGRES: &str =
      FROM pulls WHERE digest = ANY($1) AND last_seen >= $2
         AND ($3 = '' OR rule = $3) AND ($4 = '' OR upstream = $4)";
 
-pub(super) const HIT_COLUMNS: &str = "s.digest, s.image, s.status, s.provenance, s.signer,
-    s.format, s.error, p.key, p.version, p.purl, p.keyed, p.ecosystem, p.name, p.osv_name,
-    p.upstream, p.distro";
+/// A stored package's columns: its id, then [`PackageRow`]'s fields in order.
+pub(super) const PACKAGE_COLUMNS: &str =
+    "id, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro";
 
-fn lookup_sql(lookup: &PackageLookup) -> (String, Vec<String>) {
-    let select = |clause: &str| {
-        format!(
-            "SELECT {HIT_COLUMNS} FROM sbom_packages p JOIN sboms s ON s.digest = p.digest
-             WHERE {clause}"
-        )
-    };
-    // Ordered by image, digest, key and version (positions in HIT_COLUMNS, as a compound
-    // query needs).
-    const ORDER: &str = "ORDER BY 2, 1, 8, 9";
+pub(super) fn lookup_sql(lookup: &PackageLookup) -> (String, Vec<String>) {
+    let select = |clause: &str| format!("SELECT {PACKAGE_COLUMNS} FROM packages WHERE {clause}");
     match lookup {
-        PackageLookup::Key(k) => (format!("{} {ORDER}", select("p.key = $1")), vec![k.clone()]),
-        PackageLookup::Name(n) => (
-            format!("{} {ORDER}", select("p.name = $1")),
-            vec![n.clone()],
-        ),
+        PackageLookup::Key(k) => (select("key = $1"), vec![k.clone()]),
+        PackageLookup::Name(n) => (select("name = $1"), vec![n.clone()]),
         // By OSV name, or (a distro's binary package) by its source package: two look-ups, each
         // on its own index; an OR of the two would read every package of the ecosystem.
         PackageLookup::Osv { ecosystem, name } => (
             format!(
-                "{} UNION ALL {} {ORDER}",
-                select("p.ecosystem = $1 AND p.osv_name = $2"),
-                select("p.ecosystem = $1 AND p.upstream = $2 AND p.osv_name <> $2"),
+                "{} UNION ALL {}",
+                select("ecosystem = $1 AND osv_name = $2"),
+                select("ecosystem = $1 AND upstream = $2 AND osv_name <> $2"),
             ),
             vec![ecosystem.clone(), name.clone()],
         ),
-        PackageLookup::Digest(d) => (
-            format!("{} {ORDER}", select("s.digest = $1")),
-            vec![d.clone()],
-        ),
     }
 }
+
+/// [`Database::holders_of`] on SQLite: `?1` a JSON array of package ids.
+pub(super) const HOLDERS_OF_SQLITE: &str = "SELECT c.package, s.digest, s.image, s.status,
+        s.provenance, s.signer, s.format, s.error
+     FROM sbom_contents c JOIN sboms s ON s.digest = c.digest
+     WHERE c.package IN (SELECT value FROM json_each(?1))";
+/// [`Database::holders_of`] on PostgreSQL: `$1` an array of package ids.
+pub(super) const HOLDERS_OF_POSTGRES: &str = "SELECT c.package, s.digest, s.image, s.status,
+        s.provenance, s.signer, s.format, s.error
+     FROM sbom_contents c JOIN sboms s ON s.digest = c.digest
+     WHERE c.package = ANY($1)";
+/// [`Database::packages_in`]: `$1` the digest.
+pub(super) const PACKAGES_IN: &str = "SELECT p.key, p.version, p.purl, p.keyed, p.ecosystem,
+        p.name, p.osv_name, p.upstream, p.distro
+     FROM sbom_contents c JOIN packages p ON p.id = c.package
+     WHERE c.digest = $1 ORDER BY p.key, p.version, p.purl";
 
 pub(super) const UPSERT_SBOM: &str = "INSERT INTO sboms
         (digest, image, status, provenance, signer, format, error, packages, ingested_at)
@@ -397,16 +455,27 @@ pub(super) const UPSERT_SBOM: &str = "INSERT INTO sboms
      ON CONFLICT (digest) DO UPDATE SET image = excluded.image, status = excluded.status,
         provenance = excluded.provenance, signer = excluded.signer, format = excluded.format,
         error = excluded.error, packages = excluded.packages, ingested_at = excluded.ingested_at";
-pub(super) const DELETE_SBOM_PACKAGES: &str = "DELETE FROM sbom_packages WHERE digest = $1";
-pub(super) const INSERT_SBOM_PACKAGE: &str = "INSERT INTO sbom_packages
-        (digest, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
-/// [`INSERT_SBOM_PACKAGE`] for many packages of one digest in one statement (PostgreSQL): `$1`
-/// the digest, `$2`..`$10` one array per column.
-pub(super) const INSERT_SBOM_PACKAGES: &str = "INSERT INTO sbom_packages
-        (digest, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
-     SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::text[], $10::text[]) ON CONFLICT DO NOTHING";
+pub(super) const DELETE_CONTENTS: &str = "DELETE FROM sbom_contents WHERE digest = $1";
+/// The id of the package with fingerprint `$1` (SQLite, whose one writer inserts it when
+/// missing).
+pub(super) const PACKAGE_ID: &str = "SELECT id FROM packages WHERE fingerprint = $1";
+pub(super) const INSERT_PACKAGE_ROW: &str = "INSERT INTO packages
+        (fingerprint, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub(super) const INSERT_CONTENT: &str =
+    "INSERT INTO sbom_contents (digest, package) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+/// Many packages in one statement (PostgreSQL), those stored already left as they are (by
+/// another replica, maybe, at the same time): `$1` the fingerprints, `$2`..`$10` one array per
+/// column.
+pub(super) const INSERT_PACKAGE_ROWS: &str = "INSERT INTO packages
+        (fingerprint, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
+     SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+     ON CONFLICT (fingerprint) DO NOTHING";
+/// The digest `$1` lists the packages of fingerprints `$2` (PostgreSQL, after
+/// [`INSERT_PACKAGE_ROWS`]).
+pub(super) const INSERT_CONTENTS: &str = "INSERT INTO sbom_contents (digest, package)
+     SELECT $1, id FROM packages WHERE fingerprint = ANY($2::bytea[]) ON CONFLICT DO NOTHING";
 pub(super) const SBOM_STATE: &str = "SELECT status, ingested_at FROM sboms WHERE digest = $1";
 pub(super) const SBOM_OF: &str =
     "SELECT digest, image, status, provenance, signer, format, error FROM sboms WHERE digest = $1";
@@ -436,24 +505,35 @@ pub(super) fn sbom_row(c: [String; 7]) -> SbomRow {
     }
 }
 
-/// A hit from a row's columns in [`HIT_COLUMNS`] order.
-pub(super) fn hit(c: [String; 16]) -> PackageHit {
-    let [digest, image, status, provenance, signer, format, error, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro] =
-        c;
-    PackageHit {
-        sbom: sbom_row([digest, image, status, provenance, signer, format, error]),
-        package: PackageRow {
-            key,
-            version,
-            purl,
-            keyed,
-            ecosystem,
-            name,
-            osv_name,
-            upstream,
-            distro,
-        },
+/// A package from [`PackageRow`]'s fields in order.
+pub(super) fn package_row(c: [String; 9]) -> PackageRow {
+    let [key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro] = c;
+    PackageRow {
+        key,
+        version,
+        purl,
+        keyed,
+        ecosystem,
+        name,
+        osv_name,
+        upstream,
+        distro,
     }
+}
+
+/// The fields of `p` in column order, for statements that take them one by one.
+pub(super) fn fields(p: &PackageRow) -> [&str; 9] {
+    [
+        &p.key,
+        &p.version,
+        &p.purl,
+        &p.keyed,
+        &p.ecosystem,
+        &p.name,
+        &p.osv_name,
+        &p.upstream,
+        &p.distro,
+    ]
 }
 
 #[cfg(test)]

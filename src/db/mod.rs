@@ -25,6 +25,11 @@ use crate::config::DatabaseSettings;
 /// How long one database call may take before it counts as a fault.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long bringing the schema up to date may take: a migration that moves rows (7, the
+/// inventory's packages) takes a while on a large database, once, at the first start after an
+/// upgrade.
+pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("sqlite database {}: {error}", path.display())]

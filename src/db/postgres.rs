@@ -8,10 +8,12 @@
 //! read split in two: the newer half of the audit summary's window, half of an answer's
 //! digests, every other look-up of an advisory's); when one breaks (server restarted,
 //! network cut) the next call opens a new one, so recording resumes by itself once the server
-//! is back. Every call, connecting included, is bounded by [`CALL_TIMEOUT`].
+//! is back. Every call, connecting included, is bounded by [`CALL_TIMEOUT`] (bringing the schema
+//! up to date by [`super::MIGRATION_TIMEOUT`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, Row};
@@ -117,7 +119,7 @@ impl Postgres {
 
 /// Brings the schema up to date, once per process (replicas serialise on the advisory lock).
 async fn migrate(client: &Client) -> Result<(), DbError> {
-    bounded(async {
+    bounded_for(super::MIGRATION_TIMEOUT, async {
         client.batch_execute("BEGIN").await?;
         let result = migrate_locked(client).await;
         match &result {
@@ -432,7 +434,7 @@ async fn migrate_locked(client: &Client) -> Result<(), DbError> {
         if version <= current {
             continue;
         }
-        for s in migration.both {
+        for s in migration.postgres.iter().chain(migration.both) {
             client.batch_execute(s).await?;
         }
         client
@@ -489,8 +491,17 @@ where
     F: std::future::Future<Output = Result<T, E>>,
     DbError: From<E>,
 {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+    bounded_for(CALL_TIMEOUT, f).await
+}
+
+/// [`bounded`] by `limit`.
+async fn bounded_for<T, E, F>(limit: Duration, f: F) -> Result<T, DbError>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    DbError: From<E>,
+{
+    match tokio::time::timeout(limit, f).await {
         Ok(r) => r.map_err(DbError::from),
-        Err(_) => Err(DbError::Timeout(CALL_TIMEOUT)),
+        Err(_) => Err(DbError::Timeout(limit)),
     }
 }

@@ -25,9 +25,16 @@
 //! GHSA id), `advisory_packages` (which (purl type, name) each names, for matching), and for
 //! the SBOMs of pulled digests `sboms` (one row per digest: found or not, where from, why
 //! unreadable) and `sbom_packages` (its packages, indexed by purl key, name and OSV name).
+//!
+//! Migration 7 stores each distinct package once: `packages` (a package's fields under an id,
+//! found by its fingerprint, [`super::inventory::fingerprint`], and indexed by purl key, name,
+//! OSV name and source package) and `sbom_contents` (digest, package id), filled from
+//! `sbom_packages`, which it drops. The same package is in hundreds of images: an answer
+//! compares each distinct version once and then reads which digests list the matches, and an
+//! SBOM whose packages are known already adds only its (digest, id) pairs.
 
 /// The newest schema version this program knows.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// The rows an audit report lists: unverified, lookup faults and refusals. Queries repeat it
 /// exactly so that the partial index applies.
@@ -38,10 +45,11 @@ pub const FINDINGS_PREDICATE: &str =
 pub const KEY_COLUMNS: &str =
     "day, image, digest, tag, rule, mode, verdict, admission, client_addr, user_agent, user_name";
 
-/// One migration: statements both backends run, then those only SQLite runs.
+/// One migration: the statements of the backend's own list, then those both backends run.
 pub struct Migration {
     pub both: &'static [&'static str],
     pub sqlite: &'static [&'static str],
+    pub postgres: &'static [&'static str],
 }
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`: its statements run in one transaction.
@@ -49,10 +57,12 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         both: LEDGER,
         sqlite: &[],
+        postgres: &[],
     },
     Migration {
         both: INVENTORY,
         sqlite: &[],
+        postgres: &[],
     },
     // On SQLite the findings index covers every column the audit report reads, so the report
     // reads the index alone (half the time of a look-up in the table per row). PostgreSQL keeps
@@ -64,14 +74,17 @@ pub const MIGRATIONS: &[Migration] = &[
             "DROP INDEX pulls_findings",
             "CREATE INDEX pulls_findings ON pulls (last_seen, image, digest, upstream, rule, mode, verdict, admission, finding, tag, reasons, identities, client_addr, user_name, pulls, first_seen) WHERE (verdict IN ('unverified', 'error') OR admission = 'refused')",
         ],
+        postgres: &[],
     },
     Migration {
         both: &["CREATE INDEX pulls_digest ON pulls (digest, last_seen)"],
         sqlite: &[],
+        postgres: &[],
     },
     Migration {
         both: CONSOLE,
         sqlite: &[],
+        postgres: &[],
     },
     // On SQLite the digest index covers what the inventory's answers read of each digest's
     // pulls (tags, times, counts, clients, within a time, rule and upstream), so that an
@@ -84,7 +97,92 @@ pub const MIGRATIONS: &[Migration] = &[
             "DROP INDEX pulls_digest",
             "CREATE INDEX pulls_digest ON pulls (digest, last_seen, rule, upstream, tag, first_seen, pulls, client_addr)",
         ],
+        postgres: &[],
     },
+    // The packages of every SBOM stored once each: `packages` (one row per distinct package,
+    // found by its fingerprint) and `sbom_contents` (which digest lists which package).
+    Migration {
+        both: &[
+            "CREATE INDEX packages_key ON packages (key)",
+            "CREATE INDEX packages_name ON packages (name)",
+            "CREATE INDEX packages_osv ON packages (ecosystem, osv_name)",
+            "CREATE INDEX packages_upstream ON packages (ecosystem, upstream)",
+            "CREATE INDEX sbom_contents_package ON sbom_contents (package, digest)",
+        ],
+        sqlite: SQLITE_PACKAGES,
+        postgres: POSTGRES_PACKAGES,
+    },
+];
+
+/// Migration 7 on SQLite: the new tables filled from `sbom_packages`, which is then dropped
+/// (`portcullis_fingerprint` is [`super::inventory::fingerprint`], registered on the
+/// connection that migrates). A statement's `WHERE true` lets SQLite tell an upsert clause
+/// from a join's.
+const SQLITE_PACKAGES: &[&str] = &[
+    "CREATE TABLE packages (
+        id INTEGER PRIMARY KEY,
+        fingerprint BLOB NOT NULL UNIQUE,
+        key TEXT NOT NULL,
+        version TEXT NOT NULL,
+        purl TEXT NOT NULL,
+        keyed TEXT NOT NULL,
+        ecosystem TEXT NOT NULL,
+        name TEXT NOT NULL,
+        osv_name TEXT NOT NULL,
+        upstream TEXT NOT NULL,
+        distro TEXT NOT NULL
+    )",
+    "CREATE TABLE sbom_contents (
+        digest TEXT NOT NULL,
+        package BIGINT NOT NULL,
+        PRIMARY KEY (digest, package)
+    ) WITHOUT ROWID",
+    "INSERT INTO packages (fingerprint, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
+        SELECT portcullis_fingerprint(key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro),
+            key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro
+        FROM (SELECT DISTINCT key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro FROM sbom_packages)",
+    "INSERT INTO sbom_contents (digest, package)
+        SELECT o.digest, p.id FROM sbom_packages o JOIN packages p
+            ON p.fingerprint = portcullis_fingerprint(o.key, o.version, o.purl, o.keyed, o.ecosystem, o.name, o.osv_name, o.upstream, o.distro)
+        WHERE true ON CONFLICT DO NOTHING",
+    "DROP TABLE sbom_packages",
+];
+
+/// Migration 7 on PostgreSQL, as [`SQLITE_PACKAGES`]; the fingerprint is the same SHA-256
+/// over each field's length (4 bytes, big-endian) and UTF-8 bytes, in column order.
+const POSTGRES_PACKAGES: &[&str] = &[
+    "CREATE TABLE packages (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        fingerprint BYTEA NOT NULL UNIQUE,
+        key TEXT NOT NULL,
+        version TEXT NOT NULL,
+        purl TEXT NOT NULL,
+        keyed TEXT NOT NULL,
+        ecosystem TEXT NOT NULL,
+        name TEXT NOT NULL,
+        osv_name TEXT NOT NULL,
+        upstream TEXT NOT NULL,
+        distro TEXT NOT NULL
+    )",
+    "CREATE TABLE sbom_contents (
+        digest TEXT NOT NULL,
+        package BIGINT NOT NULL,
+        PRIMARY KEY (digest, package)
+    )",
+    "CREATE FUNCTION pg_temp.portcullis_fingerprint(VARIADIC f text[]) RETURNS bytea
+        LANGUAGE sql IMMUTABLE AS
+        $$ SELECT sha256(coalesce(string_agg(int4send(octet_length(x)) || convert_to(x, 'UTF8'), ''::bytea ORDER BY n), ''::bytea))
+           FROM unnest(f) WITH ORDINALITY AS t(x, n) $$",
+    "INSERT INTO packages (fingerprint, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro)
+        SELECT pg_temp.portcullis_fingerprint(key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro),
+            key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro
+        FROM (SELECT DISTINCT key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro FROM sbom_packages) d",
+    "INSERT INTO sbom_contents (digest, package)
+        SELECT o.digest, p.id FROM sbom_packages o JOIN packages p
+            ON p.fingerprint = pg_temp.portcullis_fingerprint(o.key, o.version, o.purl, o.keyed, o.ecosystem, o.name, o.osv_name, o.upstream, o.distro)
+        ON CONFLICT DO NOTHING",
+    "DROP TABLE sbom_packages",
+    "DROP FUNCTION pg_temp.portcullis_fingerprint(text[])",
 ];
 
 const CONSOLE: &[&str] = &[

@@ -2,8 +2,9 @@
 //! `bundled`), in WAL mode so that reports read while the ledger writes. Three connections, one
 //! for writes and two for reads (a read split in two runs both parts at once: [`super::Lane`]),
 //! each behind a mutex; every call runs on tokio's blocking pool and is bounded by
-//! [`CALL_TIMEOUT`]. A locked database waits at most [`BUSY_TIMEOUT`] before the call fails
-//! (and the ledger counts what it could not write). Each connection reads through a memory map
+//! [`CALL_TIMEOUT`] (opening, which migrates, by [`super::MIGRATION_TIMEOUT`]). A locked
+//! database waits at most [`BUSY_TIMEOUT`] before the call fails (and the ledger counts what it
+//! could not write). Each connection reads through a memory map
 //! of the file ([`MMAP_BYTES`]). A fourth connection checkpoints the log in the background
 //! ([`checkpoint`]).
 
@@ -39,7 +40,8 @@ impl Sqlite {
     /// Opens (or creates) the file, its directory included, and migrates it.
     pub async fn open(path: PathBuf) -> Result<Sqlite, DbError> {
         let p = path.clone();
-        let (writer, reader, second_reader, checkpointer) = blocking(&path, move || {
+        // Bounded by MIGRATION_TIMEOUT: opening migrates.
+        let opened = blocking_for(&path, super::MIGRATION_TIMEOUT, move || {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|error| Fault::StateDir {
                     path: dir.to_path_buf(),
@@ -54,6 +56,7 @@ impl Sqlite {
             // are spilled to the log mid-transaction (at the cache size otherwise): the 7 000
             // packages of a large SBOM dirty about 10 000 pages of the package indexes.
             writer.pragma_update(None, "cache_spill", WRITER_SPILL_PAGES)?;
+            inventory::register_fingerprint(&writer)?;
             migrate(&writer)?;
             let reader = connect(&p)?;
             let second_reader = connect(&p)?;
@@ -62,6 +65,7 @@ impl Sqlite {
             Ok((writer, reader, second_reader, checkpointer))
         })
         .await?;
+        let (writer, reader, second_reader, checkpointer) = opened;
         Ok(Sqlite {
             path,
             writer: Arc::new(Mutex::new(writer)),
@@ -306,9 +310,18 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Fault> + Send + 'static,
 {
+    blocking_for(path, CALL_TIMEOUT, f).await
+}
+
+/// [`blocking`], bounded by `limit`.
+async fn blocking_for<T, F>(path: &Path, limit: Duration, f: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Fault> + Send + 'static,
+{
     let task = tokio::task::spawn_blocking(f);
-    match tokio::time::timeout(CALL_TIMEOUT, task).await {
-        Err(_) => Err(DbError::Timeout(CALL_TIMEOUT)),
+    match tokio::time::timeout(limit, task).await {
+        Err(_) => Err(DbError::Timeout(limit)),
         Ok(Err(e)) => Err(DbError::Task(e.to_string())),
         Ok(Ok(Ok(v))) => Ok(v),
         Ok(Ok(Err(Fault::Sqlite(error)))) => Err(DbError::Sqlite {
@@ -376,6 +389,11 @@ const WRITER_SPILL_PAGES: i64 = 32 * 1024;
 const MMAP_BYTES: i64 = 1 << 30;
 
 fn migrate(conn: &Connection) -> Result<(), Fault> {
+    migrate_through(conn, schema::MIGRATIONS)
+}
+
+/// Applies those of `migrations` (the first of [`schema::MIGRATIONS`]) that `conn` lacks.
+fn migrate_through(conn: &Connection, migrations: &[schema::Migration]) -> Result<(), Fault> {
     conn.execute_batch(schema::VERSION_TABLE)?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
@@ -387,12 +405,12 @@ fn migrate(conn: &Connection) -> Result<(), Fault> {
         if current > schema::VERSION {
             return Err(Fault::SchemaTooNew { found: current });
         }
-        for (i, migration) in schema::MIGRATIONS.iter().enumerate() {
+        for (i, migration) in migrations.iter().enumerate() {
             let version = i as i64 + 1;
             if version <= current {
                 continue;
             }
-            for s in migration.both.iter().chain(migration.sqlite) {
+            for s in migration.sqlite.iter().chain(migration.both) {
                 conn.execute_batch(s)?;
             }
             conn.execute(

@@ -11,7 +11,9 @@ pub mod image;
 use super::osv::{self, Advisory, Verdict};
 use super::sbom::{self, Keyed, Package};
 use super::versions::{Range, Scheme};
-use crate::db::inventory::{PackageHit, PackageLookup, PackageRow, PullsWithin, SbomRow};
+use crate::db::inventory::{
+    PackageHit, PackageLookup, PackageRow, PullsWithin, SbomRow, StoredPackage,
+};
 use crate::db::{Database, DbError, Lane};
 use crate::policy::Pattern;
 
@@ -131,29 +133,33 @@ pub async fn query(
     } else {
         PackageLookup::Name(package.to_owned())
     };
-    let hits = db.find_packages(&lookup).await?;
-    let mut answer = Answer::default();
-    let mut found = Vec::new();
-    for hit in hits {
-        let scheme = scheme_of(&hit.package);
-        let matched = match range {
-            None => Some(None),
-            Some(r) => match r.contains(r.own_scheme().unwrap_or(scheme), &hit.package.version) {
-                Ok(true) => Some(Some(r.to_string())),
-                Ok(false) => None,
-                Err(e) => {
-                    answer
-                        .unseen
-                        .uncompared
-                        .push(uncompared(&hit, e.to_string()));
-                    None
-                }
-            },
-        };
-        if let Some(range) = matched {
-            found.push((hit, range, None, scheme));
-        }
-    }
+    // Each distinct package is compared once, however many images list it.
+    let judged = db
+        .find_packages(&lookup)
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            let scheme = scheme_of(&p.row);
+            let judged = match range {
+                None => Judged::Found {
+                    range: None,
+                    advisory: None,
+                    scheme,
+                },
+                Some(r) => match r.contains(r.own_scheme().unwrap_or(scheme), &p.row.version) {
+                    Ok(true) => Judged::Found {
+                        range: Some(r.to_string()),
+                        advisory: None,
+                        scheme,
+                    },
+                    Ok(false) => return None,
+                    Err(e) => Judged::Uncompared(e.to_string()),
+                },
+            };
+            Some((p, judged))
+        })
+        .collect();
+    let (answer, found) = expand(db, Answer::default(), judged).await?;
     finish(db, answer, found, scope).await
 }
 
@@ -177,29 +183,98 @@ pub async fn affected(
             }
         }
     }
-    // Two look-ups at a time, each on its own connection.
-    let mut found = Vec::new();
+    // Two look-ups at a time, each on its own connection; each distinct package is checked
+    // once, however many images list it.
+    let mut judged = Vec::new();
     for pair in lookups.chunks(2) {
         let looked_up = pair
             .iter()
             .zip([Lane::First, Lane::Second])
             .map(|((_, lookup), lane)| db.find_packages_in(lookup, lane));
-        let hits = futures_util::future::try_join_all(looked_up).await?;
-        for ((a, _), hits) in pair.iter().zip(hits) {
-            for hit in hits {
-                match a.check_named(&package_of(&hit.package), &hit.package.osv_name) {
-                    Verdict::Affected { range, scheme } => {
-                        found.push((hit, Some(range), Some(a.id.clone()), scheme))
-                    }
-                    Verdict::NotAffected => {}
-                    Verdict::Unknown { reason } => {
-                        answer.unseen.uncompared.push(uncompared(&hit, reason))
-                    }
-                }
+        let packages = futures_util::future::try_join_all(looked_up).await?;
+        for ((a, _), packages) in pair.iter().zip(packages) {
+            for p in packages {
+                let verdict = a.check_named(&package_of(&p.row), &p.row.osv_name);
+                let judgement = match verdict {
+                    Verdict::Affected { range, scheme } => Judged::Found {
+                        range: Some(range),
+                        advisory: Some(a.id.clone()),
+                        scheme,
+                    },
+                    Verdict::NotAffected => continue,
+                    Verdict::Unknown { reason } => Judged::Uncompared(reason),
+                };
+                judged.push((p, judgement));
             }
         }
     }
+    let (answer, found) = expand(db, answer, judged).await?;
     finish(db, answer, found, scope).await
+}
+
+/// What an answer makes of one stored package.
+enum Judged {
+    /// It matched: within `range` (of `advisory`), compared by `scheme`.
+    Found {
+        range: Option<String>,
+        advisory: Option<String>,
+        scheme: Scheme,
+    },
+    /// Its version could not be compared, for this reason.
+    Uncompared(String),
+}
+
+/// Each judged package with every SBOM that lists it: the matches, by image, digest, package
+/// and version, and those that could not be compared added to `answer`'s unseen.
+async fn expand(
+    db: &Database,
+    mut answer: Answer,
+    judged: Vec<(StoredPackage, Judged)>,
+) -> Result<(Answer, Vec<Found>), DbError> {
+    let mut holders: HashMap<i64, Vec<SbomRow>> = HashMap::new();
+    for (id, sbom) in db
+        .holders_of(judged.iter().map(|(p, _)| p.id).collect())
+        .await?
+    {
+        holders.entry(id).or_default().push(sbom);
+    }
+    let mut found = Vec::new();
+    for (p, judgement) in judged {
+        let Some(sboms) = holders.get(&p.id) else {
+            continue;
+        };
+        for sbom in sboms {
+            let hit = PackageHit {
+                sbom: sbom.clone(),
+                package: p.row.clone(),
+            };
+            match &judgement {
+                Judged::Found {
+                    range,
+                    advisory,
+                    scheme,
+                } => found.push((hit, range.clone(), advisory.clone(), *scheme)),
+                Judged::Uncompared(reason) => answer
+                    .unseen
+                    .uncompared
+                    .push(uncompared(&hit, reason.clone())),
+            }
+        }
+    }
+    fn order(h: &PackageHit) -> (&str, &str, &str, &str) {
+        (
+            h.sbom.image.as_str(),
+            h.sbom.digest.as_str(),
+            h.package.key.as_str(),
+            h.package.version.as_str(),
+        )
+    }
+    found.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)));
+    answer
+        .unseen
+        .uncompared
+        .sort_by(|a, b| (&a.image, &a.digest, &a.version).cmp(&(&b.image, &b.digest, &b.version)));
+    Ok((answer, found))
 }
 
 fn scheme_of(p: &PackageRow) -> Scheme {

@@ -208,3 +208,153 @@ async fn inventory_answers_on_postgresql() {
     let tmp = tempfile::tempdir().unwrap();
     scenario(tmp.path(), &format!("database: {{ url: \"{url}\" }}\n")).await;
 }
+
+/// A package as an SBOM of `version` lists it, for the migration test.
+fn log4j(version: &str, name: &str) -> portcullis::db::inventory::PackageRow {
+    portcullis::db::inventory::PackageRow {
+        key: "pkg:maven/org.apache.logging.log4j/log4j-core".into(),
+        version: version.into(),
+        purl: format!("pkg:maven/org.apache.logging.log4j/log4j-core@{version}"),
+        keyed: "purl".into(),
+        ecosystem: "maven".into(),
+        name: name.into(),
+        osv_name: "org.apache.logging.log4j:log4j-core".into(),
+        upstream: String::new(),
+        distro: "é".into(),
+    }
+}
+
+/// A PostgreSQL database at schema 6, its packages in the old one-row-per-digest table, opened
+/// by this version: migration 7 stores each distinct package once, every SBOM still lists its
+/// packages, and its fingerprints (computed by the server) are those of later ingests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_7_moves_the_packages_on_postgresql() {
+    use portcullis::db::inventory::PackageLookup;
+    use portcullis::db::schema;
+    let Some(pg) = Postgres::get() else {
+        return;
+    };
+    let url = pg.database("migration").await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(schema::VERSION_TABLE).await.unwrap();
+    for (i, m) in schema::MIGRATIONS[..6].iter().enumerate() {
+        for s in m.postgres.iter().chain(m.both) {
+            client.batch_execute(s).await.unwrap();
+        }
+        let version = i as i64 + 1;
+        client
+            .execute(
+                "INSERT INTO portcullis_schema (version, applied_at) VALUES ($1, 0)",
+                &[&version],
+            )
+            .await
+            .unwrap();
+    }
+    for (d, packages) in [
+        ('a', vec![log4j("2.14.1", "log4j-core")]),
+        ('b', vec![log4j("2.14.1", "log4j-core")]),
+        (
+            'c',
+            vec![log4j("2.14.1", "log4j"), log4j("2.17.1", "log4j-core")],
+        ),
+    ] {
+        let s = row(d, "signed", "ci");
+        client
+            .execute(
+                "INSERT INTO sboms (digest, image, status, provenance, signer, format, error,
+                    packages, ingested_at) VALUES ($1, $2, 'found', $3, $4, 'spdx', '', $5, 0)",
+                &[
+                    &s.digest,
+                    &s.image,
+                    &s.provenance,
+                    &s.signer,
+                    &(packages.len() as i64),
+                ],
+            )
+            .await
+            .unwrap();
+        for p in packages {
+            client
+                .execute(
+                    "INSERT INTO sbom_packages (digest, key, version, purl, keyed, ecosystem,
+                        name, osv_name, upstream, distro)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    &[
+                        &s.digest,
+                        &p.key,
+                        &p.version,
+                        &p.purl,
+                        &p.keyed,
+                        &p.ecosystem,
+                        &p.name,
+                        &p.osv_name,
+                        &p.upstream,
+                        &p.distro,
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "registry.local",
+        "  registry.local: { url: \"http://127.0.0.1:9\" }",
+        &format!("database: {{ url: \"{url}\" }}\n"),
+    );
+    let db = Database::open(&Config::load(Some(&config)).unwrap().database)
+        .await
+        .unwrap();
+    let key = PackageLookup::Key("pkg:maven/org.apache.logging.log4j/log4j-core".into());
+    let mut found = db.find_packages(&key).await.unwrap();
+    found.sort_by(|a, b| (&a.row.version, &a.row.name).cmp(&(&b.row.version, &b.row.name)));
+    let names: Vec<(&str, &str)> = found
+        .iter()
+        .map(|p| (p.row.version.as_str(), p.row.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("2.14.1", "log4j"),
+            ("2.14.1", "log4j-core"),
+            ("2.17.1", "log4j-core")
+        ]
+    );
+    let holders = |id: i64| {
+        let db = &db;
+        async move {
+            let mut d: Vec<String> = db
+                .holders_of(vec![id])
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, s)| s.digest)
+                .collect();
+            d.sort();
+            d
+        }
+    };
+    assert_eq!(holders(found[1].id).await, [digest('a'), digest('b')]);
+    assert_eq!(db.packages_in(&digest('c')).await.unwrap().len(), 2);
+    // A later SBOM listing the same package refers to the moved row.
+    db.put_sbom(
+        row('d', "signed", "ci"),
+        vec![log4j("2.14.1", "log4j-core")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        holders(found[1].id).await,
+        [digest('a'), digest('b'), digest('d')]
+    );
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM packages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 3);
+}

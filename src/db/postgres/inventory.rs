@@ -64,7 +64,9 @@ impl Postgres {
     }
 }
 
-use crate::db::inventory::{DigestPulls, PackageHit, PackageRow, PullsWithin, SbomRow, Unrecorded};
+use crate::db::inventory::{
+    DigestPulls, PackageRow, PullsWithin, SbomRow, StoredPackage, Unrecorded,
+};
 
 /// How many packages one insert statement carries.
 const INSERT_CHUNK: usize = 10_000;
@@ -91,33 +93,28 @@ impl Postgres {
                     ],
                 )
                 .await?;
-            client
-                .execute(q::DELETE_SBOM_PACKAGES, &[&s.digest])
-                .await?;
-            // One statement per chunk of packages: an SBOM of 50 000 packages is a few round
+            client.execute(q::DELETE_CONTENTS, &[&s.digest]).await?;
+            // Two statements per chunk of packages: an SBOM of 50 000 packages is a few round
             // trips, not 50 000.
             for chunk in packages.chunks(INSERT_CHUNK) {
-                let column = |f: fn(&PackageRow) -> &String| -> Vec<&str> {
-                    chunk.iter().map(|p| f(p).as_str()).collect()
-                };
-                let columns = [
-                    column(|p| &p.key),
-                    column(|p| &p.version),
-                    column(|p| &p.purl),
-                    column(|p| &p.keyed),
-                    column(|p| &p.ecosystem),
-                    column(|p| &p.name),
-                    column(|p| &p.osv_name),
-                    column(|p| &p.upstream),
-                    column(|p| &p.distro),
-                ];
-                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&s.digest];
+                let fingerprints: Vec<Vec<u8>> = chunk.iter().map(q::fingerprint).collect();
+                let mut columns: [Vec<&str>; 9] = Default::default();
+                for p in chunk {
+                    for (c, v) in columns.iter_mut().zip(q::fields(p)) {
+                        c.push(v);
+                    }
+                }
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    vec![&fingerprints];
                 params.extend(
                     columns
                         .iter()
                         .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync)),
                 );
-                client.execute(q::INSERT_SBOM_PACKAGES, &params).await?;
+                client.execute(q::INSERT_PACKAGE_ROWS, &params).await?;
+                client
+                    .execute(q::INSERT_CONTENTS, &[&s.digest, &fingerprints])
+                    .await?;
             }
             Ok::<(), tokio_postgres::Error>(())
         }))
@@ -131,14 +128,47 @@ impl Postgres {
         sql: &str,
         args: &[String],
         lane: crate::db::Lane,
-    ) -> Result<Vec<PackageHit>, DbError> {
+    ) -> Result<Vec<StoredPackage>, DbError> {
         let slot = self.slot(lane);
         let client = self.client_in(slot).await?;
         let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             args.iter().map(|a| a as _).collect();
         let result = bounded(client.query(sql, &params)).await;
         self.forget_in(slot, &client, result.is_err()).await;
-        result?.iter().map(|r| Ok(q::hit(texts(r)?))).collect()
+        result?
+            .iter()
+            .map(|r| {
+                Ok(StoredPackage {
+                    id: r.try_get(0)?,
+                    row: q::package_row(texts(r, 1)?),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn holders_of(
+        &self,
+        ids: &[i64],
+        lane: crate::db::Lane,
+    ) -> Result<Vec<(i64, SbomRow)>, DbError> {
+        let slot = self.slot(lane);
+        let client = self.client_in(slot).await?;
+        let result = bounded(client.query(q::HOLDERS_OF_POSTGRES, &[&ids])).await;
+        self.forget_in(slot, &client, result.is_err()).await;
+        result?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, q::sbom_row(texts(r, 1)?))))
+            .collect()
+    }
+
+    pub async fn packages_in(&self, digest: &str) -> Result<Vec<PackageRow>, DbError> {
+        let client = self.client().await?;
+        let result = bounded(client.query(q::PACKAGES_IN, &[&digest])).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        result?
+            .iter()
+            .map(|r| Ok(q::package_row(texts(r, 0)?)))
+            .collect()
     }
 
     pub async fn pulls_of(
@@ -191,7 +221,7 @@ impl Postgres {
         let client = self.client().await?;
         let result = bounded(client.query_opt(q::SBOM_OF, &[&digest])).await;
         self.forget_if_failed(&client, result.is_err()).await;
-        result?.map(|r| Ok(q::sbom_row(texts(&r)?))).transpose()
+        result?.map(|r| Ok(q::sbom_row(texts(&r, 0)?))).transpose()
     }
 
     pub async fn unrecorded(&self, limit: i64) -> Result<Vec<Unrecorded>, DbError> {
@@ -212,11 +242,14 @@ impl Postgres {
     }
 }
 
-/// A row's first `N` columns, each text.
-fn texts<const N: usize>(r: &tokio_postgres::Row) -> Result<[String; N], tokio_postgres::Error> {
+/// `N` columns of a row from `first` on, each text.
+fn texts<const N: usize>(
+    r: &tokio_postgres::Row,
+    first: usize,
+) -> Result<[String; N], tokio_postgres::Error> {
     let mut c: [String; N] = std::array::from_fn(|_| String::new());
     for (i, v) in c.iter_mut().enumerate() {
-        *v = r.try_get(i)?;
+        *v = r.try_get(first + i)?;
     }
     Ok(c)
 }

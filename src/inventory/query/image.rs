@@ -3,7 +3,6 @@
 //! what the ledger says of the digest's pulls.
 
 use super::{package_of, provenance, pulls_of, when, Pulls, QueryError, Scope};
-use crate::db::inventory::PackageLookup;
 use crate::db::Database;
 use crate::inventory::sbom::Keyed;
 
@@ -36,15 +35,15 @@ pub struct ImagePackage {
 pub async fn image(db: &Database, image: &str, digest: &str) -> Result<ImageAnswer, QueryError> {
     let row = db.sbom_of(digest).await?;
     let packages = db
-        .find_packages(&PackageLookup::Digest(digest.to_owned()))
+        .packages_in(digest)
         .await?
         .into_iter()
-        .map(|hit| ImagePackage {
-            keyed: package_of(&hit.package).keyed,
-            package: hit.package.key,
-            purl: hit.package.purl,
-            version: hit.package.version,
-            ecosystem: hit.package.ecosystem,
+        .map(|p| ImagePackage {
+            keyed: package_of(&p).keyed,
+            package: p.key,
+            purl: p.purl,
+            version: p.version,
+            ecosystem: p.ecosystem,
         })
         .collect();
     let pulls = pulls_of(db, [digest.to_owned()], &Scope::default())
