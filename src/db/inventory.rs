@@ -193,7 +193,8 @@ impl Database {
         }
     }
 
-    /// The SBOMs that list each of the packages `ids`, as (package id, SBOM) pairs. Many ids are read as two halves at once, as [`Database::pulls_of`] does.
+    /// The SBOMs that list each of the packages `ids`, as (package id, SBOM) pairs. Many ids
+    /// are read as two halves at once, as [`Database::pulls_of`] does.
     pub async fn holders_of(&self, ids: Vec<i64>) -> Result<Vec<(i64, SbomRow)>, DbError> {
         self.in_halves(ids, SPLIT_HOLDERS_AT, |ids, lane| async move {
             match self {

@@ -4,9 +4,8 @@
 //! each behind a mutex; every call runs on tokio's blocking pool and is bounded by
 //! [`CALL_TIMEOUT`] (opening, which migrates, by [`super::MIGRATION_TIMEOUT`]). A locked
 //! database waits at most [`BUSY_TIMEOUT`] before the call fails (and the ledger counts what it
-//! could not write). Each connection reads through a memory map
-//! of the file ([`MMAP_BYTES`]). A fourth connection checkpoints the log in the background
-//! ([`checkpoint`]).
+//! could not write). Each connection reads through a memory map of the file ([`MMAP_BYTES`]).
+//! A fourth connection checkpoints the log in the background ([`checkpoint`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
