@@ -258,8 +258,12 @@ impl Database {
         within: PullsWithin,
     ) -> Result<Vec<DigestPulls>, DbError> {
         let within = &within;
+        // Over all pulls, each digest's sums are one row (`super::rollup`).
+        let all = within.is_all();
         self.in_halves(digests, SPLIT_PULLS_AT, |digests, lane| async move {
             match self {
+                Database::Sqlite(db) if all => db.digest_pulls(digests, lane).await,
+                Database::Postgres(db) if all => db.digest_pulls(&digests, lane).await,
                 Database::Sqlite(db) => db.pulls_of(digests, within.clone(), lane).await,
                 Database::Postgres(db) => db.pulls_of(&digests, within, lane).await,
             }
@@ -304,6 +308,13 @@ pub struct PullsWithin {
     pub since: i64,
     pub rule: String,
     pub upstream: String,
+}
+
+impl PullsWithin {
+    /// Whether this is every pull the ledger keeps (no time, rule or upstream).
+    pub fn is_all(&self) -> bool {
+        self.since <= 0 && self.rule.is_empty() && self.upstream.is_empty()
+    }
 }
 
 /// One digest's pulls, from [`Database::pulls_of`].

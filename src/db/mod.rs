@@ -13,6 +13,7 @@
 pub mod console;
 pub mod inventory;
 pub mod postgres;
+pub mod rollup;
 pub mod schema;
 pub mod sqlite;
 mod summary;
@@ -242,9 +243,10 @@ impl Database {
             return Ok(());
         }
         let hours = console::hours_of(&rows);
+        let sums = rollup::Rollup::of(&rows);
         match self {
-            Database::Sqlite(db) => db.add_pulls(rows, hours).await,
-            Database::Postgres(db) => db.add_pulls(rows, hours).await,
+            Database::Sqlite(db) => db.add_pulls(rows, hours, sums).await,
+            Database::Postgres(db) => db.add_pulls(rows, hours, sums).await,
         }
     }
 

@@ -27,6 +27,7 @@ use crate::db::console::HourRow;
 
 mod console;
 mod inventory;
+mod rollup;
 
 /// The advisory lock key migrations hold ("portcull" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
@@ -132,7 +133,12 @@ async fn migrate(client: &Client) -> Result<(), DbError> {
 }
 
 impl Postgres {
-    pub async fn add_pulls(&self, rows: Vec<PullRow>, hours: Vec<HourRow>) -> Result<(), DbError> {
+    pub async fn add_pulls(
+        &self,
+        rows: Vec<PullRow>,
+        hours: Vec<HourRow>,
+        sums: super::rollup::Rollup,
+    ) -> Result<(), DbError> {
         let client = self.client().await?;
         // One statement for the whole batch: the rows as arrays, unnested.
         let mut cols: [Vec<&str>; 13] = Default::default();
@@ -184,6 +190,7 @@ impl Postgres {
         let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12] = &cols;
         let [i0, i1, i2, i3] = &ints;
         let result = bounded(in_transaction(&client, async {
+            rollup::share(&client).await?;
             client
                 .execute(
                     &sql,
@@ -224,6 +231,7 @@ impl Postgres {
                     )
                     .await?;
             }
+            rollup::add(&client, &sums).await?;
             Ok::<(), tokio_postgres::Error>(())
         }))
         .await;
@@ -357,10 +365,8 @@ impl Postgres {
     pub async fn prune(&self, before: i64) -> Result<u64, DbError> {
         let client = self.client().await?;
         let hour = before.div_euclid(1000);
-        let result = bounded(async {
-            let n = client
-                .execute("DELETE FROM pulls WHERE last_seen < $1", &[&before])
-                .await?;
+        let result = bounded(in_transaction(&client, async {
+            let n = rollup::prune(&client, before).await?;
             client
                 .execute("DELETE FROM pull_hours WHERE hour < $1", &[&hour])
                 .await?;
@@ -368,7 +374,7 @@ impl Postgres {
                 .execute("DELETE FROM verdicts WHERE decided_at < $1", &[&before])
                 .await?;
             Ok::<u64, tokio_postgres::Error>(n)
-        })
+        }))
         .await;
         self.forget_if_failed(&client, result.is_err()).await;
         result
@@ -447,7 +453,6 @@ async fn migrate_locked(client: &Client) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Bounds a database call by [`CALL_TIMEOUT`].
 /// Runs `body` between `BEGIN` and `COMMIT` on `client`; a failed body is rolled back and its
 /// error returned.
 async fn in_transaction<T, F>(client: &Client, body: F) -> Result<T, tokio_postgres::Error>
@@ -486,6 +491,7 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawText<'a> {
     }
 }
 
+/// Bounds a database call by [`CALL_TIMEOUT`].
 async fn bounded<T, E, F>(f: F) -> Result<T, DbError>
 where
     F: std::future::Future<Output = Result<T, E>>,

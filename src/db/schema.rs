@@ -32,9 +32,14 @@
 //! `sbom_packages`, which it drops. The same package is in hundreds of images: an answer
 //! compares each distinct version once and then reads which digests list the matches, and an
 //! SBOM whose packages are known already adds only its (digest, id) pairs.
+//!
+//! Migration 8 sums the ledger per digest (`digest_pulls`, with the sets it counts,
+//! `digest_clients` and `digest_tags`; see [`super::rollup`]), filled from `pulls`, for the
+//! inventory's answers over all pulls; and on PostgreSQL widens the digest index as migration 6
+//! did on SQLite.
 
 /// The newest schema version this program knows.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// The rows an audit report lists: unverified, lookup faults and refusals. Queries repeat it
 /// exactly so that the partial index applies.
@@ -44,6 +49,71 @@ pub const FINDINGS_PREDICATE: &str =
 /// The columns of `pulls` that make a row's key, in key order.
 pub const KEY_COLUMNS: &str =
     "day, image, digest, tag, rule, mode, verdict, admission, client_addr, user_agent, user_name";
+
+/// The tables of the per-digest sums, each declared with `$options` (SQLite's `WITHOUT ROWID`),
+/// then the statements `$more`.
+macro_rules! digest_sums_tables {
+    ($options:literal $(, $more:literal)*) => {
+        [
+            concat!(
+                "CREATE TABLE digest_pulls (
+                    digest TEXT PRIMARY KEY,
+                    first_seen BIGINT NOT NULL,
+                    last_seen BIGINT NOT NULL,
+                    pulls BIGINT NOT NULL,
+                    clients BIGINT NOT NULL
+                )",
+                $options
+            ),
+            concat!(
+                "CREATE TABLE digest_clients (
+                    digest TEXT NOT NULL,
+                    client_addr TEXT NOT NULL,
+                    PRIMARY KEY (digest, client_addr)
+                )",
+                $options
+            ),
+            concat!(
+                "CREATE TABLE digest_tags (
+                    digest TEXT NOT NULL,
+                    tag TEXT NOT NULL,
+                    PRIMARY KEY (digest, tag)
+                )",
+                $options
+            ),
+            $($more),*
+        ]
+    };
+}
+
+/// The statements that fill the per-digest sums (`digest_pulls`, `digest_clients`,
+/// `digest_tags`) of the digests `$scope` (a condition on `pulls`) selects, from their pulls:
+/// migration 8 for every digest, a retention prune for those it removed rows of.
+macro_rules! rebuild_digest_sums {
+    ($scope:literal) => {
+        [
+            concat!(
+                "INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients)
+                SELECT digest, min(first_seen), max(last_seen), sum(pulls),
+                    count(DISTINCT client_addr)
+                FROM pulls WHERE ",
+                $scope,
+                " GROUP BY digest"
+            ),
+            concat!(
+                "INSERT INTO digest_clients (digest, client_addr)
+                SELECT DISTINCT digest, client_addr FROM pulls WHERE ",
+                $scope
+            ),
+            concat!(
+                "INSERT INTO digest_tags (digest, tag)
+                SELECT DISTINCT digest, tag FROM pulls WHERE tag <> '' AND ",
+                $scope
+            ),
+        ]
+    };
+}
+pub(crate) use rebuild_digest_sums;
 
 /// One migration: the statements of the backend's own list, then those both backends run.
 pub struct Migration {
@@ -111,6 +181,19 @@ pub const MIGRATIONS: &[Migration] = &[
         ],
         sqlite: SQLITE_PACKAGES,
         postgres: POSTGRES_PACKAGES,
+    },
+    // Each digest's pulls summed (`super::rollup`), filled from the ledger. On PostgreSQL the
+    // digest index now carries what the answers narrowed by time, rule or upstream read, as
+    // SQLite's does since migration 6: past days' rows stay all-visible once autovacuum has
+    // passed, so their index-only scans skip the table; today's rows are read from it.
+    Migration {
+        both: &rebuild_digest_sums!("TRUE"),
+        sqlite: &digest_sums_tables!(" WITHOUT ROWID"),
+        postgres: &digest_sums_tables!(
+            "",
+            "DROP INDEX pulls_digest",
+            "CREATE INDEX pulls_digest ON pulls (digest, last_seen) INCLUDE (rule, upstream, tag, first_seen, pulls, client_addr)"
+        ),
     },
 ];
 

@@ -22,6 +22,7 @@ use crate::db::console::HourRow;
 mod checkpoint;
 mod console;
 mod inventory;
+mod rollup;
 
 /// How long a statement waits for a lock held by another connection.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -86,7 +87,12 @@ impl Sqlite {
         &self.path
     }
 
-    pub async fn add_pulls(&self, rows: Vec<PullRow>, hours: Vec<HourRow>) -> Result<(), DbError> {
+    pub async fn add_pulls(
+        &self,
+        rows: Vec<PullRow>,
+        hours: Vec<HourRow>,
+        sums: super::rollup::Rollup,
+    ) -> Result<(), DbError> {
         let conn = self.writer.clone();
         blocking(&self.path, move || {
             let mut conn = lock(&conn);
@@ -132,6 +138,7 @@ impl Sqlite {
                 }
             }
             console::add_hours(&tx, &hours)?;
+            rollup::add(&tx, &sums)?;
             tx.commit()?;
             Ok(())
         })
@@ -268,16 +275,18 @@ impl Sqlite {
     pub async fn prune(&self, before: i64) -> Result<u64, DbError> {
         let conn = self.writer.clone();
         blocking(&self.path, move || {
-            let conn = lock(&conn);
-            let n = conn.execute("DELETE FROM pulls WHERE last_seen < ?1", params![before])?;
-            conn.execute(
+            let mut conn = lock(&conn);
+            let tx = conn.transaction()?;
+            let n = rollup::prune(&tx, before)?;
+            tx.execute(
                 "DELETE FROM pull_hours WHERE hour < ?1",
                 params![before.div_euclid(1000)],
             )?;
-            conn.execute(
+            tx.execute(
                 "DELETE FROM verdicts WHERE decided_at < ?1",
                 params![before],
             )?;
+            tx.commit()?;
             Ok(n as u64)
         })
         .await
@@ -441,7 +450,8 @@ mod tests {
 
     async fn add_pulls(db: &Sqlite, rows: Vec<PullRow>) -> Result<(), DbError> {
         let hours = crate::db::console::hours_of(&rows);
-        db.add_pulls(rows, hours).await
+        let sums = crate::db::rollup::Rollup::of(&rows);
+        db.add_pulls(rows, hours, sums).await
     }
 
     fn row(day: i64, client: &str, pulls: i64, seen: i64) -> PullRow {

@@ -230,29 +230,10 @@ fn log4j(version: &str, name: &str) -> portcullis::db::inventory::PackageRow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_7_moves_the_packages_on_postgresql() {
     use portcullis::db::inventory::PackageLookup;
-    use portcullis::db::schema;
     let Some(pg) = Postgres::get() else {
         return;
     };
-    let url = pg.database("migration").await;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client.batch_execute(schema::VERSION_TABLE).await.unwrap();
-    for (i, m) in schema::MIGRATIONS[..6].iter().enumerate() {
-        for s in m.postgres.iter().chain(m.both) {
-            client.batch_execute(s).await.unwrap();
-        }
-        let version = i as i64 + 1;
-        client
-            .execute(
-                "INSERT INTO portcullis_schema (version, applied_at) VALUES ($1, 0)",
-                &[&version],
-            )
-            .await
-            .unwrap();
-    }
+    let (url, client) = pg.database_at("migration", 6).await;
     for (d, packages) in [
         ('a', vec![log4j("2.14.1", "log4j-core")]),
         ('b', vec![log4j("2.14.1", "log4j-core")]),

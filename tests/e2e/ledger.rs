@@ -122,6 +122,36 @@ impl Postgres {
             .unwrap();
         format!("{}/{db}", self.base_url)
     }
+
+    /// A new database brought to schema `version` the way that version's program did (each
+    /// migration's PostgreSQL statements, then those of both backends): its URL and a
+    /// connection to it, for migration tests to write rows of that schema.
+    pub(crate) async fn database_at(
+        &self,
+        name: &str,
+        version: usize,
+    ) -> (String, tokio_postgres::Client) {
+        use portcullis::db::schema;
+        let url = self.database(name).await;
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(schema::VERSION_TABLE).await.unwrap();
+        for (i, m) in schema::MIGRATIONS[..version].iter().enumerate() {
+            for s in m.postgres.iter().chain(m.both) {
+                client.batch_execute(s).await.unwrap();
+            }
+            client
+                .execute(
+                    "INSERT INTO portcullis_schema (version, applied_at) VALUES ($1, 0)",
+                    &[&(i as i64 + 1)],
+                )
+                .await
+                .unwrap();
+        }
+        (url, client)
+    }
 }
 
 impl Drop for Postgres {

@@ -17,6 +17,7 @@ mod attestations;
 mod auth;
 mod console;
 mod deploy;
+mod digest_sums;
 mod ingest;
 mod inventory;
 mod ledger;
