@@ -429,6 +429,7 @@ async fn main() {
     // INVENTORY_SQLITE_PATH keeps the seeded file (to look at its plans with `sqlite3`); it
     // must not exist yet, unless INVENTORY_SEEDED says it holds a seeded copy of the same size
     // (the SQLite timings then run on it without seeding again: for trials only).
+    // INVENTORY_PG_SEEDED says the same of the PostgreSQL database (seeded by an earlier run).
     let path = std::env::var_os("INVENTORY_SQLITE_PATH")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| dir.path().join("portcullis.db"));
@@ -439,7 +440,10 @@ async fn main() {
         path.display()
     );
     for (name, db) in databases::databases(path).await {
-        let seed = !(seeded && name == "sqlite");
+        let seed = match name {
+            "sqlite" => !seeded,
+            _ => std::env::var_os("INVENTORY_PG_SEEDED").is_none(),
+        };
         measure(name, &Arc::new(db), images, ledger, seed).await;
     }
 }

@@ -23,7 +23,7 @@ inventory_bench() {
   mkdir -p "$RES/inventory"
   # shellcheck source=scripts/postgres.sh
   . "$ROOT/scripts/postgres.sh"
-  start_postgres || log "inventory: no PostgreSQL server here (needs root and the postgresql package): not measured"
+  start_postgres "${BENCH_POSTGRES_SETTINGS[@]}" || log "inventory: no PostgreSQL server here (needs root and the postgresql package): not measured"
   log "cargo bench --bench inventory ($INVENTORY_IMAGES images, $LEDGER_ROWS pull records)"
   INVENTORY_IMAGES=$INVENTORY_IMAGES LEDGER_ROWS=$LEDGER_ROWS \
     PORTCULLIS_BENCH_POSTGRES_URL=${POSTGRES_URL:+$POSTGRES_URL/postgres} \

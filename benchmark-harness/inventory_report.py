@@ -142,7 +142,9 @@ Then, in process with the JSON rendered: 200 queries by purl and range (`<3.10.0
 ecosystem's spelling), each answer joined with the ledger (tags, pulls, clients); an advisory
 naming 20 packages with a `fixed` range each (10 runs); and the ingest of a syft-shaped SPDX 2.3
 document of 10 MB (packages with cpe and purl references, files, relationships): read, then recorded
-under a new digest (5 runs). PostgreSQL is a server started for the run on this machine.
+under a new digest (5 runs). PostgreSQL is a server started for the run on this machine, with
+initdb's default settings except `shared_buffers = 1GB` (the default, 128 MB, is sized to start on
+any machine, not to hold a 2 GB database).
 
 {base.table(["Database", "Seeded in (s)", "Query p50 / p99 (ms)", "Advisory median / max (ms)", "10 MB ingest median / max (ms)", "Entries per query", "Advisory entries"], answers)}
 

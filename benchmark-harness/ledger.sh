@@ -35,7 +35,7 @@ ledger_audit() {
   mkdir -p "$dir/state" "$RES/ledger"
   # shellcheck source=scripts/postgres.sh
   . "$ROOT/scripts/postgres.sh"
-  start_postgres || log "ledger: no PostgreSQL server here (needs root and the postgresql package): not measured"
+  start_postgres "${BENCH_POSTGRES_SETTINGS[@]}" || log "ledger: no PostgreSQL server here (needs root and the postgresql package): not measured"
   log "cargo bench --bench ledger_audit ($LEDGER_ROWS rows)"
   LEDGER_ROWS=$LEDGER_ROWS LEDGER_SQLITE_PATH=$dir/state/portcullis.db \
     PORTCULLIS_BENCH_POSTGRES_URL=${POSTGRES_URL:+$POSTGRES_URL/postgres} \

@@ -147,7 +147,8 @@ unverified by an audit rule, 3 % refused, 1 % lookup faults) through the databas
 writes with, and times the report in process (best / median of 5). Then the real command,
 `portcullis audit --since 7d --json`, runs 5 times on the same database, timed from process start to
 exit (configuration read, database opened and migrations checked, queries, JSON written).
-PostgreSQL is a server started for the run on this machine (default settings).
+PostgreSQL is a server started for the run on this machine (initdb's default settings except
+`shared_buffers = 1GB`).
 
 {base.table(["Database", "Records", "Seeded in (s)", "In process best / median (ms)", "Command runs (ms)", "Command median (ms)", "Entries"], audit)}
 """
