@@ -1,10 +1,12 @@
 //! The ledger's sums per digest, for answers over all of its pulls (the inventory's answers
 //! without a window, rule or upstream: [`super::Database::pulls_of`]). `digest_pulls` holds each
 //! digest's first and last seen, pull count and number of distinct client addresses;
-//! `digest_clients` and `digest_tags` are the sets it counts and lists (schema migration 8).
+//! `digest_clients` and `digest_tags` are the sets it counts and lists (schema migration 8),
+//! its tags also kept in its row, comma-separated (a tag has no comma), so that a read is one
+//! look-up per digest.
 //!
-//! They are kept by the transaction that adds pulls ([`Rollup`]: a client address is counted
-//! when its (digest, address) pair is new), and rebuilt from `pulls` for the digests a retention
+//! They are kept by the transaction that adds pulls ([`Rollup`]: a client address is counted,
+//! and a tag appended, when its pair with the digest is new), and rebuilt from `pulls` for the digests a retention
 //! prune removed rows of ([`REBUILD_PRUNED`]). An answer naming 8 000 digests then reads 8 000
 //! rows instead of the 260 000 pulls behind them.
 
@@ -51,44 +53,62 @@ impl Rollup {
     }
 }
 
+/// The rest of both backends' upsert: counts added, new tags appended.
+macro_rules! add_counts {
+    () => {
+        "
+        pulls = digest_pulls.pulls + excluded.pulls,
+        clients = digest_pulls.clients + excluded.clients,
+        tags = CASE WHEN excluded.tags = '' THEN digest_pulls.tags
+            WHEN digest_pulls.tags = '' THEN excluded.tags
+            ELSE digest_pulls.tags || ',' || excluded.tags END"
+    };
+}
+
 /// A (digest, client address) pair, kept when new: `$1` digest, `$2` address.
 pub(super) const INSERT_CLIENT: &str =
     "INSERT INTO digest_clients (digest, client_addr) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-/// A (digest, tag) pair: `$1` digest, `$2` tag.
+/// A (digest, tag) pair, kept when new: `$1` digest, `$2` tag.
 pub(super) const INSERT_TAG: &str =
     "INSERT INTO digest_tags (digest, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 /// Adds one digest's batch (SQLite): `$1` digest, `$2` first seen, `$3` last seen, `$4` pulls,
-/// `$5` client addresses new to it.
-pub(super) const ADD_SQLITE: &str = "INSERT INTO digest_pulls
-        (digest, first_seen, last_seen, pulls, clients) VALUES ($1, $2, $3, $4, $5)
+/// `$5` the number of client addresses new to it, `$6` its new tags, comma-separated.
+pub(super) const ADD_SQLITE: &str = concat!(
+    "INSERT INTO digest_pulls
+        (digest, first_seen, last_seen, pulls, clients, tags) VALUES ($1, $2, $3, $4, $5, $6)
      ON CONFLICT (digest) DO UPDATE SET
         first_seen = min(digest_pulls.first_seen, excluded.first_seen),
-        last_seen = max(digest_pulls.last_seen, excluded.last_seen),
-        pulls = digest_pulls.pulls + excluded.pulls,
-        clients = digest_pulls.clients + excluded.clients";
+        last_seen = max(digest_pulls.last_seen, excluded.last_seen),",
+    add_counts!()
+);
 /// Adds a whole batch (PostgreSQL), in one statement: `$1`..`$4` the digests with their first
-/// seen, last seen and pulls; `$5`, `$6` the (digest, client address) pairs. The pairs that are
-/// new (`RETURNING` only rows inserted) are the clients each digest gains; a pair a concurrent
-/// replica inserts first waits on the primary key and is not counted twice.
-pub(super) const ADD_POSTGRES: &str = "WITH fresh AS (
+/// seen, last seen and pulls; `$5`, `$6` the (digest, client address) pairs; `$7`, `$8` the
+/// (digest, tag) pairs. The pairs that are new (`RETURNING` gives only rows inserted) are the
+/// clients each digest gains and the tags it adds; a pair a concurrent replica inserts first
+/// waits on the primary key and is not counted twice.
+pub(super) const ADD_POSTGRES: &str = concat!(
+    "WITH new_clients AS (
         INSERT INTO digest_clients (digest, client_addr)
         SELECT * FROM UNNEST($5::text[], $6::text[])
         ON CONFLICT DO NOTHING RETURNING digest
-     ), gained AS (SELECT digest, count(*) AS n FROM fresh GROUP BY digest)
-     INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients)
-     SELECT b.digest, b.first_seen, b.last_seen, b.pulls, coalesce(g.n, 0)
+     ), new_tags AS (
+        INSERT INTO digest_tags (digest, tag)
+        SELECT * FROM UNNEST($7::text[], $8::text[])
+        ON CONFLICT DO NOTHING RETURNING digest, tag
+     ), clients AS (SELECT digest, count(*) AS n FROM new_clients GROUP BY digest),
+     tags AS (SELECT digest, string_agg(tag, ',') AS tags FROM new_tags GROUP BY digest)
+     INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients, tags)
+     SELECT b.digest, b.first_seen, b.last_seen, b.pulls, coalesce(c.n, 0), coalesce(t.tags, '')
      FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
         AS b(digest, first_seen, last_seen, pulls)
-     LEFT JOIN gained g ON g.digest = b.digest
+     LEFT JOIN clients c ON c.digest = b.digest
+     LEFT JOIN tags t ON t.digest = b.digest
      ORDER BY b.digest
      ON CONFLICT (digest) DO UPDATE SET
         first_seen = LEAST(digest_pulls.first_seen, excluded.first_seen),
-        last_seen = GREATEST(digest_pulls.last_seen, excluded.last_seen),
-        pulls = digest_pulls.pulls + excluded.pulls,
-        clients = digest_pulls.clients + excluded.clients";
-/// The (digest, tag) pairs of a batch (PostgreSQL): `$1` digests, `$2` tags.
-pub(super) const ADD_TAGS_POSTGRES: &str = "INSERT INTO digest_tags (digest, tag)
-     SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING";
+        last_seen = GREATEST(digest_pulls.last_seen, excluded.last_seen),",
+    add_counts!()
+);
 
 /// The digests a prune removes rows of, collected before the rows go (`$1` the prune's
 /// bound), into the temporary table `pruned_digests` (created by the backend).
@@ -105,34 +125,23 @@ pub(super) const REBUILD_PRUNED: [&str; 3] =
     super::schema::rebuild_digest_sums!("digest IN (SELECT digest FROM pruned_digests)");
 
 /// [`super::Database::pulls_of`] over all pulls on SQLite: `?1` a JSON array of digests.
-pub(super) const READ_SQLITE: &str = "SELECT d.digest, d.first_seen, d.last_seen, d.pulls,
-        d.clients, (SELECT group_concat(t.tag, char(10)) FROM digest_tags t
-            WHERE t.digest = d.digest)
-     FROM digest_pulls d WHERE d.digest IN (SELECT value FROM json_each(?1)) ORDER BY d.digest";
+pub(super) const READ_SQLITE: &str =
+    "SELECT digest, first_seen, last_seen, pulls, clients, tags FROM digest_pulls
+     WHERE digest IN (SELECT value FROM json_each(?1)) ORDER BY digest";
 /// The same on PostgreSQL: `$1` the digests.
-pub(super) const READ_POSTGRES: &str = "SELECT d.digest, d.first_seen, d.last_seen, d.pulls,
-        d.clients, (SELECT string_agg(t.tag, E'\\n') FROM digest_tags t
-            WHERE t.digest = d.digest)
-     FROM digest_pulls d WHERE d.digest = ANY($1) ORDER BY d.digest";
+pub(super) const READ_POSTGRES: &str =
+    "SELECT digest, first_seen, last_seen, pulls, clients, tags FROM digest_pulls
+     WHERE digest = ANY($1) ORDER BY digest";
 
-/// A row of [`READ_SQLITE`] / [`READ_POSTGRES`]: the tags come newline-separated (a tag has
-/// none), in no order.
+/// A row of [`READ_SQLITE`] / [`READ_POSTGRES`] (the tags comma-separated, in no order).
 pub(super) fn read(
     digest: String,
     [first_seen, last_seen, pulls, clients]: [i64; 4],
-    tags: Option<String>,
+    tags: String,
 ) -> DigestPulls {
-    let mut tags: Vec<String> = tags
-        .unwrap_or_default()
-        .split('\n')
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
-    tags.sort();
-    tags.dedup();
     DigestPulls {
         digest,
-        tags,
+        tags: super::split_tags(Some(tags)),
         first_seen,
         last_seen,
         pulls,
@@ -190,12 +199,12 @@ mod tests {
 
     #[test]
     fn read_tags_are_sorted_without_the_empty_one() {
-        let d = read("sha256:a".into(), [1, 2, 3, 4], Some("v2\nv1\n\nv1".into()));
+        let d = read("sha256:a".into(), [1, 2, 3, 4], "v2,v1,,v1".into());
         assert_eq!(d.tags, ["v1", "v2"]);
         assert_eq!(
             (d.first_seen, d.last_seen, d.pulls, d.clients),
             (1, 2, 3, 4)
         );
-        assert!(read("sha256:a".into(), [0; 4], None).tags.is_empty());
+        assert!(read("sha256:a".into(), [0; 4], String::new()).tags.is_empty());
     }
 }

@@ -61,7 +61,8 @@ macro_rules! digest_sums_tables {
                     first_seen BIGINT NOT NULL,
                     last_seen BIGINT NOT NULL,
                     pulls BIGINT NOT NULL,
-                    clients BIGINT NOT NULL
+                    clients BIGINT NOT NULL,
+                    tags TEXT NOT NULL
                 )",
                 $options
             ),
@@ -93,12 +94,9 @@ macro_rules! rebuild_digest_sums {
     ($scope:literal) => {
         [
             concat!(
-                "INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients)
-                SELECT digest, min(first_seen), max(last_seen), sum(pulls),
-                    count(DISTINCT client_addr)
-                FROM pulls WHERE ",
-                $scope,
-                " GROUP BY digest"
+                "INSERT INTO digest_tags (digest, tag)
+                SELECT DISTINCT digest, tag FROM pulls WHERE tag <> '' AND ",
+                $scope
             ),
             concat!(
                 "INSERT INTO digest_clients (digest, client_addr)
@@ -106,9 +104,14 @@ macro_rules! rebuild_digest_sums {
                 $scope
             ),
             concat!(
-                "INSERT INTO digest_tags (digest, tag)
-                SELECT DISTINCT digest, tag FROM pulls WHERE tag <> '' AND ",
-                $scope
+                "INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients, tags)
+                SELECT digest, min(first_seen), max(last_seen), sum(pulls),
+                    count(DISTINCT client_addr),
+                    coalesce((SELECT string_agg(t.tag, ',') FROM digest_tags t
+                        WHERE t.digest = pulls.digest), '')
+                FROM pulls WHERE ",
+                $scope,
+                " GROUP BY digest"
             ),
         ]
     };

@@ -1,5 +1,5 @@
 //! The ledger's sums per digest on PostgreSQL ([`crate::db::rollup`]). Replicas add pulls at
-//! once, each batch in one statement (plus one for its tags); a prune rebuilds the sums of the
+//! once, each batch in one statement; a prune rebuilds the sums of the
 //! digests it removed rows of. A transaction-scoped advisory lock keeps the two apart: adding
 //! takes it shared, pruning exclusive, each as its transaction's first statement, so a batch
 //! never adds to sums that a prune is rebuilding from rows that batch has not committed yet.
@@ -46,14 +46,18 @@ pub(super) async fn add(client: &Client, sums: &Rollup) -> Result<(), tokio_post
     client
         .execute(
             q::ADD_POSTGRES,
-            &[&digests, first, last, pulls, &clients[0], &clients[1]],
+            &[
+                &digests,
+                first,
+                last,
+                pulls,
+                &clients[0],
+                &clients[1],
+                &tags[0],
+                &tags[1],
+            ],
         )
         .await?;
-    if !tags[0].is_empty() {
-        client
-            .execute(q::ADD_TAGS_POSTGRES, &[&tags[0], &tags[1]])
-            .await?;
-    }
     Ok(())
 }
 

@@ -9,8 +9,8 @@ use crate::db::inventory::DigestPulls;
 use crate::db::rollup::{self as q, Rollup};
 use crate::db::DbError;
 
-/// Adds a batch's sums, inside the transaction that adds its pulls: a client address counts
-/// when its (digest, address) pair is new.
+/// Adds a batch's sums, inside the transaction that adds its pulls: a client address counts,
+/// and a tag is appended, when its pair with the digest is new.
 pub(super) fn add(tx: &Transaction<'_>, rollup: &Rollup) -> rusqlite::Result<()> {
     let mut client = tx.prepare_cached(q::INSERT_CLIENT)?;
     let mut tag = tx.prepare_cached(q::INSERT_TAG)?;
@@ -20,10 +20,21 @@ pub(super) fn add(tx: &Transaction<'_>, rollup: &Rollup) -> rusqlite::Result<()>
         for c in &d.clients {
             gained += client.execute(params![digest, c])? as i64;
         }
+        let mut tags = Vec::new();
         for t in &d.tags {
-            tag.execute(params![digest, t])?;
+            if tag.execute(params![digest, t])? > 0 {
+                tags.push(t.as_str());
+            }
         }
-        sums.execute(params![digest, d.first_seen, d.last_seen, d.pulls, gained])?;
+        let tags = tags.join(",");
+        sums.execute(params![
+            digest,
+            d.first_seen,
+            d.last_seen,
+            d.pulls,
+            gained,
+            tags
+        ])?;
     }
     Ok(())
 }
