@@ -1,16 +1,18 @@
 //! The ledger's sums per digest, for answers over all of its pulls (the inventory's answers
 //! without a window, rule or upstream: [`super::Database::pulls_of`]). `digest_pulls` holds each
-//! digest's first and last seen, pull count and number of distinct client addresses;
-//! `digest_clients` and `digest_tags` are the sets it counts and lists (schema migration 8),
-//! its tags also kept in its row, comma-separated (a tag has no comma), so that a read is one
-//! look-up per digest.
+//! digest's first and last seen, pull count, number of distinct client addresses and tags
+//! (comma-separated: a tag has no comma), so that a read is one look-up per digest;
+//! `digest_clients` and `digest_tags` are the sets it counts and lists, each pair with when it
+//! was last seen (schema migration 8).
 //!
 //! They are kept by the transaction that adds pulls ([`Rollup`]: a client address is counted,
-//! and a tag appended, when its pair with the digest is new), and rebuilt from `pulls` for the digests a retention
-//! prune removed rows of ([`REBUILD_PRUNED`]). An answer naming 8 000 digests then reads 8 000
-//! rows instead of the 260 000 pulls behind them.
+//! and a tag appended, when its pair with the digest is new). A retention prune subtracts what
+//! it deletes ([`PRUNE`]): the pulls of the deleted rows, the pairs last seen before its bound
+//! (none of their rows is left), and a digest's first seen is found again among its oldest
+//! day's rows left. Its cost follows what it deletes, not the size of the ledger. An answer
+//! naming 8 000 digests then reads 8 000 rows instead of the 260 000 pulls behind them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::inventory::DigestPulls;
 use super::PullRow;
@@ -21,10 +23,11 @@ pub(super) struct DigestBatch {
     pub first_seen: i64,
     pub last_seen: i64,
     pub pulls: i64,
-    /// The client addresses that pulled it, sorted, without repeats.
-    pub clients: BTreeSet<String>,
-    /// Its tags (not the empty tag of pulls by digest), sorted, without repeats.
-    pub tags: BTreeSet<String>,
+    /// The client addresses that pulled it, each with when it last did, sorted.
+    pub clients: BTreeMap<String, i64>,
+    /// Its tags (not the empty tag of pulls by digest), each with when it was last pulled by
+    /// it, sorted.
+    pub tags: BTreeMap<String, i64>,
 }
 
 /// A batch of pulls summed per digest, in digest order: concurrent writers (PostgreSQL
@@ -44,9 +47,14 @@ impl Rollup {
             d.first_seen = d.first_seen.min(r.first_seen);
             d.last_seen = d.last_seen.max(r.last_seen);
             d.pulls += r.pulls;
-            d.clients.insert(r.client_addr.clone());
+            let seen = d
+                .clients
+                .entry(r.client_addr.clone())
+                .or_insert(r.last_seen);
+            *seen = (*seen).max(r.last_seen);
             if !r.tag.is_empty() {
-                d.tags.insert(r.tag.clone());
+                let seen = d.tags.entry(r.tag.clone()).or_insert(r.last_seen);
+                *seen = (*seen).max(r.last_seen);
             }
         }
         Rollup(out)
@@ -65,12 +73,19 @@ macro_rules! add_counts {
     };
 }
 
-/// A (digest, client address) pair, kept when new: `$1` digest, `$2` address.
-pub(super) const INSERT_CLIENT: &str =
-    "INSERT INTO digest_clients (digest, client_addr) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-/// A (digest, tag) pair, kept when new: `$1` digest, `$2` tag.
-pub(super) const INSERT_TAG: &str =
-    "INSERT INTO digest_tags (digest, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+/// A (digest, client address) pair last seen at `?3`, inserted when new (SQLite, as the
+/// other statements of its pairs; [`TOUCH_CLIENT`] when known).
+pub(super) const INSERT_CLIENT: &str = "INSERT INTO digest_clients (digest, client_addr, last_seen)
+     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+/// A known (digest, client address) pair seen again at `?3`.
+pub(super) const TOUCH_CLIENT: &str = "UPDATE digest_clients SET last_seen = ?3
+     WHERE digest = ?1 AND client_addr = ?2 AND last_seen < ?3";
+/// A (digest, tag) pair, as [`INSERT_CLIENT`].
+pub(super) const INSERT_TAG: &str = "INSERT INTO digest_tags (digest, tag, last_seen)
+     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+/// A known (digest, tag) pair, as [`TOUCH_CLIENT`].
+pub(super) const TOUCH_TAG: &str = "UPDATE digest_tags SET last_seen = ?3
+     WHERE digest = ?1 AND tag = ?2 AND last_seen < ?3";
 /// Adds one digest's batch (SQLite): `$1` digest, `$2` first seen, `$3` last seen, `$4` pulls,
 /// `$5` the number of client addresses new to it, `$6` its new tags, comma-separated.
 pub(super) const ADD_SQLITE: &str = concat!(
@@ -82,21 +97,30 @@ pub(super) const ADD_SQLITE: &str = concat!(
     add_counts!()
 );
 /// Adds a whole batch (PostgreSQL), in one statement: `$1`..`$4` the digests with their first
-/// seen, last seen and pulls; `$5`, `$6` the (digest, client address) pairs; `$7`, `$8` the
-/// (digest, tag) pairs. The pairs that are new (`RETURNING` gives only rows inserted) are the
-/// clients each digest gains and the tags it adds; a pair a concurrent replica inserts first
-/// waits on the primary key and is not counted twice.
+/// seen, last seen and pulls; `$5`..`$7` the (digest, client address, last seen) triples;
+/// `$8`..`$10` the (digest, tag, last seen) triples. A pair inserted by this statement
+/// (`xmax = 0`: no earlier version of its row) is a client the digest gains or a tag it adds;
+/// a pair a concurrent replica inserts first waits on the primary key, is updated instead and
+/// is not counted twice.
 pub(super) const ADD_POSTGRES: &str = concat!(
     "WITH new_clients AS (
-        INSERT INTO digest_clients (digest, client_addr)
-        SELECT * FROM UNNEST($5::text[], $6::text[])
-        ON CONFLICT DO NOTHING RETURNING digest
+        INSERT INTO digest_clients (digest, client_addr, last_seen)
+        SELECT * FROM UNNEST($5::text[], $6::text[], $7::bigint[])
+        ON CONFLICT (digest, client_addr) DO UPDATE SET last_seen = excluded.last_seen
+            WHERE digest_clients.last_seen < excluded.last_seen
+        RETURNING digest, xmax = 0 AS inserted
      ), new_tags AS (
-        INSERT INTO digest_tags (digest, tag)
-        SELECT * FROM UNNEST($7::text[], $8::text[])
-        ON CONFLICT DO NOTHING RETURNING digest, tag
-     ), clients AS (SELECT digest, count(*) AS n FROM new_clients GROUP BY digest),
-     tags AS (SELECT digest, string_agg(tag, ',') AS tags FROM new_tags GROUP BY digest)
+        INSERT INTO digest_tags (digest, tag, last_seen)
+        SELECT * FROM UNNEST($8::text[], $9::text[], $10::bigint[])
+        ON CONFLICT (digest, tag) DO UPDATE SET last_seen = excluded.last_seen
+            WHERE digest_tags.last_seen < excluded.last_seen
+        RETURNING digest, tag, xmax = 0 AS inserted
+     ), clients AS (
+        SELECT digest, count(*) AS n FROM new_clients WHERE inserted GROUP BY digest
+     ), tags AS (
+        SELECT digest, string_agg(tag, ',') AS tags FROM new_tags WHERE inserted
+        GROUP BY digest
+     )
      INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients, tags)
      SELECT b.digest, b.first_seen, b.last_seen, b.pulls, coalesce(c.n, 0), coalesce(t.tags, '')
      FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
@@ -110,19 +134,39 @@ pub(super) const ADD_POSTGRES: &str = concat!(
     add_counts!()
 );
 
-/// The digests a prune removes rows of, collected before the rows go (`$1` the prune's
-/// bound), into the temporary table `pruned_digests` (created by the backend).
-pub(super) const COLLECT_PRUNED: &str =
-    "INSERT INTO pruned_digests (digest) SELECT DISTINCT digest FROM pulls WHERE last_seen < $1";
-/// The sums of the digests in `pruned_digests`, forgotten before [`REBUILD_PRUNED`].
-pub(super) const FORGET_PRUNED: [&str; 3] = [
-    "DELETE FROM digest_pulls WHERE digest IN (SELECT digest FROM pruned_digests)",
-    "DELETE FROM digest_clients WHERE digest IN (SELECT digest FROM pruned_digests)",
-    "DELETE FROM digest_tags WHERE digest IN (SELECT digest FROM pruned_digests)",
+/// A prune's statements after the backend created the temporary table
+/// `pruned_digests (digest, pulls, clients)`, each with `$1` the prune's bound (`?1` on SQLite
+/// names the same first parameter), in order: the digests it takes rows of, with those rows'
+/// pulls and the client pairs it takes; the rows and the pairs (none of whose rows is left);
+/// the digests with nothing left; then for the others the subtraction, their tags listed
+/// again, and their first seen found again. Rows are per UTC day, their first and last seen
+/// within it, so a digest's earliest first seen left is among the rows of the day of its
+/// earliest last seen left (an index range of the digest index).
+pub(super) const PRUNE: [&str; 8] = [
+    "INSERT INTO pruned_digests (digest, pulls, clients)
+        SELECT digest, sum(pulls), 0 FROM pulls WHERE last_seen < $1 GROUP BY digest",
+    "UPDATE pruned_digests SET clients = (SELECT count(*) FROM digest_clients c
+        WHERE c.digest = pruned_digests.digest AND c.last_seen < $1)",
+    "DELETE FROM pulls WHERE last_seen < $1",
+    "DELETE FROM digest_clients WHERE last_seen < $1",
+    "DELETE FROM digest_tags WHERE last_seen < $1",
+    "DELETE FROM digest_pulls WHERE last_seen < $1
+        AND digest IN (SELECT digest FROM pruned_digests)",
+    "UPDATE digest_pulls SET pulls = digest_pulls.pulls - p.pulls,
+        clients = digest_pulls.clients - p.clients,
+        tags = coalesce((SELECT string_agg(t.tag, ',') FROM digest_tags t
+            WHERE t.digest = digest_pulls.digest), '')
+     FROM pruned_digests p WHERE p.digest = digest_pulls.digest AND digest_pulls.last_seen >= $1",
+    "UPDATE digest_pulls SET first_seen = coalesce((SELECT min(f.first_seen) FROM pulls f
+        WHERE f.digest = digest_pulls.digest AND f.last_seen >= $1
+            AND f.last_seen < (SELECT (min(n.last_seen) / 86400000 + 1) * 86400000 FROM pulls n
+                WHERE n.digest = digest_pulls.digest AND n.last_seen >= $1)),
+        digest_pulls.first_seen)
+     WHERE digest_pulls.digest IN (SELECT digest FROM pruned_digests)",
 ];
-/// The sums of the digests in `pruned_digests`, from the pulls left.
-pub(super) const REBUILD_PRUNED: [&str; 3] =
-    super::schema::rebuild_digest_sums!("digest IN (SELECT digest FROM pruned_digests)");
+
+/// Which of [`PRUNE`] deletes the pulls (its count is the prune's).
+pub(super) const PRUNE_PULLS: usize = 2;
 
 /// [`super::Database::pulls_of`] over all pulls on SQLite: `?1` a JSON array of digests.
 pub(super) const READ_SQLITE: &str =
@@ -188,11 +232,10 @@ mod tests {
         assert_eq!(digests, ["sha256:a", "sha256:b"]);
         let b = &rollup.0["sha256:b"];
         assert_eq!((b.first_seen, b.last_seen, b.pulls), (20, 310, 6));
-        assert_eq!(
-            b.clients.iter().collect::<Vec<_>>(),
-            ["10.0.0.1", "10.0.0.3"]
-        );
-        assert_eq!(b.tags.iter().collect::<Vec<_>>(), ["v1", "v2"]);
+        let clients: Vec<(&str, i64)> = b.clients.iter().map(|(c, s)| (c.as_str(), *s)).collect();
+        assert_eq!(clients, [("10.0.0.1", 110), ("10.0.0.3", 310)]);
+        let tags: Vec<(&str, i64)> = b.tags.iter().map(|(t, s)| (t.as_str(), *s)).collect();
+        assert_eq!(tags, [("v1", 310), ("v2", 30)]);
         // A pull by digest lists no tag.
         assert!(rollup.0["sha256:a"].tags.is_empty());
     }
@@ -205,6 +248,8 @@ mod tests {
             (d.first_seen, d.last_seen, d.pulls, d.clients),
             (1, 2, 3, 4)
         );
-        assert!(read("sha256:a".into(), [0; 4], String::new()).tags.is_empty());
+        assert!(read("sha256:a".into(), [0; 4], String::new())
+            .tags
+            .is_empty());
     }
 }

@@ -70,6 +70,7 @@ macro_rules! digest_sums_tables {
                 "CREATE TABLE digest_clients (
                     digest TEXT NOT NULL,
                     client_addr TEXT NOT NULL,
+                    last_seen BIGINT NOT NULL,
                     PRIMARY KEY (digest, client_addr)
                 )",
                 $options
@@ -78,6 +79,7 @@ macro_rules! digest_sums_tables {
                 "CREATE TABLE digest_tags (
                     digest TEXT NOT NULL,
                     tag TEXT NOT NULL,
+                    last_seen BIGINT NOT NULL,
                     PRIMARY KEY (digest, tag)
                 )",
                 $options
@@ -86,37 +88,6 @@ macro_rules! digest_sums_tables {
         ]
     };
 }
-
-/// The statements that fill the per-digest sums (`digest_pulls`, `digest_clients`,
-/// `digest_tags`) of the digests `$scope` (a condition on `pulls`) selects, from their pulls:
-/// migration 8 for every digest, a retention prune for those it removed rows of.
-macro_rules! rebuild_digest_sums {
-    ($scope:literal) => {
-        [
-            concat!(
-                "INSERT INTO digest_tags (digest, tag)
-                SELECT DISTINCT digest, tag FROM pulls WHERE tag <> '' AND ",
-                $scope
-            ),
-            concat!(
-                "INSERT INTO digest_clients (digest, client_addr)
-                SELECT DISTINCT digest, client_addr FROM pulls WHERE ",
-                $scope
-            ),
-            concat!(
-                "INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients, tags)
-                SELECT digest, min(first_seen), max(last_seen), sum(pulls),
-                    count(DISTINCT client_addr),
-                    coalesce((SELECT string_agg(t.tag, ',') FROM digest_tags t
-                        WHERE t.digest = pulls.digest), '')
-                FROM pulls WHERE ",
-                $scope,
-                " GROUP BY digest"
-            ),
-        ]
-    };
-}
-pub(crate) use rebuild_digest_sums;
 
 /// One migration: the statements of the backend's own list, then those both backends run.
 pub struct Migration {
@@ -190,7 +161,7 @@ pub const MIGRATIONS: &[Migration] = &[
     // SQLite's does since migration 6: past days' rows stay all-visible once autovacuum has
     // passed, so their index-only scans skip the table; today's rows are read from it.
     Migration {
-        both: &rebuild_digest_sums!("TRUE"),
+        both: DIGEST_SUMS,
         sqlite: &digest_sums_tables!(" WITHOUT ROWID"),
         postgres: &digest_sums_tables!(
             "",
@@ -198,6 +169,22 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX pulls_digest ON pulls (digest, last_seen) INCLUDE (rule, upstream, tag, first_seen, pulls, client_addr)"
         ),
     },
+];
+
+/// Migration 8, after each backend created the tables: the sums filled from the ledger, and
+/// the pairs indexed by when they were last seen (what a prune deletes).
+const DIGEST_SUMS: &[&str] = &[
+    "INSERT INTO digest_tags (digest, tag, last_seen)
+        SELECT digest, tag, max(last_seen) FROM pulls WHERE tag <> '' GROUP BY digest, tag",
+    "INSERT INTO digest_clients (digest, client_addr, last_seen)
+        SELECT digest, client_addr, max(last_seen) FROM pulls GROUP BY digest, client_addr",
+    "INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients, tags)
+        SELECT digest, min(first_seen), max(last_seen), sum(pulls), count(DISTINCT client_addr),
+            coalesce((SELECT string_agg(t.tag, ',') FROM digest_tags t
+                WHERE t.digest = pulls.digest), '')
+        FROM pulls GROUP BY digest",
+    "CREATE INDEX digest_clients_last_seen ON digest_clients (last_seen)",
+    "CREATE INDEX digest_tags_last_seen ON digest_tags (last_seen)",
 ];
 
 /// Migration 7 on SQLite: the new tables filled from `sbom_packages`, which is then dropped

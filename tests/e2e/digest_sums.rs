@@ -56,12 +56,16 @@ async fn both_ways(db: &Database, digests: &[char]) -> Vec<DigestPulls> {
     summed
 }
 
-/// Batches, a repeat of a row's key, a pull by digest, and a prune.
+/// Batches, a repeat of a row's key, a pull by digest, and prunes.
 async fn batches_and_a_prune(db: &Database) {
     let day = 86_400;
     db.add_pulls(vec![
         pull('a', "v1", "10.0.0.1", 0, 2, 1_000),
         pull('a', "", "10.0.0.2", 0, 1, 2_000),
+        // a's first pull, and its client's only one.
+        pull('a', "v1", "10.0.0.4", 0, 1, 500),
+        // A tag pulled once, early.
+        pull('a', "old", "10.0.0.1", 0, 1, 2_500),
         pull('b', "v2", "10.0.0.1", 0, 1, 1_500),
     ])
     .await
@@ -77,18 +81,26 @@ async fn batches_and_a_prune(db: &Database) {
     let sums = both_ways(db, &['a', 'b', 'c']).await;
     assert_eq!(sums.len(), 2, "{sums:?}");
     let a = &sums[0];
-    assert_eq!(a.tags, ["latest", "v1"]);
-    assert_eq!((a.first_seen, a.last_seen), (1_000, 90_000_000));
-    assert_eq!((a.pulls, a.clients), (7, 3));
+    assert_eq!(a.tags, ["latest", "old", "v1"]);
+    assert_eq!((a.first_seen, a.last_seen), (500, 90_000_000));
+    assert_eq!((a.pulls, a.clients), (9, 4));
     assert_eq!((sums[1].pulls, sums[1].clients), (5, 1));
 
-    // The prune takes the pull by digest (2 000) and b's first row (1 500); a's first row was
-    // last seen at 5 000.
-    assert_eq!(db.prune(3_000).await.unwrap(), 2);
+    // The prune takes a's first pull (500), the pull by digest (2 000), the early tag (2 500)
+    // and b's first row (1 500); a's first row was last seen at 5 000.
+    assert_eq!(db.prune(3_000).await.unwrap(), 4);
     let sums = both_ways(db, &['a', 'b']).await;
     let a = &sums[0];
+    assert_eq!(a.tags, ["latest", "v1"]);
     assert_eq!((a.pulls, a.clients, a.first_seen), (6, 2, 1_000));
     assert_eq!((sums[1].pulls, sums[1].first_seen), (4, 90_000_100));
+
+    // Up to the second day: a's first seen is its second day's.
+    assert_eq!(db.prune(86_400_000).await.unwrap(), 1);
+    let sums = both_ways(db, &['a', 'b']).await;
+    assert_eq!((sums[0].pulls, sums[0].clients), (1, 1));
+    assert_eq!(sums[0].first_seen, 90_000_000);
+    assert_eq!(sums[0].tags, ["latest"]);
 
     // Everything pruned: no sums left.
     db.prune(i64::MAX).await.unwrap();

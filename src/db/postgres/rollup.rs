@@ -1,8 +1,8 @@
 //! The ledger's sums per digest on PostgreSQL ([`crate::db::rollup`]). Replicas add pulls at
-//! once, each batch in one statement; a prune rebuilds the sums of the
-//! digests it removed rows of. A transaction-scoped advisory lock keeps the two apart: adding
-//! takes it shared, pruning exclusive, each as its transaction's first statement, so a batch
-//! never adds to sums that a prune is rebuilding from rows that batch has not committed yet.
+//! once, each batch in one statement; a prune subtracts what it deletes. A transaction-scoped
+//! advisory lock keeps the two apart: adding takes it shared, pruning exclusive, each as its
+//! transaction's first statement, so a batch never adds to sums that a prune is computing from
+//! rows that batch has not committed yet.
 
 use tokio_postgres::Client;
 
@@ -26,21 +26,15 @@ pub(super) async fn share(client: &Client) -> Result<(), tokio_postgres::Error> 
 pub(super) async fn add(client: &Client, sums: &Rollup) -> Result<(), tokio_postgres::Error> {
     let mut digests = Vec::new();
     let mut ints: [Vec<i64>; 3] = Default::default();
-    let mut clients: [Vec<&str>; 2] = Default::default();
-    let mut tags: [Vec<&str>; 2] = Default::default();
+    let mut clients = Pairs::default();
+    let mut tags = Pairs::default();
     for (digest, d) in &sums.0 {
         digests.push(digest.as_str());
         for (c, v) in ints.iter_mut().zip([d.first_seen, d.last_seen, d.pulls]) {
             c.push(v);
         }
-        for c in &d.clients {
-            clients[0].push(digest);
-            clients[1].push(c);
-        }
-        for t in &d.tags {
-            tags[0].push(digest);
-            tags[1].push(t);
-        }
+        clients.extend(digest, &d.clients);
+        tags.extend(digest, &d.tags);
     }
     let [first, last, pulls] = &ints;
     client
@@ -51,33 +45,57 @@ pub(super) async fn add(client: &Client, sums: &Rollup) -> Result<(), tokio_post
                 first,
                 last,
                 pulls,
-                &clients[0],
-                &clients[1],
-                &tags[0],
-                &tags[1],
+                &clients.digests,
+                &clients.values,
+                &clients.seen,
+                &tags.digests,
+                &tags.values,
+                &tags.seen,
             ],
         )
         .await?;
     Ok(())
 }
 
-/// Deletes the pulls last seen before `before` and rebuilds the sums of the digests they were
-/// of, inside a transaction; the number of pulls rows deleted.
+/// (digest, value, last seen) triples as three arrays.
+#[derive(Default)]
+struct Pairs<'a> {
+    digests: Vec<&'a str>,
+    values: Vec<&'a str>,
+    seen: Vec<i64>,
+}
+
+impl<'a> Pairs<'a> {
+    fn extend(&mut self, digest: &'a str, seen: &'a std::collections::BTreeMap<String, i64>) {
+        for (value, last_seen) in seen {
+            self.digests.push(digest);
+            self.values.push(value);
+            self.seen.push(*last_seen);
+        }
+    }
+}
+
+/// Deletes the pulls last seen before `before` and subtracts them from the sums, inside a
+/// transaction; the number of pulls rows deleted.
 pub(super) async fn prune(client: &Client, before: i64) -> Result<u64, tokio_postgres::Error> {
     client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&SUMS_LOCK])
         .await?;
     client
-        .batch_execute("CREATE TEMP TABLE pruned_digests (digest TEXT PRIMARY KEY) ON COMMIT DROP")
+        .batch_execute(
+            "CREATE TEMP TABLE pruned_digests
+                (digest TEXT PRIMARY KEY, pulls BIGINT NOT NULL, clients BIGINT NOT NULL)
+                ON COMMIT DROP",
+        )
         .await?;
-    client.execute(q::COLLECT_PRUNED, &[&before]).await?;
-    let n = client
-        .execute("DELETE FROM pulls WHERE last_seen < $1", &[&before])
-        .await?;
-    for sql in q::FORGET_PRUNED.iter().chain(&q::REBUILD_PRUNED) {
-        client.batch_execute(sql).await?;
+    let mut deleted = 0;
+    for (i, sql) in q::PRUNE.iter().enumerate() {
+        let n = client.execute(*sql, &[&before]).await?;
+        if i == q::PRUNE_PULLS {
+            deleted = n;
+        }
     }
-    Ok(n)
+    Ok(deleted)
 }
 
 impl Postgres {

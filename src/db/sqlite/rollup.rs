@@ -1,5 +1,5 @@
 //! The ledger's sums per digest on SQLite ([`crate::db::rollup`]): kept by the writer's
-//! transaction that adds pulls, rebuilt by a prune, read by the inventory's answers over all
+//! transaction that adds pulls, subtracted from by a prune, read by the inventory's answers over all
 //! pulls.
 
 use rusqlite::{params, Transaction};
@@ -12,48 +12,61 @@ use crate::db::DbError;
 /// Adds a batch's sums, inside the transaction that adds its pulls: a client address counts,
 /// and a tag is appended, when its pair with the digest is new.
 pub(super) fn add(tx: &Transaction<'_>, rollup: &Rollup) -> rusqlite::Result<()> {
-    let mut client = tx.prepare_cached(q::INSERT_CLIENT)?;
-    let mut tag = tx.prepare_cached(q::INSERT_TAG)?;
     let mut sums = tx.prepare_cached(q::ADD_SQLITE)?;
     for (digest, d) in &rollup.0 {
-        let mut gained = 0i64;
-        for c in &d.clients {
-            gained += client.execute(params![digest, c])? as i64;
-        }
-        let mut tags = Vec::new();
-        for t in &d.tags {
-            if tag.execute(params![digest, t])? > 0 {
-                tags.push(t.as_str());
-            }
-        }
-        let tags = tags.join(",");
+        let gained = pairs(tx, [q::INSERT_CLIENT, q::TOUCH_CLIENT], digest, &d.clients)?;
+        let tags = pairs(tx, [q::INSERT_TAG, q::TOUCH_TAG], digest, &d.tags)?.join(",");
         sums.execute(params![
             digest,
             d.first_seen,
             d.last_seen,
             d.pulls,
-            gained,
+            gained.len() as i64,
             tags
         ])?;
     }
     Ok(())
 }
 
-/// Deletes the pulls last seen before `before` and rebuilds the sums of the digests they were
-/// of, in `tx`; the number of pulls rows deleted.
+/// Records `digest`'s pairs with each of `seen` (value, last seen) by `insert`, or `touch`
+/// when known already; the values that were new.
+fn pairs<'a>(
+    tx: &Transaction<'_>,
+    [insert, touch]: [&str; 2],
+    digest: &str,
+    seen: &'a std::collections::BTreeMap<String, i64>,
+) -> rusqlite::Result<Vec<&'a str>> {
+    let mut insert = tx.prepare_cached(insert)?;
+    let mut touch = tx.prepare_cached(touch)?;
+    let mut new = Vec::new();
+    for (value, last_seen) in seen {
+        if insert.execute(params![digest, value, last_seen])? > 0 {
+            new.push(value.as_str());
+        } else {
+            touch.execute(params![digest, value, last_seen])?;
+        }
+    }
+    Ok(new)
+}
+
+/// Deletes the pulls last seen before `before` and subtracts them from the sums, in `tx`; the
+/// number of pulls rows deleted.
 pub(super) fn prune(tx: &Transaction<'_>, before: i64) -> rusqlite::Result<usize> {
     tx.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS pruned_digests (digest TEXT PRIMARY KEY)",
+        "CREATE TEMP TABLE IF NOT EXISTS pruned_digests
+            (digest TEXT PRIMARY KEY, pulls BIGINT NOT NULL, clients BIGINT NOT NULL)",
         [],
     )?;
     tx.execute("DELETE FROM pruned_digests", [])?;
-    tx.execute(q::COLLECT_PRUNED, params![before])?;
-    let n = tx.execute("DELETE FROM pulls WHERE last_seen < ?1", params![before])?;
-    for sql in q::FORGET_PRUNED.iter().chain(&q::REBUILD_PRUNED) {
-        tx.execute(sql, [])?;
+    let mut deleted = 0;
+    for (i, sql) in q::PRUNE.iter().enumerate() {
+        let n = tx.execute(sql, params![before])?;
+        if i == q::PRUNE_PULLS {
+            deleted = n;
+        }
     }
     tx.execute("DELETE FROM pruned_digests", [])?;
-    Ok(n)
+    Ok(deleted)
 }
 
 impl Sqlite {
