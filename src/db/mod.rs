@@ -23,6 +23,9 @@ use std::time::Duration;
 
 use crate::config::DatabaseSettings;
 
+/// The last-seen times one prune transaction takes at most ([`Database::prune`]): an hour.
+pub const PRUNE_STEP_MS: i64 = 3_600_000;
+
 /// How long one database call may take before it counts as a fault.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -83,6 +86,27 @@ pub struct PullRow {
     /// Unix milliseconds.
     pub first_seen: i64,
     pub last_seen: i64,
+}
+
+impl PullRow {
+    /// The row's key ([`schema::KEY_COLUMNS`]), in key order.
+    fn key(&self) -> (i64, [&str; 10]) {
+        (
+            self.day,
+            [
+                &self.image,
+                &self.digest,
+                &self.tag,
+                &self.rule,
+                &self.mode,
+                &self.verdict,
+                &self.admission,
+                &self.client_addr,
+                &self.user_agent,
+                &self.user_name,
+            ],
+        )
+    }
 }
 
 /// What the audit report and the image view select.
@@ -238,10 +262,12 @@ impl Database {
     /// rule, mode, verdict, admission, client) exists has its pulls added and its first/last seen
     /// widened. The keys of `rows` must be distinct. The same transaction adds their pulls to
     /// the hourly sums ([`console::HourRow`]).
-    pub async fn add_pulls(&self, rows: Vec<PullRow>) -> Result<(), DbError> {
+    pub async fn add_pulls(&self, mut rows: Vec<PullRow>) -> Result<(), DbError> {
         if rows.is_empty() {
             return Ok(());
         }
+        // In key order: replicas writing at once take the rows' locks in one order.
+        rows.sort_by(|a, b| a.key().cmp(&b.key()));
         let hours = console::hours_of(&rows);
         let sums = rollup::Rollup::of(&rows);
         match self {
@@ -303,11 +329,29 @@ impl Database {
         }
     }
 
-    /// Deletes rows last seen before `before` (unix milliseconds); returns how many.
+    /// Deletes rows last seen before `before` (unix milliseconds); returns how many. One
+    /// transaction takes at most [`PRUNE_STEP_MS`] of last-seen times, from the oldest pull on:
+    /// a prune that has much to delete (retention shortened, the first after a long stop) is
+    /// many short transactions, each bounded by [`CALL_TIMEOUT`], between which pulls are
+    /// recorded, instead of one that could never finish in time.
     pub async fn prune(&self, before: i64) -> Result<u64, DbError> {
-        match self {
-            Database::Sqlite(db) => db.prune(before).await,
-            Database::Postgres(db) => db.prune(before).await,
+        let mut deleted = 0;
+        loop {
+            let oldest = match self {
+                Database::Sqlite(db) => db.oldest_pull().await?,
+                Database::Postgres(db) => db.oldest_pull().await?,
+            };
+            let bound = match oldest {
+                Some(o) if o < before => o.saturating_add(PRUNE_STEP_MS).min(before),
+                _ => before,
+            };
+            deleted += match self {
+                Database::Sqlite(db) => db.prune(bound).await?,
+                Database::Postgres(db) => db.prune(bound).await?,
+            };
+            if bound >= before {
+                return Ok(deleted);
+            }
         }
     }
 }

@@ -8,8 +8,9 @@
 //! read split in two: the newer half of the audit summary's window, half of an answer's
 //! digests, every other look-up of an advisory's); when one breaks (server restarted,
 //! network cut) the next call opens a new one, so recording resumes by itself once the server
-//! is back. Every call, connecting included, is bounded by [`CALL_TIMEOUT`] (bringing the schema
-//! up to date by [`super::MIGRATION_TIMEOUT`]).
+//! is back. The process's transactions take turns on the first connection (`turn`). Every
+//! call, connecting included, is bounded by [`CALL_TIMEOUT`] (bringing the schema up to date
+//! by [`super::MIGRATION_TIMEOUT`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,6 +42,10 @@ pub struct Postgres {
     second: Mutex<Option<Arc<Client>>>,
     /// Whether this process has brought the schema up to date (done on the first connection).
     migrated: AtomicBool,
+    /// Held by each transaction on the first connection for its whole length: the tasks of
+    /// one process (the ledger's flush and prune, the ingest, imports) share that connection,
+    /// on which two open transactions would be one (a `COMMIT` of either committing both).
+    transactions: Mutex<()>,
 }
 
 impl Postgres {
@@ -67,6 +72,7 @@ impl Postgres {
             client: Mutex::new(None),
             second: Mutex::new(None),
             migrated: AtomicBool::new(false),
+            transactions: Mutex::new(()),
         };
         // A server that is down now is not a start-up error: the proxy serves without it, and
         // the first call that reaches it migrates. A schema newer than this program is.
@@ -79,6 +85,14 @@ impl Postgres {
             ),
         }
         Ok(db)
+    }
+
+    /// This process's turn to run a transaction on the first connection ([`Postgres`]'s
+    /// `transactions`), waited for at most [`CALL_TIMEOUT`].
+    async fn turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, DbError> {
+        tokio::time::timeout(CALL_TIMEOUT, self.transactions.lock())
+            .await
+            .map_err(|_| DbError::Timeout(CALL_TIMEOUT))
     }
 
     /// The open connection, or a new one.
@@ -139,6 +153,7 @@ impl Postgres {
         hours: Vec<HourRow>,
         sums: super::rollup::Rollup,
     ) -> Result<(), DbError> {
+        let _turn = self.turn().await?;
         let client = self.client().await?;
         // One statement for the whole batch: the rows as arrays, unnested.
         let mut cols: [Vec<&str>; 13] = Default::default();
@@ -363,6 +378,7 @@ impl Postgres {
     }
 
     pub async fn prune(&self, before: i64) -> Result<u64, DbError> {
+        let _turn = self.turn().await?;
         let client = self.client().await?;
         let hour = before.div_euclid(1000);
         let result = bounded(in_transaction(&client, async {

@@ -96,38 +96,37 @@ pub(super) const ADD_SQLITE: &str = concat!(
         last_seen = max(digest_pulls.last_seen, excluded.last_seen),",
     add_counts!()
 );
-/// Adds a whole batch (PostgreSQL), in one statement: `$1`..`$4` the digests with their first
-/// seen, last seen and pulls; `$5`..`$7` the (digest, client address, last seen) triples;
-/// `$8`..`$10` the (digest, tag, last seen) triples. A pair inserted by this statement
-/// (`xmax = 0`: no earlier version of its row) is a client the digest gains or a tag it adds;
-/// a pair a concurrent replica inserts first waits on the primary key, is updated instead and
-/// is not counted twice.
-pub(super) const ADD_POSTGRES: &str = concat!(
-    "WITH new_clients AS (
+/// The (digest, client address, last seen) triples of a batch (PostgreSQL): `$1`..`$3`; the
+/// answer is how many were new, per digest. A pair inserted by this statement (`xmax = 0`: no
+/// earlier version of its row) is a client the digest gains; a pair a concurrent replica
+/// inserts first waits on the primary key, is updated instead and is not counted twice. A
+/// batch's pairs, its tags and its sums are three statements in this order, each in digest
+/// order, so that replicas writing at once take their locks in one order.
+pub(super) const ADD_CLIENTS_POSTGRES: &str = "WITH pairs AS (
         INSERT INTO digest_clients (digest, client_addr, last_seen)
-        SELECT * FROM UNNEST($5::text[], $6::text[], $7::bigint[])
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
         ON CONFLICT (digest, client_addr) DO UPDATE SET last_seen = excluded.last_seen
             WHERE digest_clients.last_seen < excluded.last_seen
         RETURNING digest, xmax = 0 AS inserted
-     ), new_tags AS (
+     )
+     SELECT digest, count(*) FROM pairs WHERE inserted GROUP BY digest";
+/// The (digest, tag, last seen) triples, as [`ADD_CLIENTS_POSTGRES`]; the answer is each
+/// digest's new tags, comma-separated.
+pub(super) const ADD_TAGS_POSTGRES: &str = "WITH pairs AS (
         INSERT INTO digest_tags (digest, tag, last_seen)
-        SELECT * FROM UNNEST($8::text[], $9::text[], $10::bigint[])
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
         ON CONFLICT (digest, tag) DO UPDATE SET last_seen = excluded.last_seen
             WHERE digest_tags.last_seen < excluded.last_seen
         RETURNING digest, tag, xmax = 0 AS inserted
-     ), clients AS (
-        SELECT digest, count(*) AS n FROM new_clients WHERE inserted GROUP BY digest
-     ), tags AS (
-        SELECT digest, string_agg(tag, ',') AS tags FROM new_tags WHERE inserted
-        GROUP BY digest
      )
-     INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients, tags)
-     SELECT b.digest, b.first_seen, b.last_seen, b.pulls, coalesce(c.n, 0), coalesce(t.tags, '')
-     FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
-        AS b(digest, first_seen, last_seen, pulls)
-     LEFT JOIN clients c ON c.digest = b.digest
-     LEFT JOIN tags t ON t.digest = b.digest
-     ORDER BY b.digest
+     SELECT digest, string_agg(tag, ',') FROM pairs WHERE inserted GROUP BY digest";
+/// Adds a batch's sums (PostgreSQL): `$1`..`$6` the digests with their first seen, last seen,
+/// pulls, clients gained and new tags.
+pub(super) const ADD_POSTGRES: &str = concat!(
+    "INSERT INTO digest_pulls (digest, first_seen, last_seen, pulls, clients, tags)
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+        $6::text[])
+     ORDER BY 1
      ON CONFLICT (digest) DO UPDATE SET
         first_seen = LEAST(digest_pulls.first_seen, excluded.first_seen),
         last_seen = GREATEST(digest_pulls.last_seen, excluded.last_seen),",
@@ -137,16 +136,20 @@ pub(super) const ADD_POSTGRES: &str = concat!(
 /// A prune's statements after the backend created the temporary table
 /// `pruned_digests (digest, pulls, clients)`, each with `$1` the prune's bound (`?1` on SQLite
 /// names the same first parameter), in order: the digests it takes rows of, with those rows'
-/// pulls and the client pairs it takes; the rows and the pairs (none of whose rows is left);
-/// the digests with nothing left; then for the others the subtraction, their tags listed
-/// again, and their first seen found again. Rows are per UTC day, their first and last seen
-/// within it, so a digest's earliest first seen left is among the rows of the day of its
-/// earliest last seen left (an index range of the digest index).
-pub(super) const PRUNE: [&str; 8] = [
+/// pulls; the client pairs it takes (none of whose rows is left: a pair's last seen is its
+/// rows' latest), counted per digest; the rows and the pairs; the digests with nothing left;
+/// then for the others the subtraction, their tags listed again and their first seen found
+/// again. Rows are per UTC day, their first and last seen within it, so a digest's earliest
+/// first seen left is among the rows of the day of its earliest last seen left (an index range
+/// of the digest index). Each statement reads what it deletes, or the rows of the digests it
+/// subtracts from, through an index: its cost follows what the prune deletes.
+pub(super) const PRUNE: [&str; 7] = [
     "INSERT INTO pruned_digests (digest, pulls, clients)
         SELECT digest, sum(pulls), 0 FROM pulls WHERE last_seen < $1 GROUP BY digest",
-    "UPDATE pruned_digests SET clients = (SELECT count(*) FROM digest_clients c
-        WHERE c.digest = pruned_digests.digest AND c.last_seen < $1)",
+    "UPDATE pruned_digests SET clients = c.n
+     FROM (SELECT digest, count(*) AS n FROM digest_clients WHERE last_seen < $1
+        GROUP BY digest) c
+     WHERE c.digest = pruned_digests.digest",
     "DELETE FROM pulls WHERE last_seen < $1",
     "DELETE FROM digest_clients WHERE last_seen < $1",
     "DELETE FROM digest_tags WHERE last_seen < $1",
@@ -155,18 +158,20 @@ pub(super) const PRUNE: [&str; 8] = [
     "UPDATE digest_pulls SET pulls = digest_pulls.pulls - p.pulls,
         clients = digest_pulls.clients - p.clients,
         tags = coalesce((SELECT string_agg(t.tag, ',') FROM digest_tags t
-            WHERE t.digest = digest_pulls.digest), '')
+            WHERE t.digest = digest_pulls.digest), ''),
+        first_seen = coalesce((SELECT min(f.first_seen) FROM pulls f
+            WHERE f.digest = digest_pulls.digest AND f.last_seen >= $1
+                AND f.last_seen < (SELECT (min(n.last_seen) / 86400000 + 1) * 86400000
+                    FROM pulls n WHERE n.digest = digest_pulls.digest AND n.last_seen >= $1)),
+            digest_pulls.first_seen)
      FROM pruned_digests p WHERE p.digest = digest_pulls.digest AND digest_pulls.last_seen >= $1",
-    "UPDATE digest_pulls SET first_seen = coalesce((SELECT min(f.first_seen) FROM pulls f
-        WHERE f.digest = digest_pulls.digest AND f.last_seen >= $1
-            AND f.last_seen < (SELECT (min(n.last_seen) / 86400000 + 1) * 86400000 FROM pulls n
-                WHERE n.digest = digest_pulls.digest AND n.last_seen >= $1)),
-        digest_pulls.first_seen)
-     WHERE digest_pulls.digest IN (SELECT digest FROM pruned_digests)",
 ];
 
 /// Which of [`PRUNE`] deletes the pulls (its count is the prune's).
 pub(super) const PRUNE_PULLS: usize = 2;
+
+/// When the oldest pull left was last seen (`NULL`: none).
+pub(super) const OLDEST_PULL: &str = "SELECT min(last_seen) FROM pulls";
 
 /// [`super::Database::pulls_of`] over all pulls on SQLite: `?1` a JSON array of digests.
 pub(super) const READ_SQLITE: &str =

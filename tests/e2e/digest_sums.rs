@@ -107,6 +107,33 @@ async fn batches_and_a_prune(db: &Database) {
     assert!(both_ways(db, &['a', 'b']).await.is_empty());
 }
 
+/// Batches and prunes at once from one process (the ledger's flush and its hourly prune are
+/// separate tasks sharing the database's connections): the sums still equal the pulls.
+async fn batches_and_prunes_at_once(db: &Database) {
+    let hour = 3_600_000;
+    let work = (0..24i64).map(|i| async move {
+        let seen = 10 * hour + i * hour;
+        let batch = db.add_pulls(vec![
+            pull(
+                'd',
+                &format!("t{}", i % 3),
+                &format!("10.1.0.{}", i % 5),
+                0,
+                1,
+                seen,
+            ),
+            pull('e', "", &format!("10.2.0.{i}"), 0, 2, seen + 1),
+        ]);
+        let prune = db.prune(seen - 6 * hour);
+        let (added, pruned) = tokio::join!(batch, prune);
+        added.unwrap();
+        pruned.unwrap();
+    });
+    futures_util::future::join_all(work).await;
+    let sums = both_ways(db, &['d', 'e']).await;
+    assert_eq!(sums.len(), 2, "{sums:?}");
+}
+
 async fn on_postgresql(url: String) -> Database {
     Database::open(&DatabaseSettings::Postgres {
         url,
@@ -126,6 +153,7 @@ async fn the_sums_per_digest_follow_the_pulls_on_sqlite() {
     .await
     .unwrap();
     batches_and_a_prune(&db).await;
+    batches_and_prunes_at_once(&db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,6 +163,7 @@ async fn the_sums_per_digest_follow_the_pulls_on_postgresql() {
     };
     let db = on_postgresql(pg.database("digest_sums").await).await;
     batches_and_a_prune(&db).await;
+    batches_and_prunes_at_once(&db).await;
 }
 
 /// A PostgreSQL ledger written at schema 7, opened by this version: migration 8 sums it.

@@ -42,6 +42,7 @@ impl Postgres {
     }
 
     pub async fn put_verdicts(&self, rows: Vec<VerdictRow>) -> Result<(), DbError> {
+        let _turn = self.turn().await?;
         let client = self.client().await?;
         let result = bounded(in_transaction(&client, async {
             for r in &rows {

@@ -1,8 +1,10 @@
 //! The ledger's sums per digest on PostgreSQL ([`crate::db::rollup`]). Replicas add pulls at
-//! once, each batch in one statement; a prune subtracts what it deletes. A transaction-scoped
+//! once, each batch in three statements; a prune subtracts what it deletes. A transaction-scoped
 //! advisory lock keeps the two apart: adding takes it shared, pruning exclusive, each as its
 //! transaction's first statement, so a batch never adds to sums that a prune is computing from
 //! rows that batch has not committed yet.
+
+use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
@@ -36,25 +38,45 @@ pub(super) async fn add(client: &Client, sums: &Rollup) -> Result<(), tokio_post
         clients.extend(digest, &d.clients);
         tags.extend(digest, &d.tags);
     }
+    let gained: HashMap<String, i64> = news(client, q::ADD_CLIENTS_POSTGRES, &clients).await?;
+    let added: HashMap<String, String> = news(client, q::ADD_TAGS_POSTGRES, &tags).await?;
+    let gained: Vec<i64> = digests
+        .iter()
+        .map(|d| gained.get(*d).copied().unwrap_or(0))
+        .collect();
+    let added: Vec<&str> = digests
+        .iter()
+        .map(|d| added.get(*d).map_or("", String::as_str))
+        .collect();
     let [first, last, pulls] = &ints;
     client
         .execute(
             q::ADD_POSTGRES,
-            &[
-                &digests,
-                first,
-                last,
-                pulls,
-                &clients.digests,
-                &clients.values,
-                &clients.seen,
-                &tags.digests,
-                &tags.values,
-                &tags.seen,
-            ],
+            &[&digests, first, last, pulls, &gained, &added],
         )
         .await?;
     Ok(())
+}
+
+/// Records `pairs` by `sql` ([`q::ADD_CLIENTS_POSTGRES`], [`q::ADD_TAGS_POSTGRES`]): what was
+/// new, per digest. No pairs, no statement.
+async fn news<V>(
+    client: &Client,
+    sql: &str,
+    pairs: &Pairs<'_>,
+) -> Result<HashMap<String, V>, tokio_postgres::Error>
+where
+    V: for<'r> tokio_postgres::types::FromSql<'r>,
+{
+    if pairs.digests.is_empty() {
+        return Ok(HashMap::new());
+    }
+    client
+        .query(sql, &[&pairs.digests, &pairs.values, &pairs.seen])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// (digest, value, last seen) triples as three arrays.
@@ -99,6 +121,14 @@ pub(super) async fn prune(client: &Client, before: i64) -> Result<u64, tokio_pos
 }
 
 impl Postgres {
+    /// When the oldest pull left was last seen.
+    pub async fn oldest_pull(&self) -> Result<Option<i64>, DbError> {
+        let client = self.client().await?;
+        let result = bounded(client.query_one(q::OLDEST_PULL, &[])).await;
+        self.forget_if_failed(&client, result.is_err()).await;
+        Ok(result?.try_get(0)?)
+    }
+
     pub async fn digest_pulls(
         &self,
         digests: &[String],

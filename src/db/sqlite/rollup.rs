@@ -70,6 +70,16 @@ pub(super) fn prune(tx: &Transaction<'_>, before: i64) -> rusqlite::Result<usize
 }
 
 impl Sqlite {
+    /// When the oldest pull left was last seen.
+    pub async fn oldest_pull(&self) -> Result<Option<i64>, DbError> {
+        let conn = self.writer.clone();
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            Ok(conn.query_row(q::OLDEST_PULL, [], |r| r.get(0))?)
+        })
+        .await
+    }
+
     pub async fn digest_pulls(
         &self,
         digests: Vec<String>,
