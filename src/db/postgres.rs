@@ -88,10 +88,11 @@ impl Postgres {
     }
 
     /// This process's turn to run a transaction on the first connection ([`Postgres`]'s
-    /// `transactions`), waited for at most [`CALL_TIMEOUT`].
-    async fn turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, DbError> {
+    /// `transactions`), waited for at most [`CALL_TIMEOUT`]; [`in_transaction`] requires it.
+    async fn turn(&self) -> Result<Turn<'_>, DbError> {
         tokio::time::timeout(CALL_TIMEOUT, self.transactions.lock())
             .await
+            .map(|held| Turn { _held: held })
             .map_err(|_| DbError::Timeout(CALL_TIMEOUT))
     }
 
@@ -153,7 +154,7 @@ impl Postgres {
         hours: Vec<HourRow>,
         sums: super::rollup::Rollup,
     ) -> Result<(), DbError> {
-        let _turn = self.turn().await?;
+        let turn = self.turn().await?;
         let client = self.client().await?;
         // One statement for the whole batch: the rows as arrays, unnested.
         let mut cols: [Vec<&str>; 13] = Default::default();
@@ -204,7 +205,7 @@ impl Postgres {
         );
         let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12] = &cols;
         let [i0, i1, i2, i3] = &ints;
-        let result = bounded(in_transaction(&client, async {
+        let result = bounded(in_transaction(&turn, &client, async {
             rollup::share(&client).await?;
             client
                 .execute(
@@ -378,10 +379,10 @@ impl Postgres {
     }
 
     pub async fn prune(&self, before: i64) -> Result<u64, DbError> {
-        let _turn = self.turn().await?;
+        let turn = self.turn().await?;
         let client = self.client().await?;
         let hour = before.div_euclid(1000);
-        let result = bounded(in_transaction(&client, async {
+        let result = bounded(in_transaction(&turn, &client, async {
             let n = rollup::prune(&client, before).await?;
             client
                 .execute("DELETE FROM pull_hours WHERE hour < $1", &[&hour])
@@ -469,9 +470,18 @@ async fn migrate_locked(client: &Client) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Runs `body` between `BEGIN` and `COMMIT` on `client`; a failed body is rolled back and its
-/// error returned.
-async fn in_transaction<T, F>(client: &Client, body: F) -> Result<T, tokio_postgres::Error>
+/// A transaction's turn on the first connection ([`Postgres::turn`]), held until dropped.
+struct Turn<'a> {
+    _held: tokio::sync::MutexGuard<'a, ()>,
+}
+
+/// Runs `body` between `BEGIN` and `COMMIT` on `client`, during the caller's `turn`; a failed
+/// body is rolled back and its error returned.
+async fn in_transaction<T, F>(
+    _turn: &Turn<'_>,
+    client: &Client,
+    body: F,
+) -> Result<T, tokio_postgres::Error>
 where
     F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 {

@@ -42,9 +42,9 @@ impl Postgres {
     }
 
     pub async fn put_verdicts(&self, rows: Vec<VerdictRow>) -> Result<(), DbError> {
-        let _turn = self.turn().await?;
+        let turn = self.turn().await?;
         let client = self.client().await?;
-        let result = bounded(in_transaction(&client, async {
+        let result = bounded(in_transaction(&turn, &client, async {
             for r in &rows {
                 let verified = i64::from(r.verified);
                 client

@@ -7,10 +7,10 @@ use crate::db::DbError;
 
 impl Postgres {
     pub async fn put_advisories(&self, rows: Vec<AdvisoryRow>) -> Result<(), DbError> {
-        let _turn = self.turn().await?;
+        let turn = self.turn().await?;
         let client = self.client().await?;
         let now = crate::db::now_ms();
-        let result = bounded(in_transaction(&client, async {
+        let result = bounded(in_transaction(&turn, &client, async {
             for r in &rows {
                 client
                     .execute(
@@ -74,11 +74,11 @@ const INSERT_CHUNK: usize = 10_000;
 
 impl Postgres {
     pub async fn put_sbom(&self, s: SbomRow, packages: Vec<PackageRow>) -> Result<(), DbError> {
-        let _turn = self.turn().await?;
+        let turn = self.turn().await?;
         let client = self.client().await?;
         let now = crate::db::now_ms();
         let count = packages.len() as i64;
-        let result = bounded(in_transaction(&client, async {
+        let result = bounded(in_transaction(&turn, &client, async {
             client
                 .execute(
                     q::UPSERT_SBOM,

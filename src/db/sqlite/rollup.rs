@@ -1,6 +1,6 @@
 //! The ledger's sums per digest on SQLite ([`crate::db::rollup`]): kept by the writer's
-//! transaction that adds pulls, subtracted from by a prune, read by the inventory's answers over all
-//! pulls.
+//! transaction that adds pulls, subtracted from by a prune, read by the inventory's answers
+//! over all pulls.
 
 use rusqlite::{params, Transaction};
 
