@@ -5,6 +5,9 @@
 
 use super::{Database, DbError, Lane};
 
+mod holders;
+pub use holders::Holders;
+
 /// From how many digests [`Database::pulls_of`] reads two halves at once.
 const SPLIT_PULLS_AT: usize = 512;
 
@@ -113,13 +116,6 @@ pub struct PackageRow {
     pub distro: String,
 }
 
-/// A package found, with the SBOM (and image) it is in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackageHit {
-    pub sbom: SbomRow,
-    pub package: PackageRow,
-}
-
 /// A distinct package as stored, under its id: every SBOM that lists it refers to that id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPackage {
@@ -176,33 +172,51 @@ impl Database {
         &self,
         lookup: &PackageLookup,
     ) -> Result<Vec<StoredPackage>, DbError> {
-        self.find_packages_in(lookup, Lane::First).await
-    }
-
-    /// [`Database::find_packages`] on the reading connection of `lane`, for look-ups run two
-    /// at a time.
-    pub async fn find_packages_in(
-        &self,
-        lookup: &PackageLookup,
-        lane: Lane,
-    ) -> Result<Vec<StoredPackage>, DbError> {
         let (sql, params) = lookup_sql(lookup);
         match self {
-            Database::Sqlite(db) => db.find_packages(sql, params, lane).await,
-            Database::Postgres(db) => db.find_packages(&sql, &params, lane).await,
+            Database::Sqlite(db) => db.find_packages(sql, params, Lane::First).await,
+            Database::Postgres(db) => db.find_packages(&sql, &params, Lane::First).await,
         }
     }
 
-    /// The SBOMs that list each of the packages `ids`, as (package id, SBOM) pairs. Many ids
-    /// are read as two halves at once, as [`Database::pulls_of`] does.
-    pub async fn holders_of(&self, ids: Vec<i64>) -> Result<Vec<(i64, SbomRow)>, DbError> {
-        self.in_halves(ids, SPLIT_HOLDERS_AT, |ids, lane| async move {
+    /// What [`PackageLookup::Osv`] finds for each (ecosystem, OSV name) of `wanted`, in its
+    /// order, each list by package id: an advisory's packages in two reads at once, one on
+    /// each [`Lane`], each reading its half of `wanted` (one statement each on PostgreSQL
+    /// instead of a round trip per name).
+    pub async fn find_osv_packages(
+        &self,
+        mut wanted: Vec<(String, String)>,
+    ) -> Result<Vec<Vec<StoredPackage>>, DbError> {
+        let read = |wanted: Vec<(String, String)>, lane| async move {
+            if wanted.is_empty() {
+                return Ok(Vec::new());
+            }
+            match self {
+                Database::Sqlite(db) => db.find_osv_packages(wanted, lane).await,
+                Database::Postgres(db) => db.find_osv_packages(&wanted, lane).await,
+            }
+        };
+        let second = wanted.split_off(wanted.len() / 2);
+        let (mut found, second) =
+            tokio::try_join!(read(wanted, Lane::First), read(second, Lane::Second))?;
+        found.extend(second);
+        for packages in &mut found {
+            packages.sort_by_key(|p| p.id);
+        }
+        Ok(found)
+    }
+
+    /// The SBOMs that list any of the packages `ids`, each once, and which of them each lists.
+    /// Many ids are read as two halves at once, as [`Database::pulls_of`] does.
+    pub async fn holders_of(&self, ids: Vec<i64>) -> Result<Holders, DbError> {
+        let read = |ids: Vec<i64>, lane| async move {
             match self {
                 Database::Sqlite(db) => db.holders_of(ids, lane).await,
                 Database::Postgres(db) => db.holders_of(&ids, lane).await,
             }
-        })
-        .await
+        };
+        self.in_halves(ids, SPLIT_HOLDERS_AT, read, Holders::merge)
+            .await
     }
 
     /// The packages one digest's SBOM lists, by key and version.
@@ -260,35 +274,38 @@ impl Database {
         let within = &within;
         // Over all pulls, each digest's sums are one row (`super::rollup`).
         let all = within.is_all();
-        self.in_halves(digests, SPLIT_PULLS_AT, |digests, lane| async move {
+        let read = |digests: Vec<String>, lane| async move {
             match self {
                 Database::Sqlite(db) if all => db.digest_pulls(digests, lane).await,
                 Database::Postgres(db) if all => db.digest_pulls(&digests, lane).await,
                 Database::Sqlite(db) => db.pulls_of(digests, within.clone(), lane).await,
                 Database::Postgres(db) => db.pulls_of(&digests, within, lane).await,
             }
-        })
-        .await
+        };
+        self.in_halves(digests, SPLIT_PULLS_AT, read, Vec::extend)
+            .await
     }
 
     /// `read` of `keys`, sorted and without repeats: at once when fewer than `at`, else as two
-    /// halves at once, one on each [`Lane`], concatenated (a read whose answer is in key order
-    /// answers in key order). No keys, no read.
+    /// halves at once, one on each [`Lane`], the second's answer given to `merge` with the
+    /// first's (concatenated, answers in key order stay in key order). No keys, no read.
     async fn in_halves<K, R, F, Fut>(
         &self,
         mut keys: Vec<K>,
         at: usize,
         read: F,
-    ) -> Result<Vec<R>, DbError>
+        merge: fn(&mut R, R),
+    ) -> Result<R, DbError>
     where
         K: Ord,
+        R: Default,
         F: Fn(Vec<K>, Lane) -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<R>, DbError>>,
+        Fut: std::future::Future<Output = Result<R, DbError>>,
     {
         keys.sort();
         keys.dedup();
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(R::default());
         }
         if keys.len() < at {
             return read(keys, Lane::First).await;
@@ -296,7 +313,7 @@ impl Database {
         let second = keys.split_off(keys.len() / 2);
         let (mut first, second) =
             tokio::try_join!(read(keys, Lane::First), read(second, Lane::Second))?;
-        first.extend(second);
+        merge(&mut first, second);
         Ok(first)
     }
 }
@@ -444,6 +461,18 @@ pub(super) fn lookup_sql(lookup: &PackageLookup) -> (String, Vec<String>) {
         ),
     }
 }
+
+/// [`Database::find_osv_packages`] on PostgreSQL: `$1` the ecosystems and `$2` the OSV names,
+/// each pair's packages numbered by its place (from 1), found as [`lookup_sql`] finds them.
+pub(super) const FIND_OSV_POSTGRES: &str = "SELECT l.n, p.* FROM
+        unnest($1::text[], $2::text[]) WITH ORDINALITY AS l(ecosystem, name, n)
+     CROSS JOIN LATERAL (
+        SELECT id, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro
+            FROM packages WHERE ecosystem = l.ecosystem AND osv_name = l.name
+        UNION ALL
+        SELECT id, key, version, purl, keyed, ecosystem, name, osv_name, upstream, distro
+            FROM packages
+            WHERE ecosystem = l.ecosystem AND upstream = l.name AND osv_name <> l.name) p";
 
 /// [`Database::holders_of`] on SQLite: `?1` a JSON array of package ids.
 pub(super) const HOLDERS_OF_SQLITE: &str = "SELECT c.package, s.digest, s.image, s.status,

@@ -11,10 +11,8 @@ pub mod image;
 use super::osv::{self, Advisory, Verdict};
 use super::sbom::{self, Keyed, Package};
 use super::versions::{Range, Scheme};
-use crate::db::inventory::{
-    PackageHit, PackageLookup, PackageRow, PullsWithin, SbomRow, StoredPackage,
-};
-use crate::db::{Database, DbError, Lane};
+use crate::db::inventory::{PackageLookup, PackageRow, PullsWithin, SbomRow, StoredPackage};
+use crate::db::{Database, DbError};
 use crate::policy::Pattern;
 
 #[derive(Debug, thiserror::Error)]
@@ -159,8 +157,8 @@ pub async fn query(
             Some((p, judged))
         })
         .collect();
-    let (answer, found) = expand(db, Answer::default(), judged).await?;
-    finish(db, answer, found, scope).await
+    let (answer, matches) = expand(db, Answer::default(), judged).await?;
+    finish(db, answer, matches, scope).await
 }
 
 /// `inventory affected`: the stored packages the advisories affect, in `scope`.
@@ -178,38 +176,33 @@ pub async fn affected(
         }
         for (ecosystem, name) in a.packages() {
             if !ecosystem.is_empty() {
-                let ecosystem = ecosystem.to_owned();
-                lookups.push((a, PackageLookup::Osv { ecosystem, name }));
+                lookups.push((a, ecosystem.to_owned(), name));
             }
         }
     }
-    // Two look-ups at a time, each on its own connection; each distinct package is checked
-    // once, however many images list it.
+    // Each distinct package is checked once, however many images list it.
+    let wanted = lookups
+        .iter()
+        .map(|(_, e, n)| (e.clone(), n.clone()))
+        .collect();
     let mut judged = Vec::new();
-    for pair in lookups.chunks(2) {
-        let looked_up = pair
-            .iter()
-            .zip([Lane::First, Lane::Second])
-            .map(|((_, lookup), lane)| db.find_packages_in(lookup, lane));
-        let packages = futures_util::future::try_join_all(looked_up).await?;
-        for ((a, _), packages) in pair.iter().zip(packages) {
-            for p in packages {
-                let verdict = a.check_named(&package_of(&p.row), &p.row.osv_name);
-                let judgement = match verdict {
-                    Verdict::Affected { range, scheme } => Judged::Found {
-                        range: Some(range),
-                        advisory: Some(a.id.clone()),
-                        scheme,
-                    },
-                    Verdict::NotAffected => continue,
-                    Verdict::Unknown { reason } => Judged::Uncompared(reason),
-                };
-                judged.push((p, judgement));
-            }
+    for ((a, _, _), packages) in lookups.iter().zip(db.find_osv_packages(wanted).await?) {
+        for p in packages {
+            let verdict = a.check_named(&package_of(&p.row), &p.row.osv_name);
+            let judgement = match verdict {
+                Verdict::Affected { range, scheme } => Judged::Found {
+                    range: Some(range),
+                    advisory: Some(a.id.clone()),
+                    scheme,
+                },
+                Verdict::NotAffected => continue,
+                Verdict::Unknown { reason } => Judged::Uncompared(reason),
+            };
+            judged.push((p, judgement));
         }
     }
-    let (answer, found) = expand(db, answer, judged).await?;
-    finish(db, answer, found, scope).await
+    let (answer, matches) = expand(db, answer, judged).await?;
+    finish(db, answer, matches, scope).await
 }
 
 /// What an answer makes of one stored package.
@@ -224,72 +217,107 @@ enum Judged {
     Uncompared(String),
 }
 
+/// The matches of an answer before the ledger is joined: each distinct SBOM that lists a judged
+/// package once, and the pairs of the two, so that an answer naming thousands of digests
+/// neither copies an SBOM's or a package's text for every pair nor sorts them as text.
+struct Matches {
+    /// Distinct SBOMs (by digest), in (image, digest) order.
+    sboms: Vec<SbomRow>,
+    judged: Vec<(StoredPackage, Judged)>,
+    /// (SBOM, judged package) indices of the pairs found, in (image, digest, package key,
+    /// version) order, and in the judged packages' order between equals.
+    hits: Vec<(usize, usize)>,
+}
+
 /// Each judged package with every SBOM that lists it: the matches, by image, digest, package
 /// and version, and those that could not be compared added to `answer`'s unseen.
 async fn expand(
     db: &Database,
     mut answer: Answer,
     judged: Vec<(StoredPackage, Judged)>,
-) -> Result<(Answer, Vec<Found>), DbError> {
-    let mut holders: HashMap<i64, Vec<SbomRow>> = HashMap::new();
-    for (id, sbom) in db
+) -> Result<(Answer, Matches), DbError> {
+    let holders = db
         .holders_of(judged.iter().map(|(p, _)| p.id).collect())
-        .await?
-    {
-        holders.entry(id).or_default().push(sbom);
+        .await?;
+    let mut held_by: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (id, at) in holders.listings {
+        held_by.entry(id).or_default().push(at);
     }
-    let mut found = Vec::new();
-    for (p, judgement) in judged {
-        let Some(sboms) = holders.get(&p.id) else {
-            continue;
-        };
-        for sbom in sboms {
-            let hit = PackageHit {
-                sbom: sbom.clone(),
-                package: p.row.clone(),
-            };
-            match &judgement {
-                Judged::Found {
-                    range,
-                    advisory,
-                    scheme,
-                } => found.push((hit, range.clone(), advisory.clone(), *scheme)),
-                Judged::Uncompared(reason) => answer
-                    .unseen
-                    .uncompared
-                    .push(uncompared(&hit, reason.clone())),
+    let sboms = holders.sboms;
+    // SBOMs in (image, digest) order, and each one's place in it.
+    let mut order: Vec<usize> = (0..sboms.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (a, b) = (&sboms[a], &sboms[b]);
+        (&a.image, &a.digest).cmp(&(&b.image, &b.digest))
+    });
+    let mut place = vec![0; sboms.len()];
+    for (n, &at) in order.iter().enumerate() {
+        place[at] = n;
+    }
+    let mut sorted: Vec<Option<SbomRow>> = sboms.into_iter().map(Some).collect();
+    let sboms: Vec<SbomRow> = order.iter().filter_map(|&at| sorted[at].take()).collect();
+    // Judged packages in (key, version) order, equals in their own order.
+    let mut by_key: Vec<usize> = (0..judged.len()).collect();
+    by_key.sort_by(|&a, &b| {
+        let (a, b) = (&judged[a].0.row, &judged[b].0.row);
+        (&a.key, &a.version).cmp(&(&b.key, &b.version))
+    });
+    let mut rank = vec![0; judged.len()];
+    for (n, &j) in by_key.iter().enumerate() {
+        rank[j] = n;
+    }
+    let mut hits = Vec::new();
+    for (j, (p, judgement)) in judged.iter().enumerate() {
+        for &at in held_by.get(&p.id).into_iter().flatten() {
+            let s = place[at];
+            match judgement {
+                Judged::Found { .. } => hits.push((s, j)),
+                Judged::Uncompared(reason) => {
+                    answer
+                        .unseen
+                        .uncompared
+                        .push(uncompared(&sboms[s], &p.row, reason.clone()))
+                }
             }
         }
     }
-    fn order(h: &PackageHit) -> (&str, &str, &str, &str) {
-        (
-            h.sbom.image.as_str(),
-            h.sbom.digest.as_str(),
-            h.package.key.as_str(),
-            h.package.version.as_str(),
-        )
-    }
-    found.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)));
+    hits.sort_unstable_by_key(|&(s, j)| (s, rank[j]));
     answer
         .unseen
         .uncompared
         .sort_by(|a, b| (&a.image, &a.digest, &a.version).cmp(&(&b.image, &b.digest, &b.version)));
-    Ok((answer, found))
+    Ok((
+        answer,
+        Matches {
+            sboms,
+            judged,
+            hits,
+        },
+    ))
+}
+
+/// How a stored package is keyed (its `keyed` column).
+fn keyed_of(p: &PackageRow) -> Keyed {
+    if p.keyed == "name" {
+        Keyed::Name
+    } else {
+        Keyed::Purl
+    }
 }
 
 fn scheme_of(p: &PackageRow) -> Scheme {
-    if p.keyed == "name" {
+    if keyed_of(p) == Keyed::Name {
         Scheme::Generic
     } else {
         Scheme::of_purl_type(&p.ecosystem)
     }
 }
 
-fn uncompared(hit: &PackageHit, reason: String) -> Uncompared {
+fn uncompared(sbom: &SbomRow, package: &PackageRow, reason: String) -> Uncompared {
     Uncompared {
-        image: hit.sbom.image.clone(),
-        digest: hit.sbom.digest.clone(),
-        version: hit.package.version.clone(),
+        image: sbom.image.clone(),
+        digest: sbom.digest.clone(),
+        version: package.version.clone(),
         reason,
     }
 }
@@ -302,11 +330,7 @@ fn some(s: &str) -> Option<String> {
 pub fn package_of(p: &PackageRow) -> Package {
     Package {
         key: p.key.clone(),
-        keyed: if p.keyed == "name" {
-            Keyed::Name
-        } else {
-            Keyed::Purl
-        },
+        keyed: keyed_of(p),
         ecosystem: some(&p.ecosystem),
         name: p.name.clone(),
         version: some(&p.version),
@@ -338,8 +362,6 @@ pub fn rows_of(packages: &[Package]) -> Vec<PackageRow> {
         })
         .collect()
 }
-
-type Found = (PackageHit, Option<String>, Option<String>, Scheme);
 
 /// What the ledger says of one digest's pulls.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -384,15 +406,41 @@ pub async fn pulls_of(
 async fn finish(
     db: &Database,
     mut answer: Answer,
-    mut found: Vec<Found>,
+    matches: Matches,
     scope: &Scope,
 ) -> Result<Answer, QueryError> {
+    let Matches {
+        sboms,
+        judged,
+        mut hits,
+    } = matches;
     if let Some(image) = &scope.image {
-        found.retain(|f| image.is_match(&f.0.sbom.image));
+        let shown: Vec<bool> = sboms.iter().map(|s| image.is_match(&s.image)).collect();
+        hits.retain(|&(s, _)| shown[s]);
     }
-    let ledger = pulls_of(db, found.iter().map(|f| f.0.sbom.digest.clone()), scope).await?;
-    for (hit, range, advisory, scheme) in found {
-        let pulls = ledger.get(&hit.sbom.digest);
+    let mut listed = vec![false; sboms.len()];
+    for &(s, _) in &hits {
+        listed[s] = true;
+    }
+    let digests = sboms
+        .iter()
+        .zip(&listed)
+        .filter(|(_, listed)| **listed)
+        .map(|(s, _)| s.digest.clone());
+    // The SBOM counts do not depend on the pulls: read at the same time.
+    let (ledger, counts) = tokio::try_join!(pulls_of(db, digests, scope), db.sbom_counts())?;
+    answer.entries.reserve(hits.len());
+    for (s, j) in hits {
+        let (sbom, (p, judgement)) = (&sboms[s], &judged[j]);
+        let Judged::Found {
+            range,
+            advisory,
+            scheme,
+        } = judgement
+        else {
+            continue;
+        };
+        let pulls = ledger.get(&sbom.digest);
         if scope.narrows_pulls() && pulls.is_none() {
             continue;
         }
@@ -400,28 +448,28 @@ async fn finish(
             Some(p) => (p.tags.clone(), p.first, p.last, p.pulls, p.clients),
             None => (Vec::new(), None, None, 0, 0),
         };
-        let keyed = package_of(&hit.package).keyed;
+        let keyed = keyed_of(&p.row);
         answer.entries.push(Entry {
-            image: hit.sbom.image,
-            digest: hit.sbom.digest,
+            image: sbom.image.clone(),
+            digest: sbom.digest.clone(),
             tags,
-            package: hit.package.key,
-            purl: hit.package.purl,
-            version: hit.package.version,
-            range,
-            advisory,
+            package: p.row.key.clone(),
+            purl: p.row.purl.clone(),
+            version: p.row.version.clone(),
+            range: range.clone(),
+            advisory: advisory.clone(),
             exact: scheme.is_exact() && keyed == Keyed::Purl,
-            scheme,
+            scheme: *scheme,
             keyed,
             first_pulled: first,
             last_pulled: last,
             pulls: count,
             clients,
-            sbom_provenance: hit.sbom.provenance,
-            sbom_signer: hit.sbom.signer,
+            sbom_provenance: sbom.provenance.clone(),
+            sbom_signer: sbom.signer.clone(),
         });
     }
-    for (status, n) in db.sbom_counts().await? {
+    for (status, n) in counts {
         match status.as_str() {
             "none" => answer.unseen.no_sbom = n,
             "unparseable" => answer.unseen.unparseable_sbom = n,

@@ -312,8 +312,8 @@ async fn migration_7_moves_the_packages_on_postgresql() {
                 .holders_of(vec![id])
                 .await
                 .unwrap()
-                .into_iter()
-                .map(|(_, s)| s.digest)
+                .pairs()
+                .map(|(_, s)| s.digest.clone())
                 .collect();
             d.sort();
             d

@@ -148,19 +148,48 @@ impl Postgres {
             .collect()
     }
 
+    pub async fn find_osv_packages(
+        &self,
+        wanted: &[(String, String)],
+        lane: crate::db::Lane,
+    ) -> Result<Vec<Vec<StoredPackage>>, DbError> {
+        let (ecosystems, names): (Vec<&str>, Vec<&str>) =
+            wanted.iter().map(|(e, n)| (e.as_str(), n.as_str())).unzip();
+        let slot = self.slot(lane);
+        let client = self.client_in(slot).await?;
+        let result = bounded(client.query(q::FIND_OSV_POSTGRES, &[&ecosystems, &names])).await;
+        self.forget_in(slot, &client, result.is_err()).await;
+        let mut found: Vec<Vec<StoredPackage>> = vec![Vec::new(); wanted.len()];
+        for r in result? {
+            let n: i64 = r.try_get(0)?;
+            let package = StoredPackage {
+                id: r.try_get(1)?,
+                row: q::package_row(texts(&r, 2)?),
+            };
+            // Numbered from 1 by the statement, one of `wanted`'s places.
+            if let Some(list) = usize::try_from(n - 1).ok().and_then(|i| found.get_mut(i)) {
+                list.push(package);
+            }
+        }
+        Ok(found)
+    }
+
     pub async fn holders_of(
         &self,
         ids: &[i64],
         lane: crate::db::Lane,
-    ) -> Result<Vec<(i64, SbomRow)>, DbError> {
+    ) -> Result<q::Holders, DbError> {
         let slot = self.slot(lane);
         let client = self.client_in(slot).await?;
         let result = bounded(client.query(q::HOLDERS_OF_POSTGRES, &[&ids])).await;
         self.forget_in(slot, &client, result.is_err()).await;
-        result?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, q::sbom_row(texts(r, 1)?))))
-            .collect()
+        let mut holders = q::Holders::default();
+        for r in result? {
+            holders.add(r.try_get(0)?, r.try_get(1)?, || {
+                Ok::<_, DbError>(q::sbom_row(texts(&r, 1)?))
+            })?;
+        }
+        Ok(holders)
     }
 
     pub async fn packages_in(&self, digest: &str) -> Result<Vec<PackageRow>, DbError> {

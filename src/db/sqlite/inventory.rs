@@ -126,14 +126,26 @@ impl Sqlite {
         let conn = self.reader_in(lane);
         blocking(&self.path, move || {
             let conn = lock(&conn);
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok(StoredPackage {
-                    id: r.get(0)?,
-                    row: q::package_row(texts(r, 1)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(stored_packages(&conn, &sql, &args)?)
+        })
+        .await
+    }
+
+    pub async fn find_osv_packages(
+        &self,
+        wanted: Vec<(String, String)>,
+        lane: crate::db::Lane,
+    ) -> Result<Vec<Vec<StoredPackage>>, DbError> {
+        let conn = self.reader_in(lane);
+        blocking(&self.path, move || {
+            let conn = lock(&conn);
+            let mut found = Vec::with_capacity(wanted.len());
+            for (ecosystem, name) in wanted {
+                let lookup = q::PackageLookup::Osv { ecosystem, name };
+                let (sql, args) = q::lookup_sql(&lookup);
+                found.push(stored_packages(&conn, &sql, &args)?);
+            }
+            Ok(found)
         })
         .await
     }
@@ -142,16 +154,25 @@ impl Sqlite {
         &self,
         ids: Vec<i64>,
         lane: crate::db::Lane,
-    ) -> Result<Vec<(i64, SbomRow)>, DbError> {
+    ) -> Result<q::Holders, DbError> {
         let conn = self.reader_in(lane);
         let list = serde_json::Value::from(ids).to_string();
         blocking(&self.path, move || {
             let conn = lock(&conn);
             let mut stmt = conn.prepare_cached(q::HOLDERS_OF_SQLITE)?;
-            let rows = stmt.query_map(params![list], |r| {
-                Ok((r.get(0)?, q::sbom_row(texts(r, 1)?)))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut rows = stmt.query(params![list])?;
+            let mut holders = q::Holders::default();
+            while let Some(r) = rows.next()? {
+                let digest: &str = r.get_ref(1)?.as_str().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })?;
+                holders.add(r.get(0)?, digest, || texts(r, 1).map(q::sbom_row))?;
+            }
+            Ok(holders)
         })
         .await
     }
@@ -270,6 +291,22 @@ pub(super) fn register_fingerprint(conn: &rusqlite::Connection) -> rusqlite::Res
     )
 }
 
+/// The packages a look-up statement ([`q::lookup_sql`]) finds, with their ids.
+fn stored_packages(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[String],
+) -> rusqlite::Result<Vec<StoredPackage>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        Ok(StoredPackage {
+            id: r.get(0)?,
+            row: q::package_row(texts(r, 1)?),
+        })
+    })?;
+    rows.collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,10 +408,12 @@ mod tests {
                 ("2.17.1", "log4j-core")
             ]
         );
-        let mut holders = db
+        let holders = db
             .holders_of(vec![found[1].id], Lane::Second)
             .await
             .unwrap();
+        let mut holders: Vec<(i64, SbomRow)> =
+            holders.pairs().map(|(id, s)| (id, s.clone())).collect();
         holders.sort_by(|a, b| a.1.digest.cmp(&b.1.digest));
         assert_eq!(
             holders,
@@ -389,7 +428,7 @@ mod tests {
             .await
             .unwrap();
         let holders = db.holders_of(vec![found[1].id], Lane::First).await.unwrap();
-        assert_eq!(holders.len(), 3);
+        assert_eq!(holders.pairs().count(), 3);
         let conn = lock(&db.reader);
         let stored: i64 = conn
             .query_row("SELECT count(*) FROM packages", [], |r| r.get(0))
