@@ -180,9 +180,10 @@ impl Database {
     }
 
     /// What [`PackageLookup::Osv`] finds for each (ecosystem, OSV name) of `wanted`, in its
-    /// order, each list by package id: an advisory's packages in two reads at once, one on
-    /// each [`Lane`], each reading its half of `wanted` (one statement each on PostgreSQL
-    /// instead of a round trip per name).
+    /// order, each as [`lookup_sql`] would find it alone (by OSV name, then by source package):
+    /// the look-ups of an answer's advisories as two reads at once, one on each [`Lane`], each
+    /// of its half of `wanted` (one statement each on PostgreSQL instead of a round trip per
+    /// name); one look-up is one read.
     pub async fn find_osv_packages(
         &self,
         mut wanted: Vec<(String, String)>,
@@ -196,13 +197,10 @@ impl Database {
                 Database::Postgres(db) => db.find_osv_packages(&wanted, lane).await,
             }
         };
-        let second = wanted.split_off(wanted.len() / 2);
+        let second = wanted.split_off(wanted.len().div_ceil(2));
         let (mut found, second) =
             tokio::try_join!(read(wanted, Lane::First), read(second, Lane::Second))?;
         found.extend(second);
-        for packages in &mut found {
-            packages.sort_by_key(|p| p.id);
-        }
         Ok(found)
     }
 
@@ -288,7 +286,7 @@ impl Database {
 
     /// `read` of `keys`, sorted and without repeats: at once when fewer than `at`, else as two
     /// halves at once, one on each [`Lane`], the second's answer given to `merge` with the
-    /// first's (concatenated, answers in key order stay in key order). No keys, no read.
+    /// first's (answers in key order concatenated stay in key order). No keys, no read.
     async fn in_halves<K, R, F, Fut>(
         &self,
         mut keys: Vec<K>,

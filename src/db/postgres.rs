@@ -6,9 +6,9 @@
 //!
 //! One connection is kept (and a second, opened when first needed, for the second part of a
 //! read split in two: the newer half of the audit summary's window, half of an answer's
-//! digests, every other look-up of an advisory's); when one breaks (server restarted,
-//! network cut) the next call opens a new one, so recording resumes by itself once the server
-//! is back. The process's transactions take turns on the first connection (`turn`). Every
+//! digests and of its packages' holders, half of its advisories' look-ups); when one breaks
+//! (server restarted, network cut) the next call opens a new one, so recording resumes by
+//! itself once the server is back. The process's transactions take turns on the first connection (`turn`). Every
 //! call, connecting included, is bounded by [`CALL_TIMEOUT`] (bringing the schema up to date
 //! by [`super::MIGRATION_TIMEOUT`]).
 
