@@ -186,7 +186,7 @@ impl Database {
     /// name); one look-up is one read.
     pub async fn find_osv_packages(
         &self,
-        mut wanted: Vec<(String, String)>,
+        wanted: Vec<(String, String)>,
     ) -> Result<Vec<Vec<StoredPackage>>, DbError> {
         let read = |wanted: Vec<(String, String)>, lane| async move {
             if wanted.is_empty() {
@@ -197,11 +197,7 @@ impl Database {
                 Database::Postgres(db) => db.find_osv_packages(&wanted, lane).await,
             }
         };
-        let second = wanted.split_off(wanted.len().div_ceil(2));
-        let (mut found, second) =
-            tokio::try_join!(read(wanted, Lane::First), read(second, Lane::Second))?;
-        found.extend(second);
-        Ok(found)
+        in_two(wanted, read, Vec::extend).await
     }
 
     /// The SBOMs that list any of the packages `ids`, each once, and which of them each lists.
@@ -308,12 +304,23 @@ impl Database {
         if keys.len() < at {
             return read(keys, Lane::First).await;
         }
-        let second = keys.split_off(keys.len() / 2);
-        let (mut first, second) =
-            tokio::try_join!(read(keys, Lane::First), read(second, Lane::Second))?;
-        merge(&mut first, second);
-        Ok(first)
+        in_two(keys, read, merge).await
     }
+}
+
+/// `read` of the first half of `keys` (the larger, when their number is odd) on the first
+/// [`Lane`] and of the rest on the second, at once; the second's answer given to `merge` with
+/// the first's.
+async fn in_two<K, R, F, Fut>(mut keys: Vec<K>, read: F, merge: fn(&mut R, R)) -> Result<R, DbError>
+where
+    F: Fn(Vec<K>, Lane) -> Fut,
+    Fut: std::future::Future<Output = Result<R, DbError>>,
+{
+    let second = keys.split_off(keys.len().div_ceil(2));
+    let (mut first, second) =
+        tokio::try_join!(read(keys, Lane::First), read(second, Lane::Second))?;
+    merge(&mut first, second);
+    Ok(first)
 }
 
 /// Which pulls [`Database::pulls_of`] counts: last seen at or after `since` (ms; 0: all), under

@@ -8,9 +8,9 @@
 //! read split in two: the newer half of the audit summary's window, half of an answer's
 //! digests and of its packages' holders, half of its advisories' look-ups); when one breaks
 //! (server restarted, network cut) the next call opens a new one, so recording resumes by
-//! itself once the server is back. The process's transactions take turns on the first connection (`turn`). Every
-//! call, connecting included, is bounded by [`CALL_TIMEOUT`] (bringing the schema up to date
-//! by [`super::MIGRATION_TIMEOUT`]).
+//! itself once the server is back. The process's transactions take turns on the first
+//! connection (`turn`). Every call, connecting included, is bounded by [`CALL_TIMEOUT`]
+//! (bringing the schema up to date by [`super::MIGRATION_TIMEOUT`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

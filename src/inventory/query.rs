@@ -168,7 +168,8 @@ pub async fn affected(
     scope: &Scope,
 ) -> Result<Answer, QueryError> {
     let mut answer = Answer::default();
-    let mut lookups = Vec::new();
+    // Each (ecosystem, OSV name) to look up, and the advisory that names it.
+    let (mut askers, mut wanted) = (Vec::new(), Vec::new());
     for a in advisories {
         if a.withdrawn.is_some() {
             answer.withdrawn.push(a.id.clone());
@@ -176,17 +177,14 @@ pub async fn affected(
         }
         for (ecosystem, name) in a.packages() {
             if !ecosystem.is_empty() {
-                lookups.push((a, ecosystem.to_owned(), name));
+                askers.push(a);
+                wanted.push((ecosystem.to_owned(), name));
             }
         }
     }
     // Each distinct package is checked once, however many images list it.
-    let wanted = lookups
-        .iter()
-        .map(|(_, e, n)| (e.clone(), n.clone()))
-        .collect();
     let mut judged = Vec::new();
-    for ((a, _, _), packages) in lookups.iter().zip(db.find_osv_packages(wanted).await?) {
+    for (a, packages) in askers.into_iter().zip(db.find_osv_packages(wanted).await?) {
         for p in packages {
             let verdict = a.check_named(&package_of(&p.row), &p.row.osv_name);
             let judgement = match verdict {
@@ -221,7 +219,7 @@ enum Judged {
 /// package once, and the pairs of the two, so that an answer naming thousands of digests
 /// neither copies an SBOM's or a package's text for every pair nor sorts them as text.
 struct Matches {
-    /// Distinct SBOMs (by digest), in (image, digest) order.
+    /// Distinct SBOMs (by digest).
     sboms: Vec<SbomRow>,
     judged: Vec<(StoredPackage, Judged)>,
     /// (SBOM, judged package) indices of the pairs found, in (image, digest, package key,
@@ -244,7 +242,7 @@ async fn expand(
         held_by.entry(id).or_default().push(at);
     }
     let sboms = holders.sboms;
-    // SBOMs in (image, digest) order, and each one's place in it.
+    // Each SBOM's place in (image, digest) order.
     let mut order: Vec<usize> = (0..sboms.len()).collect();
     order.sort_unstable_by(|&a, &b| {
         let (a, b) = (&sboms[a], &sboms[b]);
@@ -254,8 +252,6 @@ async fn expand(
     for (n, &at) in order.iter().enumerate() {
         place[at] = n;
     }
-    let mut sorted: Vec<Option<SbomRow>> = sboms.into_iter().map(Some).collect();
-    let sboms: Vec<SbomRow> = order.iter().filter_map(|&at| sorted[at].take()).collect();
     // Judged packages in (key, version) order, equals in their own order.
     let mut by_key: Vec<usize> = (0..judged.len()).collect();
     by_key.sort_by(|&a, &b| {
@@ -269,19 +265,18 @@ async fn expand(
     let mut hits = Vec::new();
     for (j, (p, judgement)) in judged.iter().enumerate() {
         for &at in held_by.get(&p.id).into_iter().flatten() {
-            let s = place[at];
             match judgement {
-                Judged::Found { .. } => hits.push((s, j)),
+                Judged::Found { .. } => hits.push((at, j)),
                 Judged::Uncompared(reason) => {
                     answer
                         .unseen
                         .uncompared
-                        .push(uncompared(&sboms[s], &p.row, reason.clone()))
+                        .push(uncompared(&sboms[at], &p.row, reason.clone()))
                 }
             }
         }
     }
-    hits.sort_unstable_by_key(|&(s, j)| (s, rank[j]));
+    hits.sort_unstable_by_key(|&(at, j)| (place[at], rank[j]));
     answer
         .unseen
         .uncompared
